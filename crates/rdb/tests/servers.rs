@@ -232,3 +232,24 @@ fn redis_6_2_into_7_0() {
     let mut d = dst.client();
     assert_eq!((d.digest(), d.keyspace()), (digest, keyspace));
 }
+
+/// Regenerate `tests/fixtures/*.rdb` (small real RDBs used by the
+/// corruption tests and as fuzzing seeds):
+/// `cargo test -p dcs-rdb --test servers -- --ignored generate_fixtures`.
+#[test]
+#[ignore]
+fn generate_fixtures() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (kind, name) in [(Kind::Redis62, "redis-6.2.rdb"), (Kind::Redis70, "redis-7.0.rdb"), (Kind::Valkey91, "valkey-9.1.rdb")] {
+        let Some(bin) = server_binary(kind) else {
+            eprintln!("SKIP {kind:?}");
+            continue;
+        };
+        let src = Server::start(&bin, kind, &[]);
+        fill_mini(&mut src.client(), kind);
+        let rdb = src.save_rdb();
+        parse_all(&rdb);
+        std::fs::write(dir.join(name), rdb).unwrap();
+    }
+}

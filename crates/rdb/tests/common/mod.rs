@@ -711,3 +711,46 @@ pub fn fill_dataset(c: &mut Client, kind: Kind, big: bool) {
         ]);
     }
 }
+
+/// A few keys of every encoding the server writes: small enough that a test
+/// can parse every prefix of the resulting RDB.
+pub fn fill_mini(c: &mut Client, kind: Kind) {
+    c.ok(&["FLUSHALL"]);
+    c.ok(&["CONFIG", "SET", "rdbcompression", "yes"]);
+    c.ok(&["CONFIG", "SET", "list-compress-depth", "1"]);
+    if kind == Kind::Redis62 {
+        c.ok(&["CONFIG", "SET", "list-max-ziplist-size", "4"]);
+    } else {
+        c.ok(&["CONFIG", "SET", "list-max-listpack-size", "4"]);
+        c.ok(&["DEBUG", "QUICKLIST-PACKED-THRESHOLD", "100"]);
+    }
+    c.ok(&["SET", "s", "v"]);
+    c.ok(&["SET", "i", "-70000"]);
+    c.ok(&["SET", "z", &"lzf".repeat(30)]);
+    c.ok(&["PEXPIRE", "s", "100000000"]);
+    c.ok(&["RPUSH", "l", "1", "-2", "300", "70000", "a", "bb", "2147483648", "c", "d", "e", "f", "g"]);
+    c.ok(&["RPUSH", "lp", "x", &"p".repeat(150), "y"]);
+    c.ok(&["SADD", "si", "1", "2", "-3"]);
+    c.ok(&["SADD", "ss", "a", "b"]);
+    c.ok(&["ZADD", "zs", "1.5", "a", "-inf", "b", "3", "c"]);
+    c.ok(&["ZADD", "zb", "1", &"m".repeat(80)]);
+    c.ok(&["HSET", "h", "f", "v", "n", "12"]);
+    c.ok(&["HSET", "hb", "f", &"v".repeat(80)]);
+    c.ok(&["XADD", "x", "1-1", "a", "1"]);
+    c.ok(&["XADD", "x", "1-2", "a", "2", "b", "3"]);
+    c.ok(&["XADD", "x", "2-1", "a", "4"]);
+    c.ok(&["XGROUP", "CREATE", "x", "g", "0"]);
+    c.ok(&["XREADGROUP", "GROUP", "g", "c1", "COUNT", "2", "STREAMS", "x", ">"]);
+    c.ok(&["XGROUP", "CREATECONSUMER", "x", "g", "c2"]);
+    c.ok(&["XDEL", "x", "1-1"]);
+    c.ok(&["SELECT", "3"]);
+    c.ok(&["SET", "d3", "x"]);
+    c.ok(&["SELECT", "0"]);
+    if kind.has_functions() {
+        c.ok(&["FUNCTION", "LOAD", "#!lua name=m\nredis.register_function('f', function() return 1 end)"]);
+    }
+    if kind.has_hash_field_ttl() {
+        c.ok(&["HSET", "hf", "a", "1", "b", "2"]);
+        c.ok(&["HPEXPIREAT", "hf", "4102444800000", "FIELDS", "1", "a"]);
+    }
+}

@@ -1,0 +1,447 @@
+//! The metadata store: projects, credentials, instances, backup and restore
+//! records, and the job queue, on SQLite (default) or PostgreSQL.
+//!
+//! Both engines run the same SQL (numbered `$n` parameters work on both);
+//! where the dialects differ a query is chosen per engine. Every listing is
+//! answered with index probes only: an instance's records carry a dense
+//! sequence number `seq` with `created_at` strictly increasing along it, so
+//! the number of records in a time range and the page at any offset are
+//! computed from two `(instance_id, created_at)` probes and one
+//! `(instance_id, seq)` range, whatever the number of records.
+
+mod jobs;
+mod records;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::model::{
+    BackupPolicy, Connection, Instance, InstanceId, Millis, ProjectId, Secret, StoredPolicy,
+    Topology,
+};
+
+pub use jobs::{ClaimedJob, JobOutcome};
+pub use records::{NewBackup, NewRestore};
+
+/// Errors of the metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database url {0:?}: use sqlite://PATH or postgres://...")]
+    BadUrl(String),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("the instance already has a {0} job running")]
+    Busy(crate::model::JobKind),
+}
+
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// The two engines; queries are written once and run on either.
+#[derive(Clone, Debug)]
+pub(crate) enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same expression against whichever pool the catalog has.
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::catalog::Db::Sqlite($pool) => $body,
+            $crate::catalog::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_db;
+
+/// A credential: an access key bound to one project.
+#[derive(Clone, Debug)]
+pub struct Credential {
+    pub project_id: ProjectId,
+    pub ak: String,
+    pub sk: Secret,
+}
+
+/// Handle on the metadata store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    pub(crate) db: Db,
+}
+
+#[derive(sqlx::FromRow)]
+struct InstanceRow {
+    id: String,
+    project_id: String,
+    name: String,
+    description: String,
+    host: String,
+    port: i64,
+    username: Option<String>,
+    password: Option<String>,
+    tls: i64,
+    topology: String,
+    policy: Option<String>,
+    policy_id: Option<String>,
+    policy_created_at: Option<i64>,
+    policy_updated_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+const INSTANCE_COLUMNS: &str = "id, project_id, name, description, host, port, username, password, \
+     tls, topology, policy, policy_id, policy_created_at, policy_updated_at, created_at, updated_at";
+
+impl InstanceRow {
+    fn into_instance(self) -> Result<Instance> {
+        let topology: Topology = serde_json::from_str(&self.topology)
+            .map_err(|e| CatalogError::Corrupt(format!("instance {} topology: {e}", self.id)))?;
+        let policy = match (self.policy, self.policy_id) {
+            (Some(p), Some(id)) => {
+                let policy: BackupPolicy = serde_json::from_str(&p).map_err(|e| {
+                    CatalogError::Corrupt(format!("instance {} policy: {e}", self.id))
+                })?;
+                Some(StoredPolicy {
+                    id,
+                    policy,
+                    created_at: self.policy_created_at.unwrap_or(self.created_at),
+                    updated_at: self.policy_updated_at.unwrap_or(self.updated_at),
+                })
+            }
+            _ => None,
+        };
+        Ok(Instance {
+            id: InstanceId::from_stored(self.id),
+            project_id: ProjectId::parse(&self.project_id)
+                .ok_or_else(|| CatalogError::Corrupt("project id".into()))?,
+            name: self.name,
+            description: self.description,
+            connection: Connection {
+                host: self.host,
+                port: u16::try_from(self.port)
+                    .map_err(|_| CatalogError::Corrupt("instance port".into()))?,
+                username: self.username,
+                password: self.password.map(Secret::new),
+                tls: self.tls != 0,
+            },
+            topology,
+            policy,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+fn policy_json(p: &Option<StoredPolicy>) -> Result<Option<String>> {
+    p.as_ref()
+        .map(|p| serde_json::to_string(&p.policy))
+        .transpose()
+        .map_err(|e| CatalogError::Corrupt(e.to_string()))
+}
+
+impl Catalog {
+    /// Opens the store at `url` and brings its schema up to date.
+    #[tracing::instrument(skip_all, fields(engine))]
+    pub async fn connect(url: &str) -> Result<Self> {
+        let db = if url.starts_with("sqlite:") {
+            tracing::Span::current().record("engine", "sqlite");
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .min_connections(1)
+                .connect_with(opts)
+                .await?;
+            sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+            Db::Sqlite(pool)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            tracing::Span::current().record("engine", "postgres");
+            let opts = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            sqlx::migrate!("migrations/postgres").run(&pool).await?;
+            Db::Postgres(pool)
+        } else {
+            return Err(CatalogError::BadUrl(url.to_owned()));
+        };
+        Ok(Self { db })
+    }
+
+    pub fn engine(&self) -> &'static str {
+        match self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        on_db!(&self.db, pool => pool.close().await)
+    }
+
+    /// Answers once the store can take a query.
+    pub async fn ping(&self) -> Result<()> {
+        on_db!(&self.db, pool => sqlx::query("SELECT 1").execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    // ---- projects, credentials, settings ----------------------------------
+
+    pub async fn credential_count(&self) -> Result<i64> {
+        let n: i64 = on_db!(&self.db, pool =>
+            sqlx::query_scalar("SELECT COUNT(*) FROM credentials").fetch_one(pool).await)?;
+        Ok(n)
+    }
+
+    /// Creates the project if it is new, then a fresh credential for it.
+    pub async fn create_credential(&self, project_id: &ProjectId) -> Result<Credential> {
+        let now = crate::model::now_millis();
+        let ak = random_token(20, ALNUM_UPPER);
+        let sk = random_token(40, ALNUM);
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+                .bind(project_id.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO credentials (ak, sk, project_id, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(&ak)
+                .bind(&sk)
+                .bind(project_id.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(Credential {
+            project_id: project_id.clone(),
+            ak,
+            sk: Secret::new(sk),
+        })
+    }
+
+    /// Looks up an access key.
+    #[tracing::instrument(skip(self))]
+    pub async fn credential(&self, ak: &str) -> Result<Option<Credential>> {
+        let row: Option<(String, String)> = on_db!(&self.db, pool =>
+            sqlx::query_as("SELECT sk, project_id FROM credentials WHERE ak = $1")
+                .bind(ak)
+                .fetch_optional(pool)
+                .await)?;
+        Ok(row.and_then(|(sk, project)| {
+            Some(Credential {
+                project_id: ProjectId::parse(&project)?,
+                ak: ak.to_owned(),
+                sk: Secret::new(sk),
+            })
+        }))
+    }
+
+    /// Returns the shared setting `key`, storing `init()` first if it is unset.
+    /// Every replica sees the value the first one stored.
+    pub async fn setting_or_init(
+        &self,
+        key: &str,
+        init: impl FnOnce() -> String,
+    ) -> Result<String> {
+        let candidate = init();
+        let value: String = on_db!(&self.db, pool => {
+            sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                .bind(key)
+                .bind(&candidate)
+                .execute(pool)
+                .await?;
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1").bind(key).fetch_one(pool).await
+        })?;
+        Ok(value)
+    }
+
+    // ---- instances ---------------------------------------------------------
+
+    #[tracing::instrument(skip_all, fields(instance = %inst.id))]
+    pub async fn insert_instance(&self, inst: &Instance) -> Result<()> {
+        let topology = serde_json::to_string(&inst.topology)
+            .map_err(|e| CatalogError::Corrupt(e.to_string()))?;
+        let policy = policy_json(&inst.policy)?;
+        let sql = format!(
+            "INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        );
+        on_db!(&self.db, pool => sqlx::query(&sql)
+            .bind(inst.id.as_str())
+            .bind(inst.project_id.as_str())
+            .bind(&inst.name)
+            .bind(&inst.description)
+            .bind(&inst.connection.host)
+            .bind(i64::from(inst.connection.port))
+            .bind(inst.connection.username.as_deref())
+            .bind(inst.connection.password.as_ref().map(|p| p.expose().to_owned()))
+            .bind(i64::from(inst.connection.tls))
+            .bind(&topology)
+            .bind(policy)
+            .bind(inst.policy.as_ref().map(|p| p.id.clone()))
+            .bind(inst.policy.as_ref().map(|p| p.created_at))
+            .bind(inst.policy.as_ref().map(|p| p.updated_at))
+            .bind(inst.created_at)
+            .bind(inst.updated_at)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Writes every mutable field of an existing instance.
+    #[tracing::instrument(skip_all, fields(instance = %inst.id))]
+    pub async fn update_instance(&self, inst: &Instance) -> Result<bool> {
+        let topology = serde_json::to_string(&inst.topology)
+            .map_err(|e| CatalogError::Corrupt(e.to_string()))?;
+        let policy = policy_json(&inst.policy)?;
+        let done = on_db!(&self.db, pool => sqlx::query(
+            "UPDATE instances SET name = $3, description = $4, host = $5, port = $6, username = $7, \
+             password = $8, tls = $9, topology = $10, policy = $11, policy_id = $12, \
+             policy_created_at = $13, policy_updated_at = $14, updated_at = $15 \
+             WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL")
+            .bind(inst.id.as_str())
+            .bind(inst.project_id.as_str())
+            .bind(&inst.name)
+            .bind(&inst.description)
+            .bind(&inst.connection.host)
+            .bind(i64::from(inst.connection.port))
+            .bind(inst.connection.username.as_deref())
+            .bind(inst.connection.password.as_ref().map(|p| p.expose().to_owned()))
+            .bind(i64::from(inst.connection.tls))
+            .bind(&topology)
+            .bind(policy)
+            .bind(inst.policy.as_ref().map(|p| p.id.clone()))
+            .bind(inst.policy.as_ref().map(|p| p.created_at))
+            .bind(inst.policy.as_ref().map(|p| p.updated_at))
+            .bind(inst.updated_at)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+
+    /// The instance if it exists, belongs to the project and is not deleted.
+    #[tracing::instrument(skip(self))]
+    pub async fn instance(&self, project: &ProjectId, id: &InstanceId) -> Result<Option<Instance>> {
+        let sql = format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL"
+        );
+        let row: Option<InstanceRow> = on_db!(&self.db, pool =>
+            sqlx::query_as(&sql).bind(id.as_str()).bind(project.as_str()).fetch_optional(pool).await)?;
+        row.map(InstanceRow::into_instance).transpose()
+    }
+
+    /// Any instance by id, deleted or not, whatever its project: for jobs.
+    pub async fn instance_any(&self, id: &InstanceId) -> Result<Option<Instance>> {
+        let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = $1");
+        let row: Option<InstanceRow> = on_db!(&self.db, pool => sqlx::query_as(&sql).bind(id.as_str()).fetch_optional(pool).await)?;
+        row.map(InstanceRow::into_instance).transpose()
+    }
+
+    /// A project's live instances, newest first, optionally filtered by exact
+    /// name or by name substring.
+    pub async fn list_instances(
+        &self,
+        project: &ProjectId,
+        name_like: Option<&str>,
+        name_equal: bool,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<Instance>, u64)> {
+        // `$2` is always bound: the empty pattern switches the filter off.
+        let (filter, pattern) = match name_like {
+            None => (" AND $2 = ''", String::new()),
+            Some(n) if name_equal => (" AND name = $2", n.to_owned()),
+            Some(n) => (
+                " AND name LIKE $2 ESCAPE '\\'",
+                format!("%{}%", escape_like(n)),
+            ),
+        };
+        let count_sql = format!(
+            "SELECT COUNT(*) FROM instances WHERE project_id = $1 AND deleted_at IS NULL{filter}"
+        );
+        let page_sql = format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE project_id = $1 AND deleted_at IS NULL{filter} \
+             ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let (total, rows): (i64, Vec<InstanceRow>) = on_db!(&self.db, pool => {
+            let total = sqlx::query_scalar(&count_sql)
+                .bind(project.as_str())
+                .bind(&pattern)
+                .fetch_one(pool)
+                .await?;
+            let rows = sqlx::query_as(&page_sql)
+                .bind(project.as_str())
+                .bind(&pattern)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await?;
+            (total, rows)
+        });
+        let items = rows
+            .into_iter()
+            .map(InstanceRow::into_instance)
+            .collect::<Result<_>>()?;
+        Ok((items, total.max(0) as u64))
+    }
+
+    /// Marks the instance deleted. Its records and backup files stay.
+    pub async fn delete_instance(
+        &self,
+        project: &ProjectId,
+        id: &InstanceId,
+        now: Millis,
+    ) -> Result<bool> {
+        let done = on_db!(&self.db, pool => sqlx::query(
+            "UPDATE instances SET deleted_at = $3, updated_at = $3 WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL")
+            .bind(id.as_str())
+            .bind(project.as_str())
+            .bind(now)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+}
+
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+const ALNUM_UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+/// A random token drawn from the OS's CSPRNG.
+pub fn random_token(len: usize, alphabet: &[u8]) -> String {
+    use rand::Rng;
+    let mut rng = rand::rngs::OsRng;
+    (0..len)
+        .map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char)
+        .collect()
+}
+
+/// True when the error is a unique-constraint violation.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}

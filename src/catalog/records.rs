@@ -1,0 +1,433 @@
+//! Backup and restore records: inserting them in `seq` order and listing
+//! them with index probes only.
+
+use std::sync::LazyLock;
+
+use super::{is_unique_violation, on_db, Catalog, CatalogError, Db, Result};
+use crate::model::{
+    compact_utc, BackupFormat, BackupId, BackupRecord, BackupStatus, BackupType, InstanceId,
+    JobError, ListQuery, Millis, Page, ProjectId, RestoreId, RestoreRecord, RestoreStatus,
+};
+
+/// What a caller decides about a new backup record; the catalog assigns the
+/// rest (sequence, final `created_at`, name).
+#[derive(Clone, Debug)]
+pub struct NewBackup {
+    pub id: BackupId,
+    pub instance_id: InstanceId,
+    pub project_id: ProjectId,
+    pub backup_type: BackupType,
+    pub format: BackupFormat,
+    pub status: BackupStatus,
+    pub period: Option<String>,
+    pub remark: String,
+    /// Wished creation time; moved forward by up to a few milliseconds if an
+    /// older record of the instance already has this time or a later one.
+    pub created_at: Millis,
+    pub error: Option<JobError>,
+}
+
+/// What a caller decides about a new restore record.
+#[derive(Clone, Debug)]
+pub struct NewRestore {
+    pub id: RestoreId,
+    pub instance_id: InstanceId,
+    pub project_id: ProjectId,
+    pub backup_id: BackupId,
+    pub backup_name: String,
+    pub backup_remark: String,
+    pub source_instance_id: InstanceId,
+    pub source_instance_name: String,
+    pub remark: String,
+    pub status: RestoreStatus,
+    pub created_at: Millis,
+}
+
+#[derive(sqlx::FromRow)]
+struct BackupRow {
+    id: String,
+    instance_id: String,
+    project_id: String,
+    name: String,
+    backup_type: String,
+    format: String,
+    status: String,
+    progress: i64,
+    size: i64,
+    period: Option<String>,
+    remark: String,
+    created_at: i64,
+    execution_at: Option<i64>,
+    updated_at: i64,
+    error_code: Option<String>,
+}
+
+pub(crate) const BACKUP_COLUMNS: &str = "id, instance_id, project_id, name, backup_type, format, \
+     status, progress, size, period, remark, created_at, execution_at, updated_at, error_code";
+
+impl TryFrom<BackupRow> for BackupRecord {
+    type Error = CatalogError;
+
+    fn try_from(r: BackupRow) -> Result<Self> {
+        let bad = |what: &str| CatalogError::Corrupt(format!("backup {}: {what}", r.id));
+        Ok(BackupRecord {
+            backup_type: BackupType::parse(&r.backup_type).ok_or_else(|| bad("type"))?,
+            format: BackupFormat::parse(&r.format).ok_or_else(|| bad("format"))?,
+            status: BackupStatus::parse(&r.status).ok_or_else(|| bad("status"))?,
+            project_id: ProjectId::parse(&r.project_id).ok_or_else(|| bad("project"))?,
+            error: r.error_code.as_deref().and_then(JobError::parse),
+            id: BackupId::from_stored(r.id),
+            instance_id: InstanceId::from_stored(r.instance_id),
+            name: r.name,
+            progress: r.progress,
+            size: r.size,
+            period: r.period,
+            remark: r.remark,
+            created_at: r.created_at,
+            execution_at: r.execution_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RestoreRow {
+    id: String,
+    instance_id: String,
+    project_id: String,
+    backup_id: String,
+    backup_name: String,
+    backup_remark: String,
+    source_instance_id: String,
+    source_instance_name: String,
+    name: String,
+    remark: String,
+    status: String,
+    progress: i64,
+    created_at: i64,
+    updated_at: i64,
+    error_code: Option<String>,
+}
+
+pub(crate) const RESTORE_COLUMNS: &str = "id, instance_id, project_id, backup_id, backup_name, \
+     backup_remark, source_instance_id, source_instance_name, name, remark, status, progress, \
+     created_at, updated_at, error_code";
+
+impl TryFrom<RestoreRow> for RestoreRecord {
+    type Error = CatalogError;
+
+    fn try_from(r: RestoreRow) -> Result<Self> {
+        let bad = |what: &str| CatalogError::Corrupt(format!("restore {}: {what}", r.id));
+        Ok(RestoreRecord {
+            status: RestoreStatus::parse(&r.status).ok_or_else(|| bad("status"))?,
+            project_id: ProjectId::parse(&r.project_id).ok_or_else(|| bad("project"))?,
+            error: r.error_code.as_deref().and_then(JobError::parse),
+            id: RestoreId::from_stored(r.id),
+            instance_id: InstanceId::from_stored(r.instance_id),
+            backup_id: BackupId::from_stored(r.backup_id),
+            backup_name: r.backup_name,
+            backup_remark: r.backup_remark,
+            source_instance_id: InstanceId::from_stored(r.source_instance_id),
+            source_instance_name: r.source_instance_name,
+            name: r.name,
+            remark: r.remark,
+            progress: r.progress,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// SQL that differs between the engines, per record table.
+struct TableSql {
+    insert_backup: &'static str,
+    insert_restore: &'static str,
+}
+
+// The new row takes the next `seq` of its instance and a `created_at` no
+// earlier than one millisecond after the instance's newest record, in one
+// statement, so the (seq, created_at) order invariant holds under
+// concurrency: two racing inserts collide on the (instance_id, seq) unique
+// index and the loser retries.
+const SQLITE: TableSql = TableSql {
+    insert_backup: "INSERT INTO backups (id, instance_id, project_id, seq, name, backup_type, format, \
+        status, progress, size, period, remark, created_at, execution_at, updated_at, error_code) \
+        SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, '', $4, $5, $6, 0, 0, $7, $8, \
+        MAX($9, COALESCE(MAX(created_at) + 1, $9)), NULL, MAX($9, COALESCE(MAX(created_at) + 1, $9)), $10 \
+        FROM backups WHERE instance_id = $2 RETURNING seq, created_at",
+    insert_restore: "INSERT INTO restores (id, instance_id, project_id, seq, backup_id, backup_name, \
+        backup_remark, source_instance_id, source_instance_name, name, remark, status, progress, \
+        created_at, updated_at) \
+        SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6, $7, $8, '', $9, $10, 0, \
+        MAX($11, COALESCE(MAX(created_at) + 1, $11)), MAX($11, COALESCE(MAX(created_at) + 1, $11)) \
+        FROM restores WHERE instance_id = $2 RETURNING seq, created_at",
+};
+
+const POSTGRES: TableSql = TableSql {
+    insert_backup: "INSERT INTO backups (id, instance_id, project_id, seq, name, backup_type, format, \
+        status, progress, size, period, remark, created_at, execution_at, updated_at, error_code) \
+        SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, '', $4, $5, $6, 0, 0, $7, $8, \
+        GREATEST($9, COALESCE(MAX(created_at) + 1, $9)), NULL, GREATEST($9, COALESCE(MAX(created_at) + 1, $9)), $10 \
+        FROM backups WHERE instance_id = $2 RETURNING seq, created_at",
+    insert_restore: "INSERT INTO restores (id, instance_id, project_id, seq, backup_id, backup_name, \
+        backup_remark, source_instance_id, source_instance_name, name, remark, status, progress, \
+        created_at, updated_at) \
+        SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6, $7, $8, '', $9, $10, 0, \
+        GREATEST($11, COALESCE(MAX(created_at) + 1, $11)), GREATEST($11, COALESCE(MAX(created_at) + 1, $11)) \
+        FROM restores WHERE instance_id = $2 RETURNING seq, created_at",
+};
+
+const INSERT_RETRIES: usize = 8;
+
+/// The seq range `[lo, hi]` of the records of `instance_id` in `table`
+/// whose `created_at` lies within the query's bounds.
+macro_rules! bounds_sql {
+    ($table:literal) => {
+        concat!(
+            "SELECT (SELECT seq FROM ",
+            $table,
+            " WHERE instance_id = $1 AND created_at >= $2 ",
+            "ORDER BY created_at ASC LIMIT 1), ",
+            "(SELECT seq FROM ",
+            $table,
+            " WHERE instance_id = $1 AND created_at <= $3 ",
+            "ORDER BY created_at DESC LIMIT 1)"
+        )
+    };
+}
+
+/// Which seq numbers the page holds, newest first, and how many match.
+fn page_window(lo: Option<i64>, hi: Option<i64>, q: &ListQuery) -> (u64, Option<(i64, i64)>) {
+    let (Some(lo), Some(hi)) = (lo, hi) else {
+        return (0, None);
+    };
+    if hi < lo {
+        return (0, None);
+    }
+    let total = (hi - lo + 1) as u64;
+    if q.offset >= total || q.limit == 0 {
+        return (total, None);
+    }
+    // offset < total <= i64::MAX, so these fit.
+    let top = hi - q.offset as i64;
+    let bottom = top
+        .saturating_sub(q.limit.min(i64::MAX as u64) as i64 - 1)
+        .max(lo);
+    (total, Some((bottom, top)))
+}
+
+impl Catalog {
+    fn sql(&self) -> &'static TableSql {
+        match self.db {
+            Db::Sqlite(_) => &SQLITE,
+            Db::Postgres(_) => &POSTGRES,
+        }
+    }
+
+    /// Inserts a backup record and returns it as stored.
+    #[tracing::instrument(skip_all, fields(backup = %b.id, instance = %b.instance_id))]
+    pub async fn insert_backup(&self, b: &NewBackup) -> Result<BackupRecord> {
+        let sql = self.sql().insert_backup;
+        for _ in 0..INSERT_RETRIES {
+            let res: std::result::Result<(i64, i64), sqlx::Error> = on_db!(&self.db, pool => {
+                sqlx::query_as(sql)
+                    .bind(b.id.as_str())
+                    .bind(b.instance_id.as_str())
+                    .bind(b.project_id.as_str())
+                    .bind(b.backup_type.as_str())
+                    .bind(b.format.as_str())
+                    .bind(b.status.as_str())
+                    .bind(b.period.as_deref())
+                    .bind(&b.remark)
+                    .bind(b.created_at)
+                    .bind(b.error.map(JobError::code))
+                    .fetch_one(pool)
+                    .await
+            });
+            match res {
+                Ok((_seq, created_at)) => {
+                    let name = format!("backup_{}", compact_utc(created_at));
+                    on_db!(&self.db, pool => sqlx::query("UPDATE backups SET name = $2 WHERE id = $1")
+                        .bind(b.id.as_str())
+                        .bind(&name)
+                        .execute(pool).await.map(|r| r.rows_affected()))?;
+                    return self
+                        .backup(&b.id)
+                        .await?
+                        .ok_or_else(|| CatalogError::Corrupt("inserted backup vanished".into()));
+                }
+                Err(e) if is_unique_violation(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CatalogError::Corrupt(
+            "could not allocate a record sequence number".into(),
+        ))
+    }
+
+    /// Inserts a restore record and returns it as stored.
+    #[tracing::instrument(skip_all, fields(restore = %r.id, instance = %r.instance_id))]
+    pub async fn insert_restore(&self, r: &NewRestore) -> Result<RestoreRecord> {
+        let sql = self.sql().insert_restore;
+        for _ in 0..INSERT_RETRIES {
+            let res: std::result::Result<(i64, i64), sqlx::Error> = on_db!(&self.db, pool => {
+                sqlx::query_as(sql)
+                    .bind(r.id.as_str())
+                    .bind(r.instance_id.as_str())
+                    .bind(r.project_id.as_str())
+                    .bind(r.backup_id.as_str())
+                    .bind(&r.backup_name)
+                    .bind(&r.backup_remark)
+                    .bind(r.source_instance_id.as_str())
+                    .bind(&r.source_instance_name)
+                    .bind(&r.remark)
+                    .bind(r.status.as_str())
+                    .bind(r.created_at)
+                    .fetch_one(pool)
+                    .await
+            });
+            match res {
+                Ok((_seq, created_at)) => {
+                    let name = format!("restore_{}", compact_utc(created_at));
+                    on_db!(&self.db, pool => sqlx::query("UPDATE restores SET name = $2 WHERE id = $1")
+                        .bind(r.id.as_str())
+                        .bind(&name)
+                        .execute(pool).await.map(|r| r.rows_affected()))?;
+                    return self
+                        .restore(&r.id)
+                        .await?
+                        .ok_or_else(|| CatalogError::Corrupt("inserted restore vanished".into()));
+                }
+                Err(e) if is_unique_violation(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CatalogError::Corrupt(
+            "could not allocate a record sequence number".into(),
+        ))
+    }
+
+    pub async fn backup(&self, id: &BackupId) -> Result<Option<BackupRecord>> {
+        let row: Option<BackupRow> = on_db!(&self.db, pool => sqlx::query_as(BACKUP_BY_ID.as_str()).bind(id.as_str()).fetch_optional(pool).await)?;
+        row.map(BackupRecord::try_from).transpose()
+    }
+
+    pub async fn restore(&self, id: &RestoreId) -> Result<Option<RestoreRecord>> {
+        let row: Option<RestoreRow> = on_db!(&self.db, pool => sqlx::query_as(RESTORE_BY_ID.as_str()).bind(id.as_str()).fetch_optional(pool).await)?;
+        row.map(RestoreRecord::try_from).transpose()
+    }
+
+    /// One page of an instance's backup records, newest first.
+    #[tracing::instrument(skip(self))]
+    pub async fn list_backups(
+        &self,
+        instance: &InstanceId,
+        q: &ListQuery,
+    ) -> Result<Page<BackupRecord>> {
+        let (lo, hi): (Option<i64>, Option<i64>) = on_db!(&self.db, pool =>
+            sqlx::query_as(bounds_sql!("backups"))
+                .bind(instance.as_str())
+                .bind(q.begin.unwrap_or(i64::MIN))
+                .bind(q.end.unwrap_or(i64::MAX))
+                .fetch_one(pool)
+                .await)?;
+        let (total, window) = page_window(lo, hi, q);
+        let Some((bottom, top)) = window else {
+            return Ok(Page {
+                items: vec![],
+                total,
+            });
+        };
+        let rows: Vec<BackupRow> = on_db!(&self.db, pool =>
+            sqlx::query_as(BACKUP_PAGE.as_str())
+                .bind(instance.as_str())
+                .bind(bottom)
+                .bind(top)
+                .fetch_all(pool)
+                .await)?;
+        let items = rows
+            .into_iter()
+            .map(BackupRecord::try_from)
+            .collect::<Result<_>>()?;
+        Ok(Page { items, total })
+    }
+
+    /// One page of an instance's restore records, newest first.
+    #[tracing::instrument(skip(self))]
+    pub async fn list_restores(
+        &self,
+        instance: &InstanceId,
+        q: &ListQuery,
+    ) -> Result<Page<RestoreRecord>> {
+        let (lo, hi): (Option<i64>, Option<i64>) = on_db!(&self.db, pool =>
+            sqlx::query_as(bounds_sql!("restores"))
+                .bind(instance.as_str())
+                .bind(q.begin.unwrap_or(i64::MIN))
+                .bind(q.end.unwrap_or(i64::MAX))
+                .fetch_one(pool)
+                .await)?;
+        let (total, window) = page_window(lo, hi, q);
+        let Some((bottom, top)) = window else {
+            return Ok(Page {
+                items: vec![],
+                total,
+            });
+        };
+        let rows: Vec<RestoreRow> = on_db!(&self.db, pool =>
+            sqlx::query_as(RESTORE_PAGE.as_str())
+                .bind(instance.as_str())
+                .bind(bottom)
+                .bind(top)
+                .fetch_all(pool)
+                .await)?;
+        let items = rows
+            .into_iter()
+            .map(RestoreRecord::try_from)
+            .collect::<Result<_>>()?;
+        Ok(Page { items, total })
+    }
+}
+
+static BACKUP_BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE id = $1"));
+static BACKUP_PAGE: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE instance_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq DESC")
+});
+static RESTORE_BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {RESTORE_COLUMNS} FROM restores WHERE id = $1"));
+static RESTORE_PAGE: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {RESTORE_COLUMNS} FROM restores WHERE instance_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq DESC")
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(offset: u64, limit: u64) -> ListQuery {
+        ListQuery {
+            begin: None,
+            end: None,
+            offset,
+            limit,
+        }
+    }
+
+    #[test]
+    fn page_window_counts_and_slices_newest_first() {
+        assert_eq!(page_window(None, None, &q(0, 10)), (0, None));
+        assert_eq!(page_window(Some(5), Some(4), &q(0, 10)), (0, None));
+        assert_eq!(
+            page_window(Some(1), Some(100), &q(0, 10)),
+            (100, Some((91, 100)))
+        );
+        assert_eq!(
+            page_window(Some(1), Some(100), &q(95, 10)),
+            (100, Some((1, 5)))
+        );
+        assert_eq!(page_window(Some(1), Some(100), &q(100, 10)), (100, None));
+        assert_eq!(
+            page_window(Some(7), Some(7), &q(0, 1000)),
+            (1, Some((7, 7)))
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! Configuration in layers: defaults → TOML file (`--config`) →
+//! `DCS_BACKUP_*` environment → command-line flags.
+//!
+//! clap reads flags and environment (a flag wins over its variable); the
+//! file fills whatever neither gave; defaults fill the rest.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::storage::StorageUrl;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dcs-backup",
+    version,
+    about = "Backup and restore for Redis and Valkey, speaking the Huawei Cloud DCS API"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the API, the job runner and the scheduler.
+    Serve(ServeArgs),
+    /// Manage API credentials.
+    Credential {
+        #[command(subcommand)]
+        command: CredentialCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CredentialCommand {
+    /// Create a credential for a project (the project is created if new);
+    /// prints `{"project_id","ak","sk"}`.
+    Create {
+        #[arg(long)]
+        project_id: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+/// Settings every subcommand that opens the catalog needs.
+#[derive(Args, Debug, Default, Clone)]
+pub struct CommonArgs {
+    /// TOML file with any of the settings below (snake_case keys).
+    #[arg(long, env = "DCS_BACKUP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for the embedded catalog, local backups and credentials.json [default: ./data]
+    #[arg(long, env = "DCS_BACKUP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// sqlite://PATH or postgres://... [default: sqlite://DATA_DIR/catalog.db]
+    #[arg(long, env = "DCS_BACKUP_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Address the API listens on [default: 127.0.0.1:8080]
+    #[arg(long, env = "DCS_BACKUP_LISTEN")]
+    pub listen: Option<String>,
+    /// fs:///absolute/path or s3://BUCKET[/PREFIX]?endpoint=URL&region=R&path_style=true|false
+    /// [default: fs://DATA_DIR/backups]
+    #[arg(long, env = "DCS_BACKUP_STORAGE")]
+    pub storage: Option<String>,
+    /// Host name or address Redis targets use to reach this service during a
+    /// restore by replication feed [default: the listen host]
+    #[arg(long, env = "DCS_BACKUP_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+    /// Port of the replication feed listener [default: a free port, logged]
+    #[arg(long, env = "DCS_BACKUP_REPLICATION_PORT")]
+    pub replication_port: Option<u16>,
+    /// PEM file of CA certificates trusted for TLS connections to Redis
+    #[arg(long, env = "DCS_BACKUP_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+    /// Base URL of this service as clients see it, for download links
+    /// [default: http://LISTEN]
+    #[arg(long, env = "DCS_BACKUP_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+/// The `--config` file: the same settings, all optional.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub storage: Option<String>,
+    pub advertise_addr: Option<String>,
+    pub replication_port: Option<u16>,
+    pub redis_ca_file: Option<PathBuf>,
+    pub public_url: Option<String>,
+}
+
+/// Errors resolving the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("cannot use data dir {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The settings `serve` runs with, fully resolved.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub storage: StorageUrl,
+    pub advertise_addr: Option<String>,
+    pub replication_port: Option<u16>,
+    pub redis_ca_file: Option<PathBuf>,
+    pub public_url: Option<String>,
+}
+
+fn load_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn absolute(p: PathBuf) -> Result<PathBuf, ConfigError> {
+    std::path::absolute(&p).map_err(|source| ConfigError::DataDir { path: p, source })
+}
+
+/// Data dir and database URL, shared by every subcommand.
+pub fn resolve_common(
+    args: &CommonArgs,
+    file: &FileConfig,
+) -> Result<(PathBuf, String), ConfigError> {
+    let data_dir = absolute(
+        args.data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("./data")),
+    )?;
+    let database_url = args
+        .database_url
+        .clone()
+        .or_else(|| file.database_url.clone())
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("catalog.db").display()));
+    Ok((data_dir, database_url))
+}
+
+impl Config {
+    /// Resolves `serve`'s settings from its arguments and the config file.
+    pub fn from_serve_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let file = load_file(args.common.config.as_deref())?;
+        let (data_dir, database_url) = resolve_common(&args.common, &file)?;
+        let storage = args
+            .storage
+            .clone()
+            .or_else(|| file.storage.clone())
+            .unwrap_or_else(|| format!("fs://{}", data_dir.join("backups").display()));
+        Ok(Self {
+            listen: args
+                .listen
+                .clone()
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:8080".into()),
+            storage: StorageUrl::parse(&storage)?,
+            data_dir,
+            database_url,
+            advertise_addr: args.advertise_addr.clone().or(file.advertise_addr),
+            replication_port: args.replication_port.or(file.replication_port),
+            redis_ca_file: args.redis_ca_file.clone().or(file.redis_ca_file),
+            public_url: args.public_url.clone().or(file.public_url),
+        })
+    }
+
+    /// Settings for a throwaway server under `dir` (tests and benchmarks).
+    pub fn for_dir(dir: &Path, database_url: Option<String>) -> Self {
+        Self {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.to_owned(),
+            database_url: database_url
+                .unwrap_or_else(|| format!("sqlite://{}", dir.join("catalog.db").display())),
+            storage: StorageUrl::Fs {
+                root: dir.join("backups"),
+            },
+            advertise_addr: None,
+            replication_port: None,
+            redis_ca_file: None,
+            public_url: None,
+        }
+    }
+}
+
+/// Loads the config file named by common args (for `credential create`).
+pub fn load_common(args: &CommonArgs) -> Result<(PathBuf, String), ConfigError> {
+    let file = load_file(args.config.as_deref())?;
+    resolve_common(args, &file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_beat_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9999\"\nstorage = \"fs:///srv/b\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            common: CommonArgs {
+                config: Some(file),
+                data_dir: Some(dir.path().into()),
+                database_url: None,
+            },
+            listen: Some("127.0.0.1:7000".into()),
+            ..Default::default()
+        };
+        let c = Config::from_serve_args(&args).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:7000");
+        assert_eq!(
+            c.storage,
+            StorageUrl::Fs {
+                root: "/srv/b".into()
+            }
+        );
+        assert_eq!(
+            c.database_url,
+            format!("sqlite://{}", dir.path().join("catalog.db").display())
+        );
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        let args = ServeArgs {
+            common: CommonArgs {
+                config: Some(file),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(matches!(
+            Config::from_serve_args(&args),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+}

@@ -1,0 +1,10 @@
+//! dcs-backup: backup and restore of Redis and Valkey behind the Huawei
+//! Cloud DCS backup/restore API. See ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod catalog;
+pub mod config;
+pub mod model;
+pub mod redis;
+pub mod server;
+pub mod storage;

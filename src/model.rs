@@ -1,0 +1,451 @@
+//! Domain types shared by every layer below the API.
+//!
+//! Nothing here knows a DCS JSON field name or a wire format: the API layer
+//! converts these to and from the DCS shapes. Timestamps are milliseconds
+//! since the Unix epoch (UTC) everywhere inside the service.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+/// The current wall-clock time in milliseconds.
+///
+/// Jobs and the scheduler take time from [`crate::clock::Clock`]; this is for
+/// places where the wall clock is the only sensible source (record stamps).
+pub fn now_millis() -> Millis {
+    let now = time::OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1_000_000) as Millis
+}
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A fresh random identifier.
+            pub fn generate() -> Self {
+                Self(uuid::Uuid::new_v4().to_string())
+            }
+
+            /// Accepts only the canonical hyphenated UUID form DCS uses.
+            pub fn parse(s: &str) -> Option<Self> {
+                let u = uuid::Uuid::try_parse(s).ok()?;
+                let canonical = u.hyphenated().to_string();
+                (canonical == s.to_ascii_lowercase()).then_some(Self(canonical))
+            }
+
+            /// Wraps a value read back from the catalog, trusted as stored.
+            pub fn from_stored(s: String) -> Self {
+                Self(s)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// Identifier of an adopted Redis instance.
+    InstanceId
+);
+uuid_id!(
+    /// Identifier of a backup record.
+    BackupId
+);
+uuid_id!(
+    /// Identifier of a restore record.
+    RestoreId
+);
+uuid_id!(
+    /// Identifier of a queued job.
+    JobId
+);
+
+/// A project: the unit of isolation. Credentials belong to exactly one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProjectId(String);
+
+impl ProjectId {
+    /// Project ids are 32 lowercase hex characters, as Huawei Cloud's are.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// Accepts 1–64 characters of `[A-Za-z0-9_-]`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A string whose `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+macro_rules! str_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            /// The lowercase name stored in the catalog.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $s),+ }
+            }
+
+            /// Parses the stored name, case-insensitively.
+            pub fn parse(s: &str) -> Option<Self> {
+                $(if s.eq_ignore_ascii_case($s) { return Some(Self::$variant); })+
+                None
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+str_enum!(
+    /// How the adopted Redis is laid out, discovered from the server itself.
+    CacheMode { Single => "single", Ha => "ha", Cluster => "cluster" }
+);
+
+str_enum!(
+    /// Whether a backup was asked for or planned by a policy.
+    BackupType { Manual => "manual", Auto => "auto" }
+);
+
+str_enum!(
+    /// The on-store format of a backup.
+    BackupFormat { Rdb => "rdb", Aof => "aof" }
+);
+
+str_enum!(
+    /// Life cycle of a backup record.
+    BackupStatus {
+        Waiting => "waiting",
+        Backuping => "backuping",
+        Succeed => "succeed",
+        Failed => "failed",
+        Expired => "expired",
+        Deleted => "deleted",
+    }
+);
+
+str_enum!(
+    /// Life cycle of a restore record.
+    RestoreStatus {
+        Waiting => "waiting",
+        Restoring => "restoring",
+        Succeed => "succeed",
+        Failed => "failed",
+    }
+);
+
+str_enum!(
+    /// What a queued job does.
+    JobKind { Backup => "backup", Restore => "restore" }
+);
+
+/// Why a job failed: the `dcs.08.000x` codes of the DCS reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobError {
+    /// dcs.08.0001: the backup/restore tool could not start (connect, handshake).
+    ToolStart,
+    /// dcs.08.0002: the job ran out of time.
+    Timeout,
+    /// dcs.08.0003: the object store failed.
+    Storage,
+    /// dcs.08.0004: credentials for the store could not be obtained.
+    StoreCredentials,
+    /// dcs.08.0005: the store's bucket could not be created or reached.
+    StoreBucket,
+    /// dcs.08.0006: the size of the backup data could not be determined.
+    SizeQuery,
+    /// dcs.08.0007: data failed to sync during a restore.
+    RestoreSync,
+    /// dcs.08.0008: an automatic backup did not run because the instance was busy.
+    Busy,
+}
+
+impl JobError {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::ToolStart => "dcs.08.0001",
+            Self::Timeout => "dcs.08.0002",
+            Self::Storage => "dcs.08.0003",
+            Self::StoreCredentials => "dcs.08.0004",
+            Self::StoreBucket => "dcs.08.0005",
+            Self::SizeQuery => "dcs.08.0006",
+            Self::RestoreSync => "dcs.08.0007",
+            Self::Busy => "dcs.08.0008",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Self> {
+        [
+            Self::ToolStart,
+            Self::Timeout,
+            Self::Storage,
+            Self::StoreCredentials,
+            Self::StoreBucket,
+            Self::SizeQuery,
+            Self::RestoreSync,
+            Self::Busy,
+        ]
+        .into_iter()
+        .find(|e| e.code() == code)
+    }
+}
+
+/// One Redis node: where it is reachable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for NodeAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A shard: one master, its replicas and (for clusters) the slots it serves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub master: NodeAddr,
+    pub replicas: Vec<NodeAddr>,
+    /// Inclusive slot ranges; empty outside cluster mode.
+    pub slots: Vec<(u16, u16)>,
+}
+
+/// What the service learned about an instance the last time it looked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topology {
+    pub mode: String,
+    /// `redis` or `valkey`.
+    pub engine: String,
+    /// The server's own version (`valkey_version` for Valkey).
+    pub version: String,
+    pub shards: Vec<Shard>,
+}
+
+impl Topology {
+    pub fn cache_mode(&self) -> CacheMode {
+        CacheMode::parse(&self.mode).unwrap_or(CacheMode::Single)
+    }
+
+    pub fn replica_count(&self) -> usize {
+        self.shards.iter().map(|s| s.replicas.len()).sum()
+    }
+}
+
+/// How the service logs in to an instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connection {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub tls: bool,
+}
+
+/// The backup policy of an instance, as validated at the API edge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupPolicy {
+    pub backup_type: String,
+    pub save_days: Option<i64>,
+    pub period_type: Option<String>,
+    pub backup_at: Vec<u8>,
+    /// Hour of day the window opens (0–23), in the policy's time zone.
+    pub begin_hour: Option<u8>,
+    /// The policy's time zone as minutes east of UTC.
+    pub tz_offset_minutes: i32,
+    /// The offset as the user wrote it, echoed back unchanged.
+    pub timezone_offset: Option<String>,
+}
+
+/// A stored policy with its identity and stamps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPolicy {
+    pub id: String,
+    pub policy: BackupPolicy,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// An adopted instance as the catalog keeps it.
+#[derive(Clone, Debug)]
+pub struct Instance {
+    pub id: InstanceId,
+    pub project_id: ProjectId,
+    pub name: String,
+    pub description: String,
+    pub connection: Connection,
+    pub topology: Topology,
+    pub policy: Option<StoredPolicy>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A backup record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackupRecord {
+    pub id: BackupId,
+    pub instance_id: InstanceId,
+    pub project_id: ProjectId,
+    pub name: String,
+    pub backup_type: BackupType,
+    pub format: BackupFormat,
+    pub status: BackupStatus,
+    /// Hundredths of a percent, 0–10000.
+    pub progress: i64,
+    pub size: i64,
+    pub period: Option<String>,
+    pub remark: String,
+    pub created_at: Millis,
+    pub execution_at: Option<Millis>,
+    pub updated_at: Millis,
+    pub error: Option<JobError>,
+}
+
+impl BackupRecord {
+    /// Only a succeeded backup whose files are still there can be restored.
+    pub fn is_restorable(&self) -> bool {
+        self.status == BackupStatus::Succeed
+    }
+}
+
+/// A restore record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RestoreRecord {
+    pub id: RestoreId,
+    pub instance_id: InstanceId,
+    pub project_id: ProjectId,
+    pub backup_id: BackupId,
+    pub backup_name: String,
+    pub backup_remark: String,
+    pub source_instance_id: InstanceId,
+    pub source_instance_name: String,
+    pub name: String,
+    pub remark: String,
+    pub status: RestoreStatus,
+    pub progress: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub error: Option<JobError>,
+}
+
+/// Time bounds and paging of a record listing, already validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Inclusive lower bound on `created_at`.
+    pub begin: Option<Millis>,
+    /// Inclusive upper bound on `created_at`.
+    pub end: Option<Millis>,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// One page of records plus the number of records matching the filters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+/// `yyyyMMddHHmmss` of a timestamp in UTC, as record names use it.
+pub fn compact_utc(ms: Millis) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_accept_only_canonical_uuids() {
+        let id = InstanceId::generate();
+        assert_eq!(InstanceId::parse(id.as_str()), Some(id.clone()));
+        assert_eq!(
+            InstanceId::parse(&id.as_str().to_uppercase()).map(|i| i.to_string()),
+            Some(id.to_string())
+        );
+        assert!(InstanceId::parse("not-a-uuid").is_none());
+        assert!(InstanceId::parse(&id.as_str().replace('-', "")).is_none());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "***");
+    }
+
+    #[test]
+    fn compact_time_is_utc() {
+        assert_eq!(compact_utc(1_557_477_076_166), "20190510083116");
+    }
+}

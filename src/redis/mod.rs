@@ -1,0 +1,10 @@
+//! Talking to Redis: RESP frames, authenticated connections and topology
+//! discovery. Later: the replication snapshotter and RESTORE pipelining.
+
+pub mod client;
+pub mod resp;
+pub mod topology;
+
+pub use client::{Conn, ConnectOptions, Info, RedisError, TlsSettings};
+pub use resp::Reply;
+pub use topology::discover;

@@ -1,0 +1,201 @@
+//! RESP2 frames: encoding commands and parsing replies from a buffer.
+//!
+//! Follows the protocol spec and `networking.c` (`processMultibulkBuffer`,
+//! `addReply*`). Parsing is a pure function over a byte slice so it can be
+//! tested and fuzzed without sockets: it returns `Ok(None)` until a whole
+//! frame is buffered.
+
+use std::fmt;
+
+/// A reply from Redis.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Reply {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Reply>>),
+}
+
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Simple(s) => write!(f, "+{s}"),
+            Self::Error(s) => write!(f, "-{s}"),
+            Self::Int(i) => write!(f, ":{i}"),
+            Self::Bulk(None) => write!(f, "$nil"),
+            Self::Bulk(Some(b)) if b.len() > 64 => write!(f, "${} bytes", b.len()),
+            Self::Bulk(Some(b)) => write!(f, "{:?}", String::from_utf8_lossy(b)),
+            Self::Array(None) => write!(f, "*nil"),
+            Self::Array(Some(a)) => f.debug_list().entries(a).finish(),
+        }
+    }
+}
+
+impl Reply {
+    /// The reply as text, for simple strings and bulk strings.
+    pub fn as_text(&self) -> Option<String> {
+        match self {
+            Self::Simple(s) => Some(s.clone()),
+            Self::Bulk(Some(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        }
+    }
+}
+
+/// A frame that can never be valid.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("protocol error: {0}")]
+pub struct ProtocolError(pub String);
+
+/// Longest simple line accepted (status, error, integer, length header).
+const MAX_LINE: usize = 64 * 1024;
+/// Largest bulk string accepted in a reply (Redis's own proto-max-bulk-len
+/// default is 512 MB).
+const MAX_BULK: i64 = 512 * 1024 * 1024;
+const MAX_ARRAY: i64 = 64 * 1024 * 1024;
+const MAX_DEPTH: usize = 16;
+
+/// Appends `args` as a RESP multi-bulk command.
+pub fn encode_command<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
+    out.push(b'*');
+    out.extend_from_slice(itoa(args.len() as i64).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for a in args {
+        let a = a.as_ref();
+        out.push(b'$');
+        out.extend_from_slice(itoa(a.len() as i64).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn itoa(n: i64) -> String {
+    n.to_string()
+}
+
+/// Finds the end of the line starting at `pos`; returns the line without
+/// CRLF and the position after it.
+fn line(buf: &[u8], pos: usize) -> Result<Option<(&[u8], usize)>, ProtocolError> {
+    let rest = &buf[pos..];
+    match rest.windows(2).position(|w| w == b"\r\n") {
+        Some(i) => Ok(Some((&rest[..i], pos + i + 2))),
+        None if rest.len() > MAX_LINE => Err(ProtocolError("line too long".into())),
+        None => Ok(None),
+    }
+}
+
+fn int(s: &[u8]) -> Result<i64, ProtocolError> {
+    std::str::from_utf8(s)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ProtocolError(format!("bad integer {:?}", String::from_utf8_lossy(s))))
+}
+
+/// Parses one reply at the start of `buf`. Returns the reply and the number
+/// of bytes it used, or `None` if more bytes are needed.
+pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ProtocolError> {
+    parse_at(buf, 0, 0)
+}
+
+fn parse_at(buf: &[u8], pos: usize, depth: usize) -> Result<Option<(Reply, usize)>, ProtocolError> {
+    if depth > MAX_DEPTH {
+        return Err(ProtocolError("nesting too deep".into()));
+    }
+    let Some(&tag) = buf.get(pos) else {
+        return Ok(None);
+    };
+    let Some((body, next)) = line(buf, pos + 1)? else {
+        return Ok(None);
+    };
+    let text = || String::from_utf8_lossy(body).into_owned();
+    match tag {
+        b'+' => Ok(Some((Reply::Simple(text()), next))),
+        b'-' => Ok(Some((Reply::Error(text()), next))),
+        b':' => Ok(Some((Reply::Int(int(body)?), next))),
+        b'$' => {
+            let len = int(body)?;
+            if len < 0 {
+                return Ok(Some((Reply::Bulk(None), next)));
+            }
+            if len > MAX_BULK {
+                return Err(ProtocolError(format!("bulk of {len} bytes")));
+            }
+            let len = len as usize;
+            if buf.len() < next + len + 2 {
+                return Ok(None);
+            }
+            if &buf[next + len..next + len + 2] != b"\r\n" {
+                return Err(ProtocolError("bulk not terminated by CRLF".into()));
+            }
+            Ok(Some((
+                Reply::Bulk(Some(buf[next..next + len].to_vec())),
+                next + len + 2,
+            )))
+        }
+        b'*' => {
+            let n = int(body)?;
+            if n < 0 {
+                return Ok(Some((Reply::Array(None), next)));
+            }
+            if n > MAX_ARRAY {
+                return Err(ProtocolError(format!("array of {n} items")));
+            }
+            // Each element takes at least 3 bytes; do not trust `n` for
+            // capacity beyond what the buffer could hold.
+            let mut items = Vec::with_capacity((n as usize).min((buf.len() - next) / 3 + 1));
+            let mut at = next;
+            for _ in 0..n {
+                match parse_at(buf, at, depth + 1)? {
+                    Some((r, end)) => {
+                        items.push(r);
+                        at = end;
+                    }
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some((Reply::Array(Some(items)), at)))
+        }
+        other => Err(ProtocolError(format!("unexpected byte {other:#04x}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_commands() {
+        let mut out = Vec::new();
+        encode_command(&mut out, &["SET", "k", ""]);
+        assert_eq!(out, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n");
+    }
+
+    #[test]
+    fn parses_every_kind_and_waits_for_more() {
+        let buf = b"*4\r\n+OK\r\n:-3\r\n$3\r\na\r\n\r\n$-1\r\n-ERR x\r\n";
+        let (r, used) = parse_reply(buf).unwrap().unwrap();
+        assert_eq!(
+            r,
+            Reply::Array(Some(vec![
+                Reply::Simple("OK".into()),
+                Reply::Int(-3),
+                Reply::Bulk(Some(b"a\r\n".to_vec())),
+                Reply::Bulk(None),
+            ]))
+        );
+        let (e, _) = parse_reply(&buf[used..]).unwrap().unwrap();
+        assert_eq!(e, Reply::Error("ERR x".into()));
+        for cut in 0..used {
+            assert_eq!(parse_reply(&buf[..cut]).unwrap(), None, "prefix {cut}");
+        }
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(parse_reply(b"?\r\n").is_err());
+        assert!(parse_reply(b"$3\r\nabcXY").is_err());
+        assert!(parse_reply(b":x\r\n").is_err());
+    }
+}

@@ -1,0 +1,246 @@
+//! Discovering what an instance is: engine, version, and its layout
+//! (standalone, master with replicas, or a cluster of shards).
+//!
+//! Reads `INFO server`, `INFO replication` and, in cluster mode,
+//! `CLUSTER NODES` (format documented with `clusterGenNodeDescription` in
+//! Redis's `cluster.c`).
+
+use super::client::{Conn, ConnectOptions, Info, RedisError};
+use crate::model::{Connection, NodeAddr, Shard, Topology};
+
+/// What the server says about itself.
+#[derive(Clone, Debug)]
+pub struct ServerInfo {
+    pub engine: String,
+    pub version: String,
+    pub cluster: bool,
+    pub role_master: bool,
+    pub master: Option<NodeAddr>,
+}
+
+/// Reads engine, version, mode and role from `INFO`.
+pub async fn server_info(conn: &mut Conn) -> Result<(ServerInfo, Info), RedisError> {
+    let server = conn.info("server").await?;
+    let repl = conn.info("replication").await?;
+    let (engine, version) = match server.get("valkey_version") {
+        Some(v) => ("valkey".to_owned(), v.to_owned()),
+        None => (
+            server.get("server_name").unwrap_or("redis").to_owned(),
+            server.get("redis_version").unwrap_or("unknown").to_owned(),
+        ),
+    };
+    let role_master = repl.get("role") != Some("slave");
+    let master = match (repl.get("master_host"), repl.get("master_port")) {
+        (Some(h), Some(p)) if !role_master => p.parse().ok().map(|port| NodeAddr {
+            host: h.to_owned(),
+            port,
+        }),
+        _ => None,
+    };
+    Ok((
+        ServerInfo {
+            engine,
+            version,
+            cluster: server.get("redis_mode") == Some("cluster"),
+            role_master,
+            master,
+        },
+        repl,
+    ))
+}
+
+/// Replicas a master lists in `INFO replication` (`slaveN:ip=..,port=..`).
+pub fn replicas_of(repl: &Info) -> Vec<(NodeAddr, bool)> {
+    repl.with_prefix("slave")
+        .filter(|(k, _)| k[5..].chars().all(|c| c.is_ascii_digit()) && k.len() > 5)
+        .filter_map(|(_, v)| {
+            let mut host = None;
+            let mut port = None;
+            let mut online = false;
+            for kv in v.split(',') {
+                match kv.split_once('=') {
+                    Some(("ip", h)) => host = Some(h.to_owned()),
+                    Some(("port", p)) => port = p.parse().ok(),
+                    Some(("state", s)) => online = s == "online",
+                    _ => {}
+                }
+            }
+            Some((
+                NodeAddr {
+                    host: host?,
+                    port: port?,
+                },
+                online,
+            ))
+        })
+        .collect()
+}
+
+/// One line of `CLUSTER NODES`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterNode {
+    pub id: String,
+    pub addr: NodeAddr,
+    pub master: bool,
+    pub master_id: Option<String>,
+    pub failed: bool,
+    pub slots: Vec<(u16, u16)>,
+}
+
+/// Parses `CLUSTER NODES` output. Importing/migrating markers (`[...]`)
+/// are not ownership and are skipped.
+pub fn parse_cluster_nodes(text: &str) -> Vec<ClusterNode> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 8 {
+                return None;
+            }
+            // ip:port@cport[,hostname]
+            let addr = f[1].split(['@', ',']).next()?;
+            let (host, port) = addr.rsplit_once(':')?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let flags: Vec<&str> = f[2].split(',').collect();
+            let slots = f[8..]
+                .iter()
+                .filter(|s| !s.starts_with('['))
+                .filter_map(|s| match s.split_once('-') {
+                    Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                    None => s.parse().ok().map(|n| (n, n)),
+                })
+                .collect();
+            Some(ClusterNode {
+                id: f[0].to_owned(),
+                addr: NodeAddr {
+                    host: host.to_owned(),
+                    port: port.parse().ok()?,
+                },
+                master: flags.contains(&"master"),
+                master_id: (f[3] != "-").then(|| f[3].to_owned()),
+                failed: flags
+                    .iter()
+                    .any(|x| matches!(*x, "fail" | "fail?" | "noaddr" | "handshake")),
+                slots,
+            })
+        })
+        .collect()
+}
+
+/// Connects to the instance and works out its topology. When pointed at a
+/// replica, follows it to its master.
+#[tracing::instrument(skip_all, fields(host = %conn.host, port = conn.port))]
+pub async fn discover(conn: &Connection, opts: &ConnectOptions) -> Result<Topology, RedisError> {
+    let mut c = Conn::open(conn, &conn.host, conn.port, opts).await?;
+    let (mut info, mut repl) = server_info(&mut c).await?;
+    if !info.cluster && !info.role_master {
+        if let Some(m) = info.master.clone() {
+            tracing::info!(master = %m, "adopted address is a replica; using its master");
+            c = Conn::open(conn, &m.host, m.port, opts).await?;
+            (info, repl) = server_info(&mut c).await?;
+        }
+    }
+    if info.cluster {
+        let reply = c.cmd_ok(&["CLUSTER", "NODES"]).await?;
+        let text = reply
+            .as_text()
+            .ok_or_else(|| RedisError::Server(format!("CLUSTER NODES answered {reply:?}")))?;
+        let nodes = parse_cluster_nodes(&text);
+        let mut shards: Vec<(String, Shard)> = nodes
+            .iter()
+            .filter(|n| n.master && !n.slots.is_empty())
+            .map(|n| {
+                (
+                    n.id.clone(),
+                    Shard {
+                        master: n.addr.clone(),
+                        replicas: vec![],
+                        slots: n.slots.clone(),
+                    },
+                )
+            })
+            .collect();
+        for n in nodes.iter().filter(|n| !n.master) {
+            if let Some(s) = shards
+                .iter_mut()
+                .find(|(id, _)| Some(id) == n.master_id.as_ref())
+            {
+                s.1.replicas.push(n.addr.clone());
+            }
+        }
+        let mut shards: Vec<Shard> = shards.into_iter().map(|(_, s)| s).collect();
+        shards.sort_by_key(|s| s.slots.first().map(|r| r.0).unwrap_or(u16::MAX));
+        return Ok(Topology {
+            mode: "cluster".into(),
+            engine: info.engine,
+            version: info.version,
+            shards,
+        });
+    }
+    let replicas: Vec<NodeAddr> = replicas_of(&repl).into_iter().map(|(a, _)| a).collect();
+    let mode = if replicas.is_empty() { "single" } else { "ha" };
+    Ok(Topology {
+        mode: mode.into(),
+        engine: info.engine,
+        version: info.version,
+        shards: vec![Shard {
+            master: NodeAddr {
+                host: conn.host.clone(),
+                port: conn.port,
+            },
+            replicas,
+            slots: vec![],
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cluster_nodes() {
+        let text = "\
+07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,host4 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
+67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
+292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master - 0 1426238318243 3 connected 10923-16383 [5000->-abc]
+e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
+";
+        let nodes = parse_cluster_nodes(text);
+        assert_eq!(nodes.len(), 4);
+        assert!(!nodes[0].master);
+        assert_eq!(
+            nodes[0].master_id.as_deref(),
+            Some("e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca")
+        );
+        assert_eq!(nodes[2].slots, vec![(10923, 16383)]);
+        assert_eq!(
+            nodes[3].addr,
+            NodeAddr {
+                host: "127.0.0.1".into(),
+                port: 30001
+            }
+        );
+    }
+
+    #[test]
+    fn parses_replica_lines() {
+        let info = Info::parse(
+            "# Replication\r\nrole:master\r\nconnected_slaves:2\r\n\
+             slave0:ip=127.0.0.1,port=7001,state=online,offset=10,lag=0\r\n\
+             slave1:ip=10.0.0.2,port=7002,state=wait_bgsave,offset=0,lag=0\r\nslave_read_repl_offset:1\r\n",
+        );
+        let r = replicas_of(&info);
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r[0],
+            (
+                NodeAddr {
+                    host: "127.0.0.1".into(),
+                    port: 7001
+                },
+                true
+            )
+        );
+        assert!(!r[1].1);
+    }
+}
