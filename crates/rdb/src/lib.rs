@@ -36,3 +36,6 @@ pub use value::{
     Value,
 };
 pub use verify::{verify, RdbSummary};
+
+#[cfg(test)]
+mod synthetic_tests;

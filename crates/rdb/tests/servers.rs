@@ -241,7 +241,11 @@ fn redis_6_2_into_7_0() {
 fn generate_fixtures() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     std::fs::create_dir_all(&dir).unwrap();
-    for (kind, name) in [(Kind::Redis62, "redis-6.2.rdb"), (Kind::Redis70, "redis-7.0.rdb"), (Kind::Valkey91, "valkey-9.1.rdb")] {
+    for (kind, name) in [
+        (Kind::Redis62, "redis-6.2.rdb"),
+        (Kind::Redis70, "redis-7.0.rdb"),
+        (Kind::Valkey91, "valkey-9.1.rdb"),
+    ] {
         let Some(bin) = server_binary(kind) else {
             eprintln!("SKIP {kind:?}");
             continue;

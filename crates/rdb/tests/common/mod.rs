@@ -728,7 +728,22 @@ pub fn fill_mini(c: &mut Client, kind: Kind) {
     c.ok(&["SET", "i", "-70000"]);
     c.ok(&["SET", "z", &"lzf".repeat(30)]);
     c.ok(&["PEXPIRE", "s", "100000000"]);
-    c.ok(&["RPUSH", "l", "1", "-2", "300", "70000", "a", "bb", "2147483648", "c", "d", "e", "f", "g"]);
+    c.ok(&[
+        "RPUSH",
+        "l",
+        "1",
+        "-2",
+        "300",
+        "70000",
+        "a",
+        "bb",
+        "2147483648",
+        "c",
+        "d",
+        "e",
+        "f",
+        "g",
+    ]);
     c.ok(&["RPUSH", "lp", "x", &"p".repeat(150), "y"]);
     c.ok(&["SADD", "si", "1", "2", "-3"]);
     c.ok(&["SADD", "ss", "a", "b"]);
@@ -740,14 +755,28 @@ pub fn fill_mini(c: &mut Client, kind: Kind) {
     c.ok(&["XADD", "x", "1-2", "a", "2", "b", "3"]);
     c.ok(&["XADD", "x", "2-1", "a", "4"]);
     c.ok(&["XGROUP", "CREATE", "x", "g", "0"]);
-    c.ok(&["XREADGROUP", "GROUP", "g", "c1", "COUNT", "2", "STREAMS", "x", ">"]);
+    c.ok(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c1",
+        "COUNT",
+        "2",
+        "STREAMS",
+        "x",
+        ">",
+    ]);
     c.ok(&["XGROUP", "CREATECONSUMER", "x", "g", "c2"]);
     c.ok(&["XDEL", "x", "1-1"]);
     c.ok(&["SELECT", "3"]);
     c.ok(&["SET", "d3", "x"]);
     c.ok(&["SELECT", "0"]);
     if kind.has_functions() {
-        c.ok(&["FUNCTION", "LOAD", "#!lua name=m\nredis.register_function('f', function() return 1 end)"]);
+        c.ok(&[
+            "FUNCTION",
+            "LOAD",
+            "#!lua name=m\nredis.register_function('f', function() return 1 end)",
+        ]);
     }
     if kind.has_hash_field_ttl() {
         c.ok(&["HSET", "hf", "a", "1", "b", "2"]);
