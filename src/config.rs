@@ -31,6 +31,63 @@ pub enum Command {
         #[command(subcommand)]
         command: CredentialCommand,
     },
+    /// Developer tools: seeding catalogs for tests and benchmarks.
+    #[command(hide = true)]
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DevCommand {
+    /// Adds synthetic backup and restore records to an adopted instance, and
+    /// optionally clones of it holding records of their own.
+    Seed(SeedArgs),
+    /// Prints the headers of a signed request (`Name: value` lines), for
+    /// load generators and shell scripts. Valid for 15 minutes.
+    Sign(SignArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SignArgs {
+    #[arg(long, env = "DCS_AK")]
+    pub ak: String,
+    #[arg(long, env = "DCS_SK")]
+    pub sk: String,
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// Full URL, e.g. http://127.0.0.1:8080/v2/PROJECT/instances?limit=10
+    #[arg(long)]
+    pub url: String,
+    /// Request body, if any.
+    #[arg(long, default_value = "")]
+    pub body: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SeedArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The adopted instance the records belong to.
+    #[arg(long)]
+    pub instance_id: String,
+    #[arg(long, default_value_t = 0)]
+    pub backups: u64,
+    #[arg(long, default_value_t = 0)]
+    pub restores: u64,
+    /// created_at of the first record, yyyyMMddHHmmss UTC [default: now - records × step]
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Milliseconds between consecutive records.
+    #[arg(long, default_value_t = 1000)]
+    pub step_ms: i64,
+    /// Number of extra instances cloned from this one's connection.
+    #[arg(long, default_value_t = 0)]
+    pub clones: u64,
+    /// Backup records given to each clone.
+    #[arg(long, default_value_t = 0)]
+    pub clone_backups: u64,
 }
 
 #[derive(Subcommand, Debug)]

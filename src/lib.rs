@@ -4,6 +4,7 @@
 pub mod api;
 pub mod catalog;
 pub mod config;
+pub mod dev;
 pub mod model;
 pub mod redis;
 pub mod server;

@@ -2,7 +2,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use dcs_backup::catalog::Catalog;
-use dcs_backup::config::{self, Cli, Command, Config, CredentialCommand};
+use dcs_backup::config::{self, Cli, Command, Config, CredentialCommand, DevCommand};
+use dcs_backup::dev;
 use dcs_backup::model::ProjectId;
 use dcs_backup::server;
 use tracing_subscriber::EnvFilter;
@@ -28,6 +29,12 @@ fn main() -> ExitCode {
             Command::Credential {
                 command: CredentialCommand::Create { project_id, common },
             } => create_credential(&project_id, &common).await,
+            Command::Dev {
+                command: DevCommand::Seed(args),
+            } => dev::seed(&args).await,
+            Command::Dev {
+                command: DevCommand::Sign(args),
+            } => dev::sign(&args),
         }
     });
     match result {

@@ -307,6 +307,58 @@ impl Catalog {
         ))
     }
 
+    /// Imports many backup records of one instance at once (seeding a test
+    /// or benchmark catalog, or moving records from another tool). They are
+    /// numbered after the instance's newest record in the order given, each
+    /// `created_at` at least 1 ms after the previous one.
+    #[tracing::instrument(skip_all, fields(instance = %instance, n = recs.len()))]
+    pub async fn import_backups(&self, instance: &InstanceId, recs: &[NewBackup]) -> Result<u64> {
+        const CHUNK: usize = 500;
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            // Taking the instance row first serializes importers and makes
+            // concurrent single inserts collide on (instance_id, seq) and retry.
+            sqlx::query("UPDATE instances SET updated_at = updated_at WHERE id = $1")
+                .bind(instance.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let (mut seq, mut last): (i64, i64) = sqlx::query_as(
+                "SELECT COALESCE(MAX(seq), 0), COALESCE(MAX(created_at), -1) FROM backups WHERE instance_id = $1")
+                .bind(instance.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            for chunk in recs.chunks(CHUNK) {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO backups (id, instance_id, project_id, seq, name, backup_type, format, status, \
+                     progress, size, period, remark, created_at, execution_at, updated_at, error_code) ");
+                qb.push_values(chunk, |mut row, b| {
+                    seq += 1;
+                    last = b.created_at.max(last + 1);
+                    let done = matches!(b.status, BackupStatus::Succeed | BackupStatus::Expired | BackupStatus::Deleted);
+                    row.push_bind(b.id.as_str().to_owned())
+                        .push_bind(instance.as_str().to_owned())
+                        .push_bind(b.project_id.as_str().to_owned())
+                        .push_bind(seq)
+                        .push_bind(format!("backup_{}", compact_utc(last)))
+                        .push_bind(b.backup_type.as_str())
+                        .push_bind(b.format.as_str())
+                        .push_bind(b.status.as_str())
+                        .push_bind(if done { 10_000_i64 } else { 0 })
+                        .push_bind(0_i64)
+                        .push_bind(b.period.clone())
+                        .push_bind(b.remark.clone())
+                        .push_bind(last)
+                        .push_bind(done.then_some(last))
+                        .push_bind(last)
+                        .push_bind(b.error.map(JobError::code));
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(recs.len() as u64)
+    }
+
     pub async fn backup(&self, id: &BackupId) -> Result<Option<BackupRecord>> {
         let row: Option<BackupRow> = on_db!(&self.db, pool => sqlx::query_as(BACKUP_BY_ID.as_str()).bind(id.as_str()).fetch_optional(pool).await)?;
         row.map(BackupRecord::try_from).transpose()

