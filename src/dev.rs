@@ -22,12 +22,12 @@ pub fn synthetic_backup(instance: &crate::model::Instance, i: u64, created_at: i
         id: BackupId::generate(),
         instance_id: instance.id.clone(),
         project_id: instance.project_id.clone(),
-        backup_type: if i % 3 == 0 {
+        backup_type: if i.is_multiple_of(3) {
             BackupType::Auto
         } else {
             BackupType::Manual
         },
-        format: if i % 4 == 0 {
+        format: if i.is_multiple_of(4) {
             BackupFormat::Aof
         } else {
             BackupFormat::Rdb
