@@ -80,21 +80,42 @@ struct Resp<'a, W: Write> {
     bytes: u64,
 }
 
+/// `prefix` + decimal `n` + CRLF, without allocating.
+fn count_line(prefix: u8, n: usize, buf: &mut [u8; 24]) -> &[u8] {
+    let mut i = buf.len() - 2;
+    buf[i] = b'\r';
+    buf[i + 1] = b'\n';
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    i -= 1;
+    buf[i] = prefix;
+    &buf[i..]
+}
+
 impl<W: Write> Resp<'_, W> {
     fn header(&mut self, n: usize) -> Result<(), RdbError> {
-        let s = format!("*{n}\r\n");
-        self.out.write_all(s.as_bytes())?;
-        self.bytes += s.len() as u64;
+        let mut buf = [0u8; 24];
+        let line = count_line(b'*', n, &mut buf);
+        self.out.write_all(line)?;
+        self.bytes += line.len() as u64;
         self.commands += 1;
         Ok(())
     }
 
     fn bulk(&mut self, b: &[u8]) -> Result<(), RdbError> {
-        let h = format!("${}\r\n", b.len());
-        self.out.write_all(h.as_bytes())?;
+        let mut buf = [0u8; 24];
+        let line = count_line(b'$', b.len(), &mut buf);
+        self.out.write_all(line)?;
         self.out.write_all(b)?;
         self.out.write_all(b"\r\n")?;
-        self.bytes += (h.len() + b.len() + 2) as u64;
+        self.bytes += (line.len() + b.len() + 2) as u64;
         Ok(())
     }
 
@@ -130,6 +151,16 @@ pub fn write_key_commands<W: Write>(
     };
     write_key_resp(&mut r, key, value, expire_ms, opts)?;
     Ok(r.commands)
+}
+
+/// Whether [`write_key_resp`] emits any command for this (unexpired) value.
+fn writes_something(value: &Value, opts: &AofOptions) -> bool {
+    match value {
+        Value::String(_) | Value::Stream(_) => true,
+        Value::List(v) | Value::Set(v) => !v.is_empty(),
+        Value::SortedSet(v) => !v.is_empty(),
+        Value::Hash(f) => f.iter().any(|f| !is_expired(f.expire_ms, opts)),
+    }
 }
 
 fn is_expired(expire_ms: Option<i64>, opts: &AofOptions) -> bool {
@@ -413,15 +444,7 @@ impl<W: Write> AofWriter<W> {
             self.stats.expired_skipped += 1;
             return Ok(false);
         }
-        let mut body = Vec::new();
-        let mut r = Resp {
-            out: &mut body,
-            commands: 0,
-            bytes: 0,
-        };
-        write_key_resp(&mut r, key, value, expire_ms, &self.opts)?;
-        let (commands, bytes) = (r.commands, r.bytes);
-        if commands == 0 {
+        if !writes_something(value, &self.opts) {
             self.stats.empty_skipped += 1;
             return Ok(false);
         }
@@ -436,9 +459,14 @@ impl<W: Write> AofWriter<W> {
             self.stats.bytes += r.bytes;
             self.selected = Some(db);
         }
-        self.out.write_all(&body)?;
-        self.stats.commands += commands;
-        self.stats.bytes += bytes;
+        let mut r = Resp {
+            out: &mut self.out,
+            commands: 0,
+            bytes: 0,
+        };
+        write_key_resp(&mut r, key, value, expire_ms, &self.opts)?;
+        self.stats.commands += r.commands;
+        self.stats.bytes += r.bytes;
         self.stats.keys += 1;
         Ok(true)
     }

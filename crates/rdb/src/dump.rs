@@ -23,6 +23,37 @@ pub fn dump_payload(rdb_type: u8, raw_value: &[u8], rdb_version: u16) -> Vec<u8>
     out
 }
 
+/// The RDB version a server writes (and the newest it accepts in a DUMP
+/// payload), from `INFO server`: `redis_version` and, for Valkey, its
+/// `valkey_version` (Valkey 9 reports `redis_version:7.2.4` for
+/// compatibility). Follows the `RDB_VERSION` of each release line: Redis
+/// 6.0/6.2 → 9, 7.0 → 10, 7.2 → 11, 7.4+ → 12; Valkey 7.2/8.x → 11, 9.x →
+/// 80. `None` when the version cannot be parsed.
+pub fn rdb_version_for_server(redis_version: &str, valkey_version: Option<&str>) -> Option<u16> {
+    fn major_minor(v: &str) -> Option<(u32, u32)> {
+        let mut it = v.trim().split('.');
+        let major = it.next()?.parse().ok()?;
+        let minor = it.next().unwrap_or("0").parse().ok()?;
+        Some((major, minor))
+    }
+    if let Some(v) = valkey_version {
+        let (major, _) = major_minor(v)?;
+        return Some(if major >= 9 { 80 } else { 11 });
+    }
+    let (major, minor) = major_minor(redis_version)?;
+    Some(match (major, minor) {
+        (0..=1, _) => 1,
+        (2, 0..=4) => 4,
+        (2, _) => 6,
+        (3, _) => 7,
+        (4, _) => 8,
+        (5, _) | (6, _) => 9,
+        (7, 0..=1) => 10,
+        (7, 2..=3) => 11,
+        _ => 12,
+    })
+}
+
 /// A checked view of a payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DumpPayload<'a> {
@@ -60,6 +91,17 @@ pub fn parse_dump_payload(p: &[u8]) -> Result<DumpPayload<'_>, RdbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_versions() {
+        assert_eq!(rdb_version_for_server("6.2.14", None), Some(9));
+        assert_eq!(rdb_version_for_server("7.0.15", None), Some(10));
+        assert_eq!(rdb_version_for_server("7.2.4", None), Some(11));
+        assert_eq!(rdb_version_for_server("7.4.1", None), Some(12));
+        assert_eq!(rdb_version_for_server("7.2.4", Some("9.1.2")), Some(80));
+        assert_eq!(rdb_version_for_server("7.2.4", Some("8.0.1")), Some(11));
+        assert_eq!(rdb_version_for_server("x", None), None);
+    }
 
     #[test]
     fn round_trip_and_known_payload() {

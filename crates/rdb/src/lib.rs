@@ -11,6 +11,8 @@
 //! Invariant: no input can make it panic, loop forever or allocate beyond
 //! what the input itself contains; every problem is an [`RdbError`].
 
+#![warn(missing_docs)]
+
 pub mod aof;
 mod bytes;
 pub mod crc64;
@@ -27,7 +29,7 @@ pub mod verify;
 pub use aof::{format_double, rdb_to_aof, write_key_commands, AofOptions, AofStats, AofWriter};
 pub use bytes::{int_to_bytes, parse_double};
 pub use crc64::{crc64, Crc64};
-pub use dump::{dump_payload, parse_dump_payload, DumpPayload};
+pub use dump::{dump_payload, parse_dump_payload, rdb_version_for_server, DumpPayload};
 pub use error::RdbError;
 pub use reader::{ChecksumStatus, Item, KeyEntry, RdbReader, ReadMode};
 pub use types::{module_name_from_id, rdb_version_of_magic, Flavor, Magic};
