@@ -307,9 +307,11 @@ fn write_stream<W: Write>(r: &mut Resp<'_, W>, key: &[u8], s: &Stream) -> Result
                 continue;
             }
             for id in &c.pending {
-                let Some(p) = g.pel.iter().find(|p| p.id == *id) else {
+                // `decode_value` guarantees the PEL is sorted by ID.
+                let Ok(slot) = g.pel.binary_search_by(|p| p.id.cmp(id)) else {
                     continue;
                 };
+                let p = &g.pel[slot];
                 r.cmd(&[
                     b"XCLAIM",
                     key,

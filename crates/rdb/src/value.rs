@@ -457,6 +457,11 @@ fn decode_stream(c: &mut Cursor<'_>, t: u8) -> Result<Stream, RdbError> {
             let id = raw_id(c)?;
             let delivery_time_ms = c.millis()?;
             let delivery_count = c.len()?;
+            // The PEL is a radix tree saved in key order: IDs strictly
+            // increase, which also lets consumers find their entries fast.
+            if pel.last().is_some_and(|p: &PendingEntry| p.id >= id) {
+                return Err(RdbError::corrupt("stream PEL not in ID order"));
+            }
             pel.push(PendingEntry {
                 id,
                 delivery_time_ms,
@@ -480,9 +485,7 @@ fn decode_stream(c: &mut Cursor<'_>, t: u8) -> Result<Stream, RdbError> {
                 let id = raw_id(c)?;
                 let slot = pel
                     .binary_search_by(|p: &PendingEntry| p.id.cmp(&id))
-                    .ok()
-                    .or_else(|| pel.iter().position(|p| p.id == id))
-                    .ok_or_else(|| RdbError::corrupt("consumer PEL entry not in the group PEL"))?;
+                    .map_err(|_| RdbError::corrupt("consumer PEL entry not in the group PEL"))?;
                 if pel[slot].consumer.is_some() {
                     return Err(RdbError::corrupt("PEL entry owned by two consumers"));
                 }
