@@ -26,6 +26,10 @@ pub struct AofOptions {
     /// before this Unix time in milliseconds are left out, as a server
     /// loading the data would drop them.
     pub now_ms: Option<i64>,
+    /// Write streams as Redis < 7.0 understands them: no `ENTRIESADDED` /
+    /// `MAXDELETEDID` on `XSETID`, no `ENTRIESREAD` on `XGROUP CREATE`
+    /// (those counters are then recomputed by the target).
+    pub legacy_streams: bool,
 }
 
 impl Default for AofOptions {
@@ -33,6 +37,7 @@ impl Default for AofOptions {
         AofOptions {
             items_per_cmd: ITEMS_PER_CMD,
             now_ms: None,
+            legacy_streams: false,
         }
     }
 }
@@ -230,7 +235,7 @@ fn write_key_resp<W: Write>(
                 r.cmd(&[b"HPEXPIREAT", key, at.as_bytes(), b"FIELDS", b"1", &f.field])?;
             }
         }
-        Value::Stream(s) => write_stream(r, key, s)?,
+        Value::Stream(s) => write_stream(r, key, s, opts.legacy_streams)?,
     }
     if r.commands > 0 {
         if let Some(e) = expire_ms {
@@ -245,7 +250,12 @@ fn write_key_resp<W: Write>(
 /// `XCLAIM` alone (it drops IDs that are not in the stream), so such IDs are
 /// added as placeholders, claimed, then deleted, and `XSETID` restores the
 /// counters afterwards.
-fn write_stream<W: Write>(r: &mut Resp<'_, W>, key: &[u8], s: &Stream) -> Result<(), RdbError> {
+fn write_stream<W: Write>(
+    r: &mut Resp<'_, W>,
+    key: &[u8],
+    s: &Stream,
+    legacy: bool,
+) -> Result<(), RdbError> {
     let mut placeholders: Vec<StreamId> = Vec::new();
     for g in &s.groups {
         for p in &g.pel {
@@ -289,7 +299,7 @@ fn write_stream<W: Write>(r: &mut Resp<'_, W>, key: &[u8], s: &Stream) -> Result
 
     for g in &s.groups {
         let last = id_bytes(&g.last_delivered_id);
-        match g.entries_read {
+        match g.entries_read.filter(|_| !legacy) {
             Some(n) => r.cmd(&[
                 b"XGROUP",
                 b"CREATE",
@@ -340,7 +350,7 @@ fn write_stream<W: Write>(r: &mut Resp<'_, W>, key: &[u8], s: &Stream) -> Result
     }
 
     let last = id_bytes(&s.last_id);
-    match (s.entries_added, s.max_deleted_id) {
+    match (s.entries_added.filter(|_| !legacy), s.max_deleted_id) {
         (Some(added), Some(maxdel)) => r.cmd(&[
             b"XSETID",
             key,

@@ -32,7 +32,9 @@ pub use crc64::{crc64, Crc64};
 pub use dump::{dump_payload, parse_dump_payload, rdb_version_for_server, DumpPayload};
 pub use error::RdbError;
 pub use reader::{ChecksumStatus, Item, KeyEntry, RdbReader, ReadMode};
-pub use types::{module_name_from_id, rdb_version_of_magic, Flavor, Magic};
+pub use types::{
+    min_rdb_version_for_type, module_name_from_id, rdb_version_of_magic, Flavor, Magic,
+};
 pub use value::{
     decode_value, Consumer, ConsumerGroup, HashField, PendingEntry, Stream, StreamEntry, StreamId,
     Value,

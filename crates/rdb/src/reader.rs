@@ -79,6 +79,16 @@ pub struct KeyEntry {
     pub value_len: u64,
 }
 
+impl KeyEntry {
+    /// The DUMP/RESTORE payload of this key stamped with `rdb_version`
+    /// (`None` unless the entry was read in a mode that keeps raw bytes).
+    pub fn dump_payload(&self, rdb_version: u16) -> Option<Vec<u8>> {
+        self.raw
+            .as_ref()
+            .map(|raw| crate::dump::dump_payload(self.rdb_type, raw, rdb_version))
+    }
+}
+
 /// One unit of an RDB file, in file order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {

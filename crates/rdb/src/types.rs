@@ -193,6 +193,25 @@ pub fn type_name(t: u8) -> &'static str {
     }
 }
 
+/// The first RDB version that has type byte `t` (from the version notes in
+/// `src/rdb.h`), i.e. the oldest server that can `RESTORE` such a value.
+/// A target whose own RDB version is lower needs decoded commands instead.
+pub fn min_rdb_version_for_type(t: u8, flavor: Flavor) -> Option<u32> {
+    Some(match t {
+        TYPE_STRING..=TYPE_HASH => 1,
+        TYPE_HASH_ZIPMAP..=TYPE_ZSET_ZIPLIST => 2,
+        TYPE_HASH_ZIPLIST => 4,
+        TYPE_LIST_QUICKLIST => 7,
+        TYPE_ZSET_2 | TYPE_MODULE_PRE_GA | TYPE_MODULE_2 => 8,
+        TYPE_STREAM_LISTPACKS => 9,
+        TYPE_HASH_LISTPACK..=TYPE_STREAM_LISTPACKS_2 => 10,
+        TYPE_SET_LISTPACK | TYPE_STREAM_LISTPACKS_3 => 11,
+        TYPE_22 if flavor == Flavor::Valkey => 80,
+        TYPE_22..=TYPE_HASH_LISTPACK_EX => 12,
+        _ => return None,
+    })
+}
+
 /// Whether `t` is a value type byte this crate can slice.
 pub fn is_value_type(t: u8) -> bool {
     matches!(t, 0..=7 | 9..=25)
@@ -220,6 +239,21 @@ mod tests {
             magic_for_version(Magic::Redis, 10).as_ref(),
             Some(b"REDIS0010")
         );
+    }
+
+    #[test]
+    fn type_versions() {
+        assert_eq!(
+            min_rdb_version_for_type(TYPE_SET_LISTPACK, Flavor::Redis),
+            Some(11)
+        );
+        assert_eq!(
+            min_rdb_version_for_type(TYPE_LIST_QUICKLIST_2, Flavor::Redis),
+            Some(10)
+        );
+        assert_eq!(min_rdb_version_for_type(TYPE_22, Flavor::Valkey), Some(80));
+        assert_eq!(min_rdb_version_for_type(TYPE_22, Flavor::Redis), Some(12));
+        assert_eq!(min_rdb_version_for_type(8, Flavor::Redis), None);
     }
 
     #[test]
