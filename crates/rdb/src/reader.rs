@@ -173,6 +173,7 @@ enum State {
     Start,
     Body,
     Done,
+    Failed,
 }
 
 /// Streaming RDB parser over any `Read`.
@@ -246,32 +247,42 @@ impl<R: Read> RdbReader<R> {
     pub fn next_item(&mut self) -> Result<Option<Item>, RdbError> {
         match self.state {
             State::Done => Ok(None),
+            // Never report a clean end after a failure, even to a caller
+            // that ignored the error.
+            State::Failed => Err(RdbError::corrupt("reading on after an earlier error")),
             State::Start => {
-                let magic = self.src.array::<9>()?;
-                let (kind, version) =
-                    rdb_version_of_magic(&magic).ok_or(RdbError::BadMagic(magic))?;
-                if !(1..=MAX_SUPPORTED_VERSION).contains(&version) {
-                    return Err(RdbError::UnsupportedVersion(version));
+                let r = self.header();
+                if r.is_err() {
+                    self.state = State::Failed;
                 }
-                self.magic = kind;
-                self.version = version;
-                self.flavor = Flavor::of_header(kind, version);
-                self.state = State::Body;
-                Ok(Some(Item::Header {
-                    magic: kind,
-                    version,
-                }))
+                r.map(Some)
             }
             State::Body => {
                 let r = self.body_item();
                 if let Err(e) = &r {
                     if !matches!(e, RdbError::Module { .. }) {
-                        self.state = State::Done;
+                        self.state = State::Failed;
                     }
                 }
                 r.map(Some)
             }
         }
+    }
+
+    fn header(&mut self) -> Result<Item, RdbError> {
+        let magic = self.src.array::<9>()?;
+        let (kind, version) = rdb_version_of_magic(&magic).ok_or(RdbError::BadMagic(magic))?;
+        if !(1..=MAX_SUPPORTED_VERSION).contains(&version) {
+            return Err(RdbError::UnsupportedVersion(version));
+        }
+        self.magic = kind;
+        self.version = version;
+        self.flavor = Flavor::of_header(kind, version);
+        self.state = State::Body;
+        Ok(Item::Header {
+            magic: kind,
+            version,
+        })
     }
 
     fn body_item(&mut self) -> Result<Item, RdbError> {
@@ -633,7 +644,12 @@ const MODULE_OPCODE_STRING: u64 = 5;
 impl<R: Read> Iterator for RdbReader<R> {
     type Item = Result<Item, RdbError>;
 
+    /// Ends (`None`) after the first fatal error, so a `for` loop that
+    /// keeps going on errors still terminates.
     fn next(&mut self) -> Option<Self::Item> {
+        if self.state == State::Failed {
+            return None;
+        }
         self.next_item().transpose()
     }
 }

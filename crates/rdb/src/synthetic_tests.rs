@@ -330,3 +330,14 @@ fn redis_7_4_hash_field_expiration() {
     write_key_commands(&mut out, b"hm", &v[0].2, None, &opts).unwrap();
     assert!(!String::from_utf8_lossy(&out).contains("HPEXPIREAT"));
 }
+
+#[test]
+fn errors_are_sticky_and_iteration_ends() {
+    let mut r = RdbReader::new(&b"REDIS0010\x00\x01k"[..], ReadMode::Decode);
+    assert!(r.next_item().unwrap().is_some());
+    assert!(r.next_item().is_err());
+    assert!(r.next_item().is_err());
+    let all: Vec<_> = RdbReader::new(&b"NOTANRDB!"[..], ReadMode::Skip).collect();
+    assert_eq!(all.len(), 1);
+    assert!(all[0].is_err());
+}
