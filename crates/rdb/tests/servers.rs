@@ -106,7 +106,7 @@ fn restore_all(bin: &std::path::Path, kind: Kind, p: &Parsed, version: u16) -> S
     dst
 }
 
-fn roundtrip(kind: Kind, extra: &[&str]) {
+fn roundtrip(kind: Kind, extra: &[&str], big: bool) {
     let Some(bin) = server_binary(kind) else {
         eprintln!(
             "SKIP {kind:?}: server binary not configured (DCS_TEST_REDIS62 / DCS_TEST_VALKEY)"
@@ -115,7 +115,7 @@ fn roundtrip(kind: Kind, extra: &[&str]) {
     };
     let src = Server::start(&bin, kind, extra);
     let mut c = src.client();
-    fill_dataset(&mut c, kind, false);
+    fill_dataset(&mut c, kind, big);
     let want = snapshot(&mut c, kind, false);
     let want_exact = snapshot(&mut c, kind, true);
     assert!(
@@ -192,17 +192,17 @@ fn roundtrip(kind: Kind, extra: &[&str]) {
 
 #[test]
 fn redis_7_0_round_trip() {
-    roundtrip(Kind::Redis70, &["--maxmemory-policy", "allkeys-lfu"]);
+    roundtrip(Kind::Redis70, &["--maxmemory-policy", "allkeys-lfu"], true);
 }
 
 #[test]
 fn redis_6_2_round_trip() {
-    roundtrip(Kind::Redis62, &["--maxmemory-policy", "allkeys-lru"]);
+    roundtrip(Kind::Redis62, &["--maxmemory-policy", "allkeys-lru"], false);
 }
 
 #[test]
 fn valkey_9_1_round_trip() {
-    roundtrip(Kind::Valkey91, &[]);
+    roundtrip(Kind::Valkey91, &[], true);
 }
 
 /// A Redis 6.2 backup restored into Redis 7.0, by AOF and by RESTORE.
