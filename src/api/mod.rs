@@ -181,12 +181,12 @@ pub(crate) async fn load_instance(
 }
 
 /// Reachability of an instance as `RUNNING` or `ERROR`, checked at most
-/// every few seconds.
+/// every two seconds.
 pub(crate) async fn instance_status(
     state: &AppState,
     inst: &crate::model::Instance,
 ) -> &'static str {
-    const FRESH: Duration = Duration::from_secs(5);
+    const FRESH: Duration = Duration::from_secs(2);
     if let Ok(cache) = state.status_cache.lock() {
         if let Some((s, at)) = cache.get(&inst.id) {
             if at.elapsed() < FRESH {

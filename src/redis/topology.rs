@@ -132,11 +132,16 @@ pub fn parse_cluster_nodes(text: &str) -> Vec<ClusterNode> {
 pub async fn discover(conn: &Connection, opts: &ConnectOptions) -> Result<Topology, RedisError> {
     let mut c = Conn::open(conn, &conn.host, conn.port, opts).await?;
     let (mut info, mut repl) = server_info(&mut c).await?;
+    let mut master = NodeAddr {
+        host: conn.host.clone(),
+        port: conn.port,
+    };
     if !info.cluster && !info.role_master {
         if let Some(m) = info.master.clone() {
             tracing::info!(master = %m, "adopted address is a replica; using its master");
             c = Conn::open(conn, &m.host, m.port, opts).await?;
             (info, repl) = server_info(&mut c).await?;
+            master = m;
         }
     }
     if info.cluster {
@@ -183,10 +188,7 @@ pub async fn discover(conn: &Connection, opts: &ConnectOptions) -> Result<Topolo
         engine: info.engine,
         version: info.version,
         shards: vec![Shard {
-            master: NodeAddr {
-                host: conn.host.clone(),
-                port: conn.port,
-            },
+            master,
             replicas,
             slots: vec![],
         }],

@@ -23,7 +23,8 @@ pub fn engine() -> String {
 }
 
 fn pg_admin_url() -> String {
-    std::env::var("DCS_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("DCS_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// A database of its own for one test; PostgreSQL ones are dropped at the end.
@@ -35,30 +36,50 @@ pub struct TestDb {
 impl TestDb {
     pub async fn new() -> Self {
         if engine() != "postgres" {
-            return Self { url: None, pg_name: None };
+            return Self {
+                url: None,
+                pg_name: None,
+            };
         }
         use sqlx::Executor;
         let admin = pg_admin_url();
         let name = format!("dcs_t_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::PgPool::connect(&admin).await.expect("PostgreSQL for tests");
-        pool.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
+        let pool = sqlx::PgPool::connect(&admin)
+            .await
+            .expect("PostgreSQL for tests");
+        pool.execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create test database");
         pool.close().await;
-        let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
-        Self { url: Some(format!("{base}/{name}")), pg_name: Some(name) }
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_owned())
+            .unwrap_or(admin);
+        Self {
+            url: Some(format!("{base}/{name}")),
+            pg_name: Some(name),
+        }
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else { return };
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
         let admin = pg_admin_url();
         // Drop runs inside a tokio test runtime; use a thread of our own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 use sqlx::Executor;
                 let pool = sqlx::PgPool::connect(&admin).await.ok()?;
-                pool.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.ok()?;
+                pool.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await
+                    .ok()?;
                 pool.close().await;
                 Some(())
             })
@@ -97,8 +118,12 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::for_dir(dir.path(), db.url.clone());
         tweak(&mut config);
-        let state = dcs_backup::server::prepare(&config).await.expect("service starts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let state = dcs_backup::server::prepare(&config)
+            .await
+            .expect("service starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = Arc::clone(&state);
@@ -134,8 +159,16 @@ impl TestApp {
     }
 
     /// A signed request with the given credential; `path` may carry a query.
-    pub async fn call_as(&self, cred: &Cred, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let bytes = body.map(|b| serde_json::to_vec(&b).expect("json")).unwrap_or_default();
+    pub async fn call_as(
+        &self,
+        cred: &Cred,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let bytes = body
+            .map(|b| serde_json::to_vec(&b).expect("json"))
+            .unwrap_or_default();
         let resp = self.send_signed(cred, method, path, bytes, |_| {}).await;
         decode(resp).await
     }
@@ -149,7 +182,15 @@ impl TestApp {
         body: Vec<u8>,
         tamper: impl FnOnce(&mut Vec<(String, String)>),
     ) -> reqwest::Response {
-        self.send_signed_at(cred, method, path, body, time::OffsetDateTime::now_utc(), tamper).await
+        self.send_signed_at(
+            cred,
+            method,
+            path,
+            body,
+            time::OffsetDateTime::now_utc(),
+            tamper,
+        )
+        .await
     }
 
     pub async fn send_signed_at(
@@ -166,8 +207,11 @@ impl TestApp {
             None => (path, None),
         };
         let host = self.addr.to_string();
-        let mut headers =
-            RequestSigner { ak: &cred.ak, sk: &cred.sk }.headers(&method, p, q, &host, &body, date);
+        let mut headers = RequestSigner {
+            ak: &cred.ak,
+            sk: &cred.sk,
+        }
+        .headers(&method, p, q, &host, &body, date);
         tamper(&mut headers);
         let mut req = self.http.request(method, self.url(path)).body(body);
         for (k, v) in headers {
@@ -181,8 +225,16 @@ impl TestApp {
     /// Creates another credential, for `project` (a new project if unknown).
     pub async fn credential_for(&self, project: &str) -> Cred {
         let p = dcs_backup::model::ProjectId::parse(project).expect("project id");
-        let c = self.catalog().create_credential(&p).await.expect("credential");
-        Cred { project_id: project.to_owned(), ak: c.ak, sk: c.sk.expose().to_owned() }
+        let c = self
+            .catalog()
+            .create_credential(&p)
+            .await
+            .expect("credential");
+        Cred {
+            project_id: project.to_owned(),
+            ak: c.ak,
+            sk: c.sk.expose().to_owned(),
+        }
     }
 
     /// `/v2/{project}/...`
@@ -206,9 +258,14 @@ impl TestApp {
                 b.insert(k.clone(), v.clone());
             }
         }
-        let (status, json) = self.call(Method::POST, &self.v2("/instances"), Some(body)).await;
+        let (status, json) = self
+            .call(Method::POST, &self.v2("/instances"), Some(body))
+            .await;
         assert_eq!(status, 200, "adopt failed: {json}");
-        json["instances"][0]["instance_id"].as_str().expect("instance_id").to_owned()
+        json["instances"][0]["instance_id"]
+            .as_str()
+            .expect("instance_id")
+            .to_owned()
     }
 }
 
@@ -223,12 +280,17 @@ impl Drop for TestApp {
 pub async fn decode(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
-    let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    let json = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
     (status, json)
 }
 
 pub fn read_credentials(path: &Path) -> Cred {
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("credentials.json")).expect("json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("credentials.json"))
+        .expect("json");
     Cred {
         project_id: v["project_id"].as_str().expect("project_id").to_owned(),
         ak: v["ak"].as_str().expect("ak").to_owned(),
@@ -238,7 +300,11 @@ pub fn read_credentials(path: &Path) -> Cred {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    StdListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// A `redis-server` of the test's own, killed when dropped.
@@ -284,7 +350,12 @@ impl RedisServer {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("redis-server starts");
-            let mut server = Self { port, dir, child: Some(child), binary: binary.to_owned() };
+            let mut server = Self {
+                port,
+                dir,
+                child: Some(child),
+                binary: binary.to_owned(),
+            };
             if server.wait_ready(Duration::from_secs(10)) {
                 return server;
             }
@@ -300,7 +371,8 @@ impl RedisServer {
             if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
                 return false;
             }
-            if self.cli(&["PING"]).trim() == "PONG" {
+            let pong = self.cli(&["PING"]);
+            if pong.trim() == "PONG" || pong.starts_with("NOAUTH") {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -329,5 +401,237 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A Redis Cluster of `masters` shards with `replicas` replicas each.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize, replicas: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
+            .map(|_| {
+                RedisServer::start(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let start = Instant::now();
+        loop {
+            let ok = nodes
+                .iter()
+                .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"));
+            let replicas_up = nodes
+                .iter()
+                .filter(|n| n.cli(&["ROLE"]).starts_with("slave"))
+                .all(|n| {
+                    n.cli(&["INFO", "replication"])
+                        .contains("master_link_status:up")
+                });
+            if ok && replicas_up {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "cluster did not settle"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { nodes }
+    }
+
+    pub fn first_port(&self) -> u16 {
+        self.nodes[0].port
+    }
+}
+
+/// A master and `n` replicas following it, links up.
+pub fn master_with_replicas(n: usize) -> (RedisServer, Vec<RedisServer>) {
+    let master = RedisServer::start(&[]);
+    let port = master.port.to_string();
+    let replicas: Vec<RedisServer> = (0..n)
+        .map(|_| RedisServer::start(&["--replicaof", "127.0.0.1", &port]))
+        .collect();
+    let start = Instant::now();
+    while !replicas.iter().all(|r| {
+        r.cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+    }) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "replicas did not connect"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (master, replicas)
+}
+
+/// A CA and a server certificate for 127.0.0.1, made with `openssl`.
+pub struct TestCerts {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCerts {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=dcs-test-ca",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .expect("ext");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        Self { dir }
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+}
+
+impl RedisServer {
+    /// A Redis that speaks only TLS on its port.
+    pub fn start_tls(certs: &TestCerts) -> Self {
+        let d = certs.dir.path();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args([
+                "--dir",
+                &dir.path().display().to_string(),
+                "--save",
+                "",
+                "--logfile",
+                "redis.log",
+            ])
+            .args([
+                "--tls-cert-file",
+                &d.join("server.pem").display().to_string(),
+            ])
+            .args([
+                "--tls-key-file",
+                &d.join("server.key").display().to_string(),
+            ])
+            .args([
+                "--tls-ca-cert-file",
+                &d.join("ca.pem").display().to_string(),
+            ])
+            .args(["--tls-auth-clients", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let server = Self {
+            port,
+            dir,
+            child: Some(child),
+            binary: "redis-server".into(),
+        };
+        let start = Instant::now();
+        loop {
+            let out = Command::new("redis-cli")
+                .args([
+                    "-p",
+                    &port.to_string(),
+                    "--tls",
+                    "--cacert",
+                    &d.join("ca.pem").display().to_string(),
+                    "PING",
+                ])
+                .output()
+                .expect("redis-cli");
+            if String::from_utf8_lossy(&out.stdout).trim() == "PONG" {
+                return server;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "TLS redis did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
