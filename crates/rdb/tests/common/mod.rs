@@ -563,6 +563,18 @@ pub fn fill_dataset(c: &mut Client, kind: Kind, big: bool) {
     }
     c.ok(&a);
     c.ok(&["HSET", "hash:longval", "f", &"L".repeat(200), "g", "short"]);
+    // Longer strings inside a listpack/ziplist (12-bit / 14-bit lengths).
+    c.ok(&["CONFIG", "SET", "hash-max-ziplist-value", "6000"]);
+    c.ok(&[
+        "HSET",
+        "hash:lp-long",
+        "f",
+        &"M".repeat(500),
+        "g",
+        &"N".repeat(5000),
+        "h",
+        "-12345",
+    ]);
 
     // Expiring keys (far future so they survive the test).
     c.ok(&["SET", "ttl:str", "bye"]);
