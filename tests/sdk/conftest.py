@@ -238,9 +238,9 @@ class Service:
 
     # -- SDK shortcuts -------------------------------------------------------
 
-    def adopt(self, redis, name=None, client=None, **extra):
+    def adopt(self, redis, name=None, client=None, private_ip="127.0.0.1", **extra):
         """Adopts `redis` through the SDK; returns the instance id."""
-        body = CreateInstanceBody(
+        fields = dict(
             name=unique("inst") if name is None else name,
             engine="Redis",
             capacity=1,
@@ -248,10 +248,11 @@ class Service:
             az_codes=["az1"],
             vpc_id=str(uuid.uuid4()),
             subnet_id=str(uuid.uuid4()),
-            private_ip="127.0.0.1",
+            private_ip=private_ip,
             port=redis.port,
-            **extra,
         )
+        fields.update(extra)
+        body = CreateInstanceBody(**fields)
         resp = (client or self.client()).create_instance(CreateInstanceRequest(body=body))
         assert resp.status_code == 200, resp
         assert len(resp.instances) == 1, resp
@@ -400,7 +401,8 @@ class RedisFactory:
 
     def start_pair(self):
         """A master and one replica, waited on until the link is up."""
-        master = self.start(self.plain())
+        # No 5 s wait for more replicas before the first full sync.
+        master = self.start(self.new(["--repl-diskless-sync-delay", "0"]))
         replica = self.new()
         replica.args = ["--replicaof", "127.0.0.1", str(master.port)]
         self.start(replica)

@@ -340,3 +340,67 @@ def test_delete_unknown_and_malformed_instance(client):
                  404, "DCS.3022")
     expect_error(lambda: client.delete_single_instance(DeleteSingleInstanceRequest(instance_id="12345")),
                  400, "DCS.4061")
+
+
+# --------------------------------------------------------------------------
+# more of the adoption and listing contract
+# --------------------------------------------------------------------------
+
+
+def test_adopt_by_host_name(service, client, servers):
+    iid = service.adopt(servers["plain"], private_ip="localhost")
+    inst = show(client, iid)
+    assert inst.status == "RUNNING"
+    assert inst.ip == "localhost"
+    assert inst.port == servers["plain"].port
+
+
+def test_adopt_with_a_backup_policy(service, client, servers):
+    iid = service.adopt(servers["plain"], instance_backup_policy=weekly_policy(save_days=5, backup_at=[2, 4]))
+    ibp = show(client, iid).instance_backup_policy
+    assert ibp is not None and ibp.backup_policy_id
+    assert (ibp.policy.backup_type, ibp.policy.save_days) == ("auto", 5)
+    assert ibp.policy.periodical_backup_plan.backup_at == [2, 4]
+    assert ibp.policy.periodical_backup_plan.begin_at == "23:00-00:00"
+
+    before = names_and_ids(service)
+    expect_error(
+        lambda: service.adopt(servers["plain"], instance_backup_policy=weekly_policy(save_days=9)),
+        400, "DCS.4072",
+    )
+    expect_error(
+        lambda: service.adopt(servers["plain"], instance_backup_policy=weekly_policy(backup_at=[9])),
+        400, "DCS.4075",
+    )
+    assert names_and_ids(service) == before
+
+
+def test_adopt_unsupported_engine(service, servers):
+    before = names_and_ids(service)
+    expect_error(lambda: service.adopt(servers["plain"], engine="Memcached"), 400, "DCS.4006")
+    assert names_and_ids(service) == before
+
+
+def test_rename_to_a_taken_name_is_refused(service, client, servers):
+    taken = unique("taken")
+    service.adopt(servers["plain"], name=taken)
+    iid = service.adopt(servers["plain"], name=unique("mine"))
+    expect_error(lambda: update(client, iid, name=taken), 400, "DCS.4060")
+    assert show(client, iid).name != taken
+    # Renaming to its own current name is not a conflict.
+    assert update(client, iid, name=show(client, iid).name).status_code == 204
+
+
+def test_list_instances_pages_and_counts_all(service, servers):
+    everything = service.list_all()
+    n = everything.instance_num
+    assert n == len(everything.instances) >= 3
+    from huaweicloudsdkdcs.v2 import ListInstancesRequest
+
+    seen = []
+    for offset in range(0, n + 2, 2):
+        page = service.client().list_instances(ListInstancesRequest(offset=offset, limit=2))
+        assert page.instance_num == n
+        seen += [i.instance_id for i in page.instances]
+    assert seen == [i.instance_id for i in everything.instances]
+    assert len(set(seen)) == n

@@ -238,3 +238,28 @@ def test_whether_another_project_exists_is_not_revealed(service, world):
         x, y = service.signed("GET", base_b + suffix), service.signed("GET", base_none + suffix)
         assert (x.status_code, x.content) == (y.status_code, y.content)
         assert x.status_code == 401
+
+
+def test_credentials_file_is_private_and_the_secret_not_logged(service, world):
+    import os
+    import stat
+
+    path = os.path.join(service.data_dir, "credentials.json")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    log = service.log()
+    assert "credentials.json" in log
+    assert service.creds["sk"] not in log
+    assert world["b"]["sk"] not in log
+
+
+def test_health_and_openapi_need_no_signature(service):
+    r = requests.get(service.endpoint + "/health", timeout=10)
+    assert r.status_code == 200
+    r = requests.get(service.endpoint + "/openapi.json", timeout=10)
+    assert r.status_code == 200
+    doc = r.json()
+    assert doc["openapi"].startswith("3.")
+    for path in ("/v2/{project_id}/instances", "/v2/{project_id}/instances/{instance_id}",
+                 "/v2/{project_id}/instances/{instance_id}/backups",
+                 "/v2/{project_id}/instances/{instance_id}/restores"):
+        assert path in doc["paths"], sorted(doc["paths"])
