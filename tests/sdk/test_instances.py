@@ -404,3 +404,16 @@ def test_list_instances_pages_and_counts_all(service, servers):
         seen += [i.instance_id for i in page.instances]
     assert seen == [i.instance_id for i in everything.instances]
     assert len(set(seen)) == n
+
+
+def test_status_is_error_when_the_server_is_down(service, client, redis_factory):
+    r = redis_factory.start(redis_factory.plain())
+    iid = service.adopt(r)
+    r.proc.kill()
+    r.proc.wait()
+    inst = show(client, iid)
+    assert inst.status == "ERROR"
+    listed = [i for i in service.list_all().instances if i.instance_id == iid]
+    assert [i.status for i in listed] == ["ERROR"]
+    # Deleting it so later listings don't keep probing a dead server.
+    client.delete_single_instance(DeleteSingleInstanceRequest(instance_id=iid))

@@ -439,3 +439,53 @@ def test_alternative_spellings_from_the_reference(service, seeded):
     assert resp.status_code == 400
     assert resp.json()["error_code"] == "DCS.4800"
     assert resp.json()["error_msg"] == "Invalid beginTime in the request."
+
+
+# --------------------------------------------------------------------------
+# v1.0 listings (no SDK speaks them any more: raw requests, SDK signer)
+# --------------------------------------------------------------------------
+
+
+def test_v1_lists(service, seeded):
+    base = f"/v1.0/{service.project_id}/instances/{seeded['full']}"
+    resp = service.signed("GET", base + "/backups", {"start": "2", "limit": "3"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["total_num"] == BACKUPS
+    assert [int(b["remark"].split()[1]) for b in body["backup_record_response"]] == [
+        BACKUPS - 2, BACKUPS - 3, BACKUPS - 4,
+    ]
+    b, e = second(at(10)), second(at(12))
+    resp = service.signed("GET", base + "/restores", {"beginTime": b, "endTime": e})
+    assert resp.status_code == 200, resp.text
+    recs = resp.json()["restore_record_response"]
+    assert [int(r["restore_remark"].split()[1]) for r in recs] == [12, 11, 10]
+    for r in recs:
+        # The reference spells the key both ways: both are there.
+        assert r["sourceInstanceID"] == r["sourceInstanceId"] == seeded["full"]
+        assert r["sourceInstanceName"] == "records-full"
+
+
+@pytest.mark.parametrize(
+    "query,code,message",
+    [
+        ({"start": "0"}, "111400800", "Invalid start in the request."),
+        ({"limit": "0"}, "111400800", "Invalid limit in the request."),
+        ({"beginTime": "2017"}, "111400800", "Invalid beginTime in the request."),
+        ({"beginTime": "20170102000000", "endTime": "20170101000000"}, "111400025",
+         "The end time must be after the start time."),
+    ],
+)
+def test_v1_errors_have_the_v1_body(service, seeded, query, code, message):
+    resp = service.signed("GET", f"/v1.0/{service.project_id}/instances/{seeded['full']}/backups", query)
+    assert resp.status_code == 400
+    assert resp.json() == {"error": {"code": code, "message": message}}
+
+
+def test_v1_unknown_and_malformed_instance(service):
+    resp = service.signed("GET", f"/v1.0/{service.project_id}/instances/{uuid.uuid4()}/backups")
+    assert resp.status_code == 404
+    assert resp.json()["error"]["code"] == "111404022"
+    resp = service.signed("GET", f"/v1.0/{service.project_id}/instances/nope/restores")
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "111400061"
