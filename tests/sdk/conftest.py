@@ -7,12 +7,14 @@ $DCS_TEST_DATABASE (`sqlite` | `postgres`); with PostgreSQL every service
 gets a fresh database on $DCS_TEST_PG_URL, dropped at teardown.
 """
 
+import contextlib
 import datetime
 import json
 import os
 import secrets
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -225,16 +227,12 @@ class Service:
         """Runs a query on the catalog; returns rows as lists of strings."""
         if self.pg_db:
             out = psql(self.database_url, query)
-        else:
-            r = subprocess.run(
-                ["sqlite3", "-batch", "-noheader", "-separator", "|",
-                 os.path.join(self.data_dir, "catalog.db"), query],
-                capture_output=True, text=True, timeout=30,
-            )
-            if r.returncode != 0:
-                raise RuntimeError(f"sqlite3 {query!r} failed: {r.stderr}")
-            out = r.stdout
-        return [line.split("|") for line in out.splitlines() if line]
+            return [line.split("|") for line in out.splitlines() if line]
+        # Python's own sqlite3 module: the sqlite3 CLI is not installed by
+        # scripts/test. Read-only, so the service's writes are not disturbed.
+        db = os.path.join(self.data_dir, "catalog.db")
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
+            return [["" if v is None else str(v) for v in row] for row in conn.execute(query)]
 
     # -- SDK shortcuts -------------------------------------------------------
 
