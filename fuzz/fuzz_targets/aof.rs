@@ -11,7 +11,11 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(v) = decode_value(t % 26, rest, flavor) {
                 let mut out = Vec::new();
                 let _ = write_key_commands(&mut out, b"k", &v, Some(5), &AofOptions::default());
-                let opts = AofOptions { now_ms: Some(1 << 40), items_per_cmd: 3, legacy_streams: true };
+                let opts = AofOptions {
+                    now_ms: Some(1 << 40),
+                    items_per_cmd: 3,
+                    legacy_streams: true,
+                };
                 let _ = write_key_commands(&mut out, b"k", &v, None, &opts);
             }
         }
