@@ -444,6 +444,22 @@ impl<R: Read> RdbReader<R> {
             Vec::new()
         };
         let start = self.src.offset();
+        if mode == ReadMode::Decode && t == TYPE_STRING {
+            // Fast path: a string decodes straight from the stream, no copy.
+            let value = self.src.string().map_err(|e| e.with_offset(start))?;
+            return Ok(Item::Key(KeyEntry {
+                db: self.db,
+                key,
+                expire_ms,
+                lru_idle,
+                lfu_freq,
+                rdb_type: t,
+                raw: None,
+                value: Some(Value::String(value)),
+                offset,
+                value_len: self.src.offset() - start,
+            }));
+        }
         if mode.captures() {
             self.src.start_capture();
         }
