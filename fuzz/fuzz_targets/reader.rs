@@ -20,6 +20,7 @@ fn drain(data: &[u8], mode: ReadMode) {
 
 fuzz_target!(|data: &[u8]| {
     drain(data, ReadMode::RawAndDecode);
+    drain(data, ReadMode::Decode);
     drain(data, ReadMode::Skip);
     let _ = verify(data);
     // Headerless: the input as a file body behind valid headers.

@@ -43,7 +43,7 @@ fn fixtures_parse_completely() {
 fn every_prefix_is_an_error() {
     for (name, data) in FIXTURES {
         for cut in 0..data.len() {
-            for mode in [ReadMode::Skip, ReadMode::RawAndDecode] {
+            for mode in [ReadMode::Skip, ReadMode::Decode, ReadMode::RawAndDecode] {
                 assert!(
                     read_all(&data[..cut], mode).is_err(),
                     "{name}: prefix {cut} accepted in {mode:?}"
@@ -91,6 +91,7 @@ fn bit_flips_without_checksum_never_panic() {
                 let mut d = base.clone();
                 d[i] ^= 1 << bit;
                 let _ = read_all(&d, ReadMode::RawAndDecode);
+                let _ = read_all(&d, ReadMode::Decode);
                 let _ = read_all(&d, ReadMode::Skip);
             }
             for byte in [0x00, 0xff, 0x80, 0xc3, 0x7f] {
@@ -113,7 +114,7 @@ fn absurd_lengths_do_not_allocate() {
         b"REDIS0010\x0f\x01k\x81\x10\x00\x00\x00\x00\x00\x00\x00",
     ];
     for c in cases {
-        for mode in [ReadMode::Skip, ReadMode::RawAndDecode] {
+        for mode in [ReadMode::Skip, ReadMode::Decode, ReadMode::RawAndDecode] {
             assert!(read_all(c, mode).is_err());
         }
     }
