@@ -3,7 +3,7 @@
 //! A pure, std-only crate: a streaming reader that walks an RDB item by item
 //! while checking its CRC-64 ([`RdbReader`]), the exact bytes of every value
 //! for DUMP/RESTORE payloads ([`dump`]), a decoder to typed values
-//! ([`Value`]), an AOF writer ([`aof`]) and a fast [`verify`] pass.
+//! ([`Value`]), an AOF writer ([`aof`]) and a fast [`verify()`] pass.
 //! It follows Redis's `src/rdb.c`, `src/rdb.h`, `src/listpack.c`,
 //! `src/ziplist.c`, `src/intset.c`, `src/zipmap.c`, `src/t_stream.c`,
 //! `src/aof.c`, `src/cluster.c`, and Valkey's `src/rdb.c`/`src/rdb.h`.
