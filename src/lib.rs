@@ -5,6 +5,7 @@ pub mod api;
 pub mod catalog;
 pub mod config;
 pub mod dev;
+pub mod jobs;
 pub mod model;
 pub mod redis;
 pub mod server;

@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState, Shared};
 use crate::catalog::{Catalog, CatalogError, Credential};
 use crate::config::Config;
-use crate::model::ProjectId;
+use crate::jobs::Jobs;
+use crate::model::{ProjectId, Secret};
 use crate::redis::{ConnectOptions, TlsSettings};
 use crate::storage::{StorageError, Store};
 
@@ -73,7 +74,40 @@ pub async fn prepare(config: &Config) -> Result<Shared, StartError> {
         tls,
         ..ConnectOptions::default()
     };
-    Ok(Arc::new(AppState::new(catalog, store, redis)))
+    let node_id = node_id(&config.data_dir)
+        .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
+    let link_key = catalog
+        .setting_or_init("link_signing_key", || {
+            crate::catalog::random_token(48, LINK_KEY_ALPHABET)
+        })
+        .await
+        .map_err(|source| StartError::Catalog {
+            url: redact_url(&config.database_url),
+            source,
+        })?;
+    let jobs = Arc::new(Jobs::new(catalog, store, redis, node_id));
+    let state = AppState::new(jobs, Secret::new(link_key));
+    if let Some(url) = &config.public_url {
+        let _ = state.public_url.set(url.trim_end_matches('/').to_owned());
+    }
+    Ok(Arc::new(state))
+}
+
+const LINK_KEY_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// This node's identity in job leases, kept in `DATA_DIR/node-id` so a
+/// restarted service recognizes the jobs it was running.
+fn node_id(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        _ => {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into());
+            let id = format!("{host}-{}", uuid::Uuid::new_v4().simple());
+            std::fs::write(&path, &id)?;
+            Ok(id)
+        }
+    }
 }
 
 /// On a catalog with no credential, creates a project and a credential and
@@ -119,10 +153,22 @@ pub async fn run(
     app: Shared,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if app.public_url.get().is_none() {
+        let _ = app
+            .public_url
+            .set(format!("http://{}", listener.local_addr()?));
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(Arc::clone(&app.jobs).run(stop_rx));
     let router = api::router(app);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
+    let _ = runner.await;
+    served
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! shapes, error-code mapping and the OpenAPI document.
 
 pub mod auth;
+mod backups;
+mod downloads;
 pub mod error;
 mod instances;
 pub mod params;
@@ -23,7 +25,8 @@ use utoipa::OpenApi;
 
 use self::error::ApiError;
 use crate::catalog::Catalog;
-use crate::model::{InstanceId, ProjectId};
+use crate::jobs::Jobs;
+use crate::model::{InstanceId, ProjectId, Secret};
 use crate::redis::ConnectOptions;
 use crate::storage::Store;
 
@@ -36,17 +39,25 @@ pub struct AppState {
     pub catalog: Catalog,
     pub store: Store,
     pub redis: ConnectOptions,
+    pub jobs: Arc<Jobs>,
     pub credentials: auth::CredentialCache,
+    /// Signs download links of the local store; shared by every replica.
+    pub link_key: Secret,
+    /// Base URL of download links; set at start-up once the address is known.
+    pub public_url: std::sync::OnceLock<String>,
     status_cache: Mutex<HashMap<InstanceId, (&'static str, Instant)>>,
 }
 
 impl AppState {
-    pub fn new(catalog: Catalog, store: Store, redis: ConnectOptions) -> Self {
+    pub fn new(jobs: Arc<Jobs>, link_key: Secret) -> Self {
         Self {
-            catalog,
-            store,
-            redis,
+            catalog: jobs.catalog.clone(),
+            store: jobs.store.clone(),
+            redis: jobs.redis.clone(),
+            jobs,
             credentials: auth::CredentialCache::default(),
+            link_key,
+            public_url: std::sync::OnceLock::new(),
             status_cache: Mutex::new(HashMap::new()),
         }
     }
@@ -126,6 +137,12 @@ async fn health(State(state): State<Shared>) -> Response {
         records::list_restores_v2,
         records::list_backups_v1,
         records::list_restores_v1,
+        backups::create_backup,
+        backups::delete_backup,
+        backups::create_links,
+        backups::create_backup_v1,
+        backups::delete_backup_v1,
+        downloads::download,
     ),
     components(schemas(
         wire::BackupRecordJson,
@@ -140,6 +157,11 @@ async fn health(State(state): State<Shared>) -> Response {
         wire::BackupPolicyJson,
         wire::BackupPlanJson,
         wire::InstanceBackupPolicyJson,
+        wire::CreateBackupBody,
+        wire::CreateBackupResponse,
+        wire::LinksBody,
+        wire::LinksResponse,
+        wire::LinkJson,
     ))
 )]
 pub struct ApiDoc;
@@ -157,10 +179,12 @@ pub fn router(state: Shared) -> Router {
     let signed = Router::new()
         .merge(instances::routes())
         .merge(records::routes())
+        .merge(backups::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/health", get(health))
         .route("/openapi.json", get(openapi))
+        .merge(downloads::routes())
         .merge(signed)
         .fallback(not_found)
         .with_state(state)

@@ -491,6 +491,47 @@ impl InstanceJson {
     }
 }
 
+/// `POST /instances/{id}/backups` body.
+#[derive(Deserialize, ToSchema, Default)]
+pub struct CreateBackupBody {
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub remark: Value,
+    /// `rdb` (default) or `aof`, any case.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub backup_format: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreateBackupResponse {
+    pub backup_id: String,
+}
+
+/// `POST .../backups/{backup_id}/links` body.
+#[derive(Deserialize, ToSchema, Default)]
+pub struct LinksBody {
+    /// Seconds the links stay valid: 300–86400.
+    #[serde(default)]
+    #[schema(value_type = i64)]
+    pub expiration: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LinkJson {
+    pub file_name: String,
+    pub link: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LinksResponse {
+    /// Where the files are in the store.
+    pub file_path: String,
+    /// The S3 bucket, or empty for the local store.
+    pub bucket_name: String,
+    pub links: Vec<LinkJson>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct InstanceListJson {
     pub instance_num: u64,

@@ -11,7 +11,9 @@
 use super::records::NewBackup;
 use super::records::NewRestore;
 use super::{is_unique_violation, on_db, Catalog, CatalogError, Db, Result};
-use crate::model::{BackupId, BackupRecord, InstanceId, JobId, JobKind, Millis, RestoreRecord};
+use crate::model::{
+    BackupId, BackupRecord, InstanceId, JobError, JobId, JobKind, Millis, RestoreRecord,
+};
 
 /// A job this runner now owns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,23 +26,17 @@ pub struct ClaimedJob {
     pub attempts: i64,
 }
 
-/// How a job ended, written atomically with the job's release.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JobOutcome {
-    Done,
-}
-
 const CLAIM_SQLITE: &str = "UPDATE jobs SET state = 'running', owner = $1, lease_until = $2, \
     attempts = attempts + 1, updated_at = $3 \
     WHERE id = (SELECT id FROM jobs WHERE state = 'queued' \
-                OR (state = 'running' AND (lease_until < $3 OR owner = $4)) \
+                OR (state = 'running' AND lease_until < $3) \
                 ORDER BY created_at LIMIT 1) \
     RETURNING id, kind, instance_id, record_id, attempts";
 
 const CLAIM_POSTGRES: &str = "UPDATE jobs SET state = 'running', owner = $1, lease_until = $2, \
     attempts = attempts + 1, updated_at = $3 \
     WHERE id = (SELECT id FROM jobs WHERE state = 'queued' \
-                OR (state = 'running' AND (lease_until < $3 OR owner = $4)) \
+                OR (state = 'running' AND lease_until < $3) \
                 ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
     RETURNING id, kind, instance_id, record_id, attempts";
 
@@ -163,9 +159,19 @@ impl Catalog {
         Ok(done)
     }
 
-    /// Claims the oldest claimable job for `owner` until `lease_until`.
-    /// Jobs still marked as running under `owner` itself (a previous life of
-    /// this same node) are claimable at once.
+    /// Ends the leases `owner` holds: called when a node starts, since any
+    /// job still running under its name belongs to a previous life of it.
+    pub async fn expire_leases_of(&self, owner: &str) -> Result<u64> {
+        let n = on_db!(&self.db, pool => sqlx::query(
+            "UPDATE jobs SET lease_until = 0 WHERE owner = $1 AND state = 'running'")
+            .bind(owner)
+            .execute(pool)
+            .await.map(|r| r.rows_affected()))?;
+        Ok(n)
+    }
+
+    /// Claims the oldest claimable job for `owner` until `lease_until`:
+    /// a queued one, or a running one whose lease has lapsed.
     pub async fn claim_job(
         &self,
         owner: &str,
@@ -232,5 +238,220 @@ impl Catalog {
     pub async fn backup_of_job(&self, job: &ClaimedJob) -> Result<Option<BackupRecord>> {
         self.backup(&BackupId::from_stored(job.record_id.clone()))
             .await
+    }
+}
+
+/// The final state a runner writes for its backup.
+#[derive(Clone, Debug)]
+pub struct BackupOutcome {
+    pub status: crate::model::BackupStatus,
+    pub size: i64,
+    pub error: Option<crate::model::JobError>,
+    pub manifest: Option<String>,
+}
+
+/// The final state a runner writes for its restore.
+#[derive(Clone, Debug)]
+pub struct RestoreOutcome {
+    pub status: crate::model::RestoreStatus,
+    pub error: Option<crate::model::JobError>,
+    pub detail: Option<String>,
+}
+
+// Record updates made by a runner only land while it still owns the job:
+// a runner whose lease was taken over can no longer write the record.
+const OWNED: &str =
+    "EXISTS (SELECT 1 FROM jobs WHERE jobs.id = $2 AND jobs.owner = $3 AND jobs.state = 'running')";
+
+impl Catalog {
+    /// `waiting` → `backuping`; false if this runner no longer owns the job.
+    pub async fn start_backup(&self, job: &ClaimedJob, owner: &str, now: Millis) -> Result<bool> {
+        let sql = format!(
+            "UPDATE backups SET status = 'backuping', progress = 0, size = 0, error_code = NULL, \
+             execution_at = $4, updated_at = $4 WHERE id = $1 AND {OWNED}"
+        );
+        let n = on_db!(&self.db, pool => sqlx::query(&sql)
+            .bind(&job.record_id)
+            .bind(job.id.as_str())
+            .bind(owner)
+            .bind(now)
+            .execute(pool)
+            .await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Writes progress (hundredths of a percent) of a running backup.
+    pub async fn backup_progress(
+        &self,
+        job: &ClaimedJob,
+        owner: &str,
+        progress: i64,
+        size: i64,
+        now: Millis,
+    ) -> Result<bool> {
+        let sql = format!(
+            "UPDATE backups SET progress = $4, size = $5, updated_at = $6 \
+             WHERE id = $1 AND status = 'backuping' AND {OWNED}"
+        );
+        let n = on_db!(&self.db, pool => sqlx::query(&sql)
+            .bind(&job.record_id)
+            .bind(job.id.as_str())
+            .bind(owner)
+            .bind(progress)
+            .bind(size)
+            .bind(now)
+            .execute(pool)
+            .await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Writes a backup's final state and releases its job, atomically.
+    pub async fn finish_backup(
+        &self,
+        job: &ClaimedJob,
+        owner: &str,
+        out: &BackupOutcome,
+        now: Millis,
+    ) -> Result<bool> {
+        let sql = format!(
+            "UPDATE backups SET status = $4, size = $5, error_code = $6, manifest = $7, \
+             progress = CASE WHEN $4 = 'succeed' THEN 10000 ELSE progress END, updated_at = $8 \
+             WHERE id = $1 AND {OWNED}"
+        );
+        let done = on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(&sql)
+                .bind(&job.record_id)
+                .bind(job.id.as_str())
+                .bind(owner)
+                .bind(out.status.as_str())
+                .bind(out.size)
+                .bind(out.error.map(JobError::code))
+                .bind(out.manifest.as_deref())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 1 {
+                sqlx::query("UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = $3 \
+                             WHERE id = $1 AND owner = $2 AND state = 'running'")
+                    .bind(job.id.as_str())
+                    .bind(owner)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            n == 1
+        });
+        Ok(done)
+    }
+
+    /// `waiting` → `restoring`.
+    pub async fn start_restore(&self, job: &ClaimedJob, owner: &str, now: Millis) -> Result<bool> {
+        let sql = format!(
+            "UPDATE restores SET status = 'restoring', progress = 0, error_code = NULL, updated_at = $4 \
+             WHERE id = $1 AND {OWNED}"
+        );
+        let n = on_db!(&self.db, pool => sqlx::query(&sql)
+            .bind(&job.record_id)
+            .bind(job.id.as_str())
+            .bind(owner)
+            .bind(now)
+            .execute(pool)
+            .await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    pub async fn restore_progress(
+        &self,
+        job: &ClaimedJob,
+        owner: &str,
+        progress: i64,
+        now: Millis,
+    ) -> Result<bool> {
+        let sql = format!(
+            "UPDATE restores SET progress = $4, updated_at = $5 WHERE id = $1 AND status = 'restoring' AND {OWNED}"
+        );
+        let n = on_db!(&self.db, pool => sqlx::query(&sql)
+            .bind(&job.record_id)
+            .bind(job.id.as_str())
+            .bind(owner)
+            .bind(progress)
+            .bind(now)
+            .execute(pool)
+            .await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Writes a restore's final state and releases its job, atomically.
+    pub async fn finish_restore(
+        &self,
+        job: &ClaimedJob,
+        owner: &str,
+        out: &RestoreOutcome,
+        now: Millis,
+    ) -> Result<bool> {
+        let sql = format!(
+            "UPDATE restores SET status = $4, error_code = $5, detail = $6, \
+             progress = CASE WHEN $4 = 'succeed' THEN 10000 ELSE progress END, updated_at = $7 \
+             WHERE id = $1 AND {OWNED}"
+        );
+        let done = on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(&sql)
+                .bind(&job.record_id)
+                .bind(job.id.as_str())
+                .bind(owner)
+                .bind(out.status.as_str())
+                .bind(out.error.map(JobError::code))
+                .bind(out.detail.as_deref())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 1 {
+                sqlx::query("UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = $3 \
+                             WHERE id = $1 AND owner = $2 AND state = 'running'")
+                    .bind(job.id.as_str())
+                    .bind(owner)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            n == 1
+        });
+        Ok(done)
+    }
+
+    /// Marks a job whose record vanished (or is unusable) as done.
+    pub async fn drop_job(&self, job: &ClaimedJob, owner: &str, now: Millis) -> Result<bool> {
+        self.finish_job(&job.id, owner, now).await
+    }
+
+    /// The stored manifest JSON of a backup.
+    pub async fn backup_manifest(&self, id: &BackupId) -> Result<Option<String>> {
+        let m: Option<Option<String>> = on_db!(&self.db, pool =>
+            sqlx::query_scalar("SELECT manifest FROM backups WHERE id = $1").bind(id.as_str()).fetch_optional(pool).await)?;
+        Ok(m.flatten())
+    }
+
+    /// Moves a finished backup to `deleted` or `expired` (files already
+    /// removed by the caller); false if it was not in a final state.
+    pub async fn retire_backup(
+        &self,
+        id: &BackupId,
+        status: crate::model::BackupStatus,
+        now: Millis,
+    ) -> Result<bool> {
+        let n = on_db!(&self.db, pool => sqlx::query(
+            "UPDATE backups SET status = $2, updated_at = $3 WHERE id = $1 AND status IN ('succeed', 'failed', 'expired')")
+            .bind(id.as_str())
+            .bind(status.as_str())
+            .bind(now)
+            .execute(pool)
+            .await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
     }
 }

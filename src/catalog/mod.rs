@@ -24,7 +24,7 @@ use crate::model::{
     Topology,
 };
 
-pub use jobs::{ClaimedJob, JobOutcome};
+pub use jobs::{BackupOutcome, ClaimedJob, RestoreOutcome};
 pub use records::{NewBackup, NewRestore};
 
 /// Errors of the metadata store.

@@ -2,6 +2,7 @@
 //! discovery. Later: the replication snapshotter and RESTORE pipelining.
 
 pub mod client;
+pub mod replication;
 pub mod resp;
 pub mod topology;
 

@@ -5,9 +5,14 @@
 //! `{project}/{instance}/{backup}/manifest.json`, written last. This module
 //! knows nothing about HTTP or the catalog.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use opendal::{services, Operator};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// Errors of the object store.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +21,120 @@ pub enum StorageError {
     BadUrl { url: String, why: String },
     #[error("object store: {0}")]
     Store(#[from] opendal::Error),
+    #[error("manifest {path}: {why}")]
+    Manifest { path: String, why: String },
+}
+
+/// Name of the file that, once present, says a backup is complete.
+pub const MANIFEST: &str = "manifest.json";
+/// Writes to the store are coalesced to this size (S3 parts are larger).
+const WRITE_BUFFER: usize = 1024 * 1024;
+const S3_PART: usize = 8 * 1024 * 1024;
+
+/// `{project}/{instance}/{backup}/`: where one backup's files live.
+pub fn backup_prefix(project: &str, instance: &str, backup: &str) -> String {
+    format!("{project}/{instance}/{backup}/")
+}
+
+/// The repository format's record of one backup, written last: a backup is
+/// complete exactly when its manifest is stored (see `docs` in
+/// ARCHITECTURE.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format of this document.
+    pub manifest_version: u32,
+    pub backup_id: String,
+    pub instance_id: String,
+    pub project_id: String,
+    /// `rdb` or `aof`.
+    pub format: String,
+    /// `single`, `ha` or `cluster`.
+    pub cache_mode: String,
+    pub engine: String,
+    pub server_version: String,
+    pub started_at: i64,
+    pub completed_at: i64,
+    pub files: Vec<ManifestFile>,
+}
+
+/// One stored file of a backup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    pub name: String,
+    pub size: u64,
+    /// Hex SHA-256 of the stored bytes.
+    pub sha256: String,
+    /// The RDB the file holds or was converted from.
+    pub rdb_magic: String,
+    pub rdb_version: u32,
+    /// `ok` (CRC64 trailer verified) or `absent` (server had rdbchecksum no).
+    pub rdb_checksum: String,
+    pub keys: u64,
+    pub keys_per_db: BTreeMap<u64, u64>,
+    pub expiring_keys: u64,
+    pub functions: u64,
+    /// Inclusive slot ranges of the shard (cluster backups).
+    pub slots: Vec<(u16, u16)>,
+    /// The node the snapshot was taken from.
+    pub source_node: String,
+    /// The master of the shard the file belongs to.
+    pub shard_master: String,
+}
+
+impl Manifest {
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// A file being written: bytes are buffered, hashed and counted; nothing
+/// is complete until [`FileWriter::finish`] returns.
+pub struct FileWriter {
+    inner: opendal::Writer,
+    buf: BytesMut,
+    hasher: Sha256,
+    size: u64,
+    path: String,
+}
+
+impl std::fmt::Debug for FileWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileWriter({}, {} bytes)", self.path, self.size)
+    }
+}
+
+impl FileWriter {
+    pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        self.hasher.update(&chunk);
+        self.size += chunk.len() as u64;
+        if self.buf.is_empty() && chunk.len() >= WRITE_BUFFER {
+            self.inner.write(chunk).await?;
+            return Ok(());
+        }
+        self.buf.extend_from_slice(&chunk);
+        if self.buf.len() >= WRITE_BUFFER {
+            let full = self.buf.split().freeze();
+            self.inner.write(full).await?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and closes the file; returns its size and hex SHA-256.
+    pub async fn finish(mut self) -> Result<(u64, String), StorageError> {
+        if !self.buf.is_empty() {
+            let rest = self.buf.split().freeze();
+            self.inner.write(rest).await?;
+        }
+        self.inner.close().await?;
+        Ok((self.size, hex::encode(self.hasher.finalize())))
+    }
+
+    /// Gives up the file; the caller removes whatever reached the store.
+    pub async fn abort(mut self) {
+        if let Err(e) = self.inner.abort().await {
+            tracing::debug!(path = %self.path, error = %e, "abort of a partial upload failed");
+        }
+    }
 }
 
 /// Where backups are stored, parsed from `--storage`.
@@ -156,6 +275,93 @@ impl Store {
 
     pub fn operator(&self) -> &Operator {
         &self.op
+    }
+
+    /// Starts writing `path`, replacing any file already there.
+    #[tracing::instrument(skip(self))]
+    pub async fn writer(&self, path: &str) -> Result<FileWriter, StorageError> {
+        let inner = match self.url {
+            StorageUrl::Fs { .. } => self.op.writer(path).await?,
+            StorageUrl::S3 { .. } => {
+                self.op
+                    .writer_with(path)
+                    .chunk(S3_PART)
+                    .concurrent(2)
+                    .await?
+            }
+        };
+        Ok(FileWriter {
+            inner,
+            buf: BytesMut::with_capacity(WRITE_BUFFER),
+            hasher: Sha256::new(),
+            size: 0,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Stores a backup's manifest; the last write of every backup.
+    pub async fn put_manifest(&self, prefix: &str, m: &Manifest) -> Result<(), StorageError> {
+        let path = format!("{prefix}{MANIFEST}");
+        let body = serde_json::to_vec_pretty(m).map_err(|e| StorageError::Manifest {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
+        self.op.write(&path, body).await?;
+        Ok(())
+    }
+
+    /// Reads a backup's manifest; `None` if the backup never completed.
+    pub async fn manifest(&self, prefix: &str) -> Result<Option<Manifest>, StorageError> {
+        let path = format!("{prefix}{MANIFEST}");
+        match self.op.read(&path).await {
+            Ok(buf) => serde_json::from_slice(&buf.to_vec())
+                .map(Some)
+                .map_err(|e| StorageError::Manifest {
+                    path,
+                    why: e.to_string(),
+                }),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes every file under `prefix` (a backup's directory).
+    #[tracing::instrument(skip(self))]
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), StorageError> {
+        self.op.remove_all(prefix).await?;
+        Ok(())
+    }
+
+    /// Size of a stored file, or `None` if absent.
+    pub async fn size_of(&self, path: &str) -> Result<Option<u64>, StorageError> {
+        match self.op.stat(path).await {
+            Ok(m) => Ok(Some(m.content_length())),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The file as a stream of chunks, for downloads and restores.
+    pub async fn read_stream(
+        &self,
+        path: &str,
+    ) -> Result<impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static, StorageError>
+    {
+        let reader = self.op.reader_with(path).chunk(WRITE_BUFFER).await?;
+        Ok(reader.into_bytes_stream(..).await?)
+    }
+
+    /// A presigned GET URL where the store can make one (S3).
+    pub async fn presign_read(
+        &self,
+        path: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, StorageError> {
+        if self.url.is_local() {
+            return Ok(None);
+        }
+        let req = self.op.presign_read(path, ttl).await?;
+        Ok(Some(req.uri().to_string()))
     }
 
     pub fn url(&self) -> &StorageUrl {

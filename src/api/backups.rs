@@ -1,0 +1,304 @@
+//! Starting, deleting and downloading backups (v2 and v1.0).
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, post};
+use axum::{Extension, Json, Router};
+use serde_json::Value;
+
+use super::error::{ApiError, ApiResult};
+use super::wire::{CreateBackupBody, CreateBackupResponse, LinkJson, LinksBody, LinksResponse};
+use super::{downloads, load_instance, Caller, Shared};
+use crate::catalog::NewBackup;
+use crate::model::{
+    now_millis, BackupFormat, BackupId, BackupRecord, BackupStatus, BackupType, Instance,
+};
+use crate::storage::{backup_prefix, Manifest, StorageUrl};
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route(
+            "/v2/{project_id}/instances/{instance_id}/backups",
+            post(create_backup),
+        )
+        .route(
+            "/v2/{project_id}/instances/{instance_id}/backups/{backup_id}",
+            delete(delete_backup),
+        )
+        .route(
+            "/v2/{project_id}/instances/{instance_id}/backups/{backup_id}/links",
+            post(create_links),
+        )
+        .route(
+            "/v1.0/{project_id}/instances/{instance_id}/backups",
+            post(create_backup_v1),
+        )
+        .route(
+            "/v1.0/{project_id}/instances/{instance_id}/backups/{backup_id}",
+            delete(delete_backup_v1),
+        )
+}
+
+/// An optional JSON body: empty means `{}`.
+fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> ApiResult<T> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|_| ApiError::bad_json())
+}
+
+fn remark(v: &Value) -> ApiResult<String> {
+    let bad = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "DCS.4098",
+            "The value of the remark parameter must be 0 to 128 characters in length.",
+        )
+    };
+    match v {
+        Value::Null => Ok(String::new()),
+        Value::String(s) if s.chars().count() <= 128 => Ok(s.clone()),
+        _ => Err(bad()),
+    }
+}
+
+async fn start_backup(
+    state: &Shared,
+    inst: &Instance,
+    body: &CreateBackupBody,
+) -> ApiResult<BackupRecord> {
+    let remark = remark(&body.remark)?;
+    let format = match &body.backup_format {
+        Value::Null => BackupFormat::Rdb,
+        Value::String(s) => {
+            BackupFormat::parse(s).ok_or_else(|| ApiError::invalid("backup_format"))?
+        }
+        _ => return Err(ApiError::invalid("backup_format")),
+    };
+    let rec = state
+        .catalog
+        .enqueue_backup(&NewBackup {
+            id: BackupId::generate(),
+            instance_id: inst.id.clone(),
+            project_id: inst.project_id.clone(),
+            backup_type: BackupType::Manual,
+            format,
+            status: BackupStatus::Waiting,
+            period: None,
+            remark,
+            created_at: now_millis(),
+            error: None,
+        })
+        .await?;
+    state.jobs.wake();
+    tracing::info!(instance = %inst.id, backup = %rec.id, format = %format, "backup queued");
+    Ok(rec)
+}
+
+/// Start a manual backup.
+#[utoipa::path(
+    post,
+    path = "/v2/{project_id}/instances/{instance_id}/backups",
+    params(("project_id" = String, Path), ("instance_id" = String, Path)),
+    request_body = CreateBackupBody,
+    responses(
+        (status = 200, body = CreateBackupResponse),
+        (status = 400, description = "DCS.4096 a backup runs, DCS.4097 a restore runs, DCS.4098 remark, DCS.4800 format"),
+        (status = 404, description = "DCS.3022"),
+    )
+)]
+pub async fn create_backup(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(path): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<CreateBackupResponse>> {
+    let inst = load_instance(&state, &caller, &path.1).await?;
+    let body: CreateBackupBody = optional_body(&body)?;
+    let rec = start_backup(&state, &inst, &body).await?;
+    Ok(Json(CreateBackupResponse {
+        backup_id: rec.id.to_string(),
+    }))
+}
+
+/// v1.0: start a manual backup (`{remark}`).
+#[utoipa::path(
+    post,
+    path = "/v1.0/{project_id}/instances/{instance_id}/backups",
+    params(("project_id" = String, Path), ("instance_id" = String, Path)),
+    request_body = CreateBackupBody,
+    responses((status = 200, body = CreateBackupResponse), (status = 400), (status = 404))
+)]
+pub async fn create_backup_v1(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(path): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<CreateBackupResponse>> {
+    let run = async {
+        let inst = load_instance(&state, &caller, &path.1).await?;
+        let body: CreateBackupBody = optional_body(&body)?;
+        start_backup(&state, &inst, &body).await
+    };
+    let rec = run.await.map_err(ApiError::v1)?;
+    Ok(Json(CreateBackupResponse {
+        backup_id: rec.id.to_string(),
+    }))
+}
+
+/// The caller's backup of this instance.
+async fn load_backup(state: &Shared, inst: &Instance, raw: &str) -> ApiResult<BackupRecord> {
+    let id = BackupId::parse(raw).ok_or_else(|| ApiError::invalid("backup_id"))?;
+    match state.catalog.backup(&id).await? {
+        Some(b) if b.instance_id == inst.id && b.project_id == inst.project_id => Ok(b),
+        _ => Err(ApiError::invalid("backup_id")),
+    }
+}
+
+async fn remove_backup(
+    state: &Shared,
+    caller: &Caller,
+    instance: &str,
+    backup: &str,
+) -> ApiResult<()> {
+    let inst = load_instance(state, caller, instance).await?;
+    let rec = load_backup(state, &inst, backup).await?;
+    match rec.status {
+        BackupStatus::Waiting | BackupStatus::Backuping => {
+            return Err(ApiError::busy(crate::model::JobKind::Backup)
+                .with_ext("the backup is still running"))
+        }
+        BackupStatus::Deleted => return Ok(()),
+        _ => {}
+    }
+    let prefix = backup_prefix(
+        rec.project_id.as_str(),
+        rec.instance_id.as_str(),
+        rec.id.as_str(),
+    );
+    state.store.delete_prefix(&prefix).await.map_err(|e| {
+        tracing::error!(backup = %rec.id, error = %e, "cannot delete backup files");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "DCS.4101",
+            "Delete instance backup file failed.",
+        )
+    })?;
+    state
+        .catalog
+        .retire_backup(&rec.id, BackupStatus::Deleted, now_millis())
+        .await?;
+    tracing::info!(backup = %rec.id, "backup deleted; record kept");
+    Ok(())
+}
+
+/// Delete a backup's files; the record stays, with status `deleted`.
+#[utoipa::path(
+    delete,
+    path = "/v2/{project_id}/instances/{instance_id}/backups/{backup_id}",
+    params(("project_id" = String, Path), ("instance_id" = String, Path), ("backup_id" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Running backup or unknown id"), (status = 404))
+)]
+pub async fn delete_backup(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(path): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    remove_backup(&state, &caller, &path.1, &path.2).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// v1.0: delete a backup's files.
+#[utoipa::path(
+    delete,
+    path = "/v1.0/{project_id}/instances/{instance_id}/backups/{backup_id}",
+    params(("project_id" = String, Path), ("instance_id" = String, Path), ("backup_id" = String, Path)),
+    responses((status = 200, description = "`{\"message\": \"\"}`"), (status = 400), (status = 404))
+)]
+pub async fn delete_backup_v1(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(path): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    remove_backup(&state, &caller, &path.1, &path.2)
+        .await
+        .map_err(ApiError::v1)?;
+    Ok(Json(serde_json::json!({"message": ""})))
+}
+
+/// Download links for every file of a succeeded backup.
+#[utoipa::path(
+    post,
+    path = "/v2/{project_id}/instances/{instance_id}/backups/{backup_id}/links",
+    params(("project_id" = String, Path), ("instance_id" = String, Path), ("backup_id" = String, Path)),
+    request_body = LinksBody,
+    responses((status = 200, body = LinksResponse), (status = 400, description = "DCS.4800 expiration or backup"), (status = 404))
+)]
+pub async fn create_links(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(path): Path<(String, String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<LinksResponse>> {
+    let inst = load_instance(&state, &caller, &path.1).await?;
+    let body: LinksBody = optional_body(&body)?;
+    let ttl = body
+        .expiration
+        .as_i64()
+        .filter(|s| (300..=86_400).contains(s))
+        .ok_or_else(|| ApiError::invalid("expiration"))?;
+    let rec = load_backup(&state, &inst, &path.2).await?;
+    if rec.status != BackupStatus::Succeed {
+        return Err(ApiError::invalid("backup_id")
+            .with_ext(format!("the backup is {}, it has no files", rec.status)));
+    }
+    let manifest: Manifest = state
+        .catalog
+        .backup_manifest(&rec.id)
+        .await?
+        .and_then(|m| serde_json::from_str(&m).ok())
+        .ok_or_else(|| {
+            tracing::error!(backup = %rec.id, "succeeded backup without a manifest");
+            ApiError::internal()
+        })?;
+    let prefix = backup_prefix(
+        rec.project_id.as_str(),
+        rec.instance_id.as_str(),
+        rec.id.as_str(),
+    );
+    let expires = now_millis() / 1000 + ttl;
+    let mut links = Vec::with_capacity(manifest.files.len());
+    for f in &manifest.files {
+        let link = match state
+            .store
+            .presign_read(
+                &format!("{prefix}{}", f.name),
+                Duration::from_secs(ttl as u64),
+            )
+            .await
+        {
+            Ok(Some(url)) => url,
+            Ok(None) => downloads::signed_link(&state, &rec.id, &f.name, expires),
+            Err(e) => {
+                tracing::error!(backup = %rec.id, error = %e, "cannot presign a download link");
+                return Err(ApiError::internal());
+            }
+        };
+        links.push(LinkJson {
+            file_name: f.name.clone(),
+            link,
+        });
+    }
+    let bucket_name = match state.store.url() {
+        StorageUrl::S3 { bucket, .. } => bucket.clone(),
+        StorageUrl::Fs { .. } => String::new(),
+    };
+    Ok(Json(LinksResponse {
+        file_path: prefix,
+        bucket_name,
+        links,
+    }))
+}

@@ -1,0 +1,132 @@
+//! Download links of the local store: `GET /downloads/{backup_id}/{file}
+//! ?expires=UNIX&signature=HEX`, signed with the server's link key, no other
+//! authentication. (S3 stores hand out presigned URLs instead.)
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use subtle::ConstantTimeEq;
+
+use super::auth::sign;
+use super::error::ApiError;
+use super::params::pairs;
+use super::{AppState, Shared};
+use crate::model::{now_millis, BackupId, BackupStatus};
+use crate::storage::{backup_prefix, Manifest};
+
+pub fn routes() -> Router<Shared> {
+    Router::new().route("/downloads/{backup_id}/{file}", get(download))
+}
+
+fn link_signature(state: &AppState, backup: &str, file: &str, expires: i64) -> String {
+    sign(
+        state.link_key.expose(),
+        &format!("{backup}/{file}\n{expires}"),
+    )
+}
+
+/// A link to one file of a backup, valid until `expires` (Unix seconds).
+pub fn signed_link(state: &AppState, backup: &BackupId, file: &str, expires: i64) -> String {
+    let base = state.public_url.get().map(String::as_str).unwrap_or("");
+    let sig = link_signature(state, backup.as_str(), file, expires);
+    let file_enc = percent_encoding::utf8_percent_encode(file, percent_encoding::NON_ALPHANUMERIC);
+    format!("{base}/downloads/{backup}/{file_enc}?expires={expires}&signature={sig}")
+}
+
+fn denied() -> Response {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "DCS.2003",
+        "The link is invalid or has expired.",
+    )
+    .into_response()
+}
+
+/// Download one backup file through a signed, expiring link.
+#[utoipa::path(
+    get,
+    path = "/downloads/{backup_id}/{file}",
+    params(
+        ("backup_id" = String, Path), ("file" = String, Path),
+        ("expires" = i64, Query), ("signature" = String, Query),
+    ),
+    responses(
+        (status = 200, description = "The file's bytes", content_type = "application/octet-stream"),
+        (status = 403, description = "Bad signature or expired"),
+        (status = 404, description = "The backup has no files any more"),
+    )
+)]
+pub async fn download(
+    State(state): State<Shared>,
+    Path((backup, file)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = pairs(raw.as_deref());
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let (Some(expires), Some(signature)) = (
+        get("expires").and_then(|e| e.parse::<i64>().ok()),
+        get("signature"),
+    ) else {
+        return denied();
+    };
+    let expected = link_signature(&state, &backup, &file, expires);
+    let valid: bool = expected.as_bytes().ct_eq(signature.as_bytes()).into();
+    if !valid || expires < now_millis() / 1000 {
+        return denied();
+    }
+    let Some(id) = BackupId::parse(&backup) else {
+        return denied();
+    };
+    let rec = match state.catalog.backup(&id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return denied(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let gone = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "DCS.4001",
+            "The backup file no longer exists.",
+        )
+        .into_response()
+    };
+    if rec.status != BackupStatus::Succeed {
+        return gone();
+    }
+    let size = match state.catalog.backup_manifest(&id).await {
+        Ok(Some(m)) => serde_json::from_str::<Manifest>(&m)
+            .ok()
+            .and_then(|m| m.files.into_iter().find(|f| f.name == file).map(|f| f.size)),
+        _ => None,
+    };
+    let Some(size) = size else { return gone() };
+    let path = format!(
+        "{}{file}",
+        backup_prefix(
+            rec.project_id.as_str(),
+            rec.instance_id.as_str(),
+            rec.id.as_str()
+        )
+    );
+    match state.store.read_stream(&path).await {
+        Ok(stream) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                (header::CONTENT_LENGTH, size.to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{file}\""),
+                ),
+            ],
+            Body::from_stream(stream),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(backup = %rec.id, file = %file, error = %e, "cannot read backup file");
+            gone()
+        }
+    }
+}

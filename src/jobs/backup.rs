@@ -1,0 +1,425 @@
+//! A backup: one replication snapshot per shard, streamed into the store
+//! while it is verified, then a manifest, then `succeed`.
+//!
+//! Per shard the bytes flow Redis → (SHA-256, store writer) and, on a
+//! blocking thread, → RDB reader (CRC64 trailer, structure, key counts).
+//! For the AOF format the reader's keys are turned into commands on that
+//! thread and the commands are what the store receives. Memory stays
+//! bounded by the channel depths and the store's write buffer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::pipe::{ChannelReader, ChannelWriter, DEPTH};
+use super::{JobFailure, Jobs, Lease, MAX_ATTEMPTS};
+use crate::catalog::{BackupOutcome, ClaimedJob};
+use crate::model::{
+    compact_utc, now_millis, BackupFormat, BackupRecord, BackupStatus, Connection, Instance,
+    JobError, NodeAddr, Topology,
+};
+use crate::redis::replication::{start_snapshot, Transfer};
+use crate::redis::{discover, Conn, ConnectOptions};
+use crate::storage::{backup_prefix, Manifest, ManifestFile};
+use dcs_rdb::{AofOptions, AofWriter, ChecksumStatus, Item, RdbReader, ReadMode};
+
+/// Where one file of the backup comes from.
+#[derive(Clone, Debug)]
+struct Source {
+    node: NodeAddr,
+    shard_master: NodeAddr,
+    slots: Vec<(u16, u16)>,
+}
+
+/// Bytes received and expected for one source, for the progress figure.
+#[derive(Default)]
+struct Progress {
+    received: AtomicU64,
+    expected: AtomicU64,
+}
+
+pub(super) async fn run(jobs: &Arc<Jobs>, job: &ClaimedJob, lease: &Lease) {
+    let rec = match jobs.catalog.backup_of_job(job).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            tracing::warn!("backup record missing; dropping the job");
+            let _ = jobs
+                .catalog
+                .drop_job(job, &jobs.node_id, now_millis())
+                .await;
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the backup record");
+            return;
+        }
+    };
+    let prefix = backup_prefix(
+        rec.project_id.as_str(),
+        rec.instance_id.as_str(),
+        rec.id.as_str(),
+    );
+    let result = perform(jobs, job, lease, &rec, &prefix).await;
+    let outcome = match result {
+        Ok((manifest, json)) => {
+            tracing::info!(
+                files = manifest.files.len(),
+                size = manifest.total_size(),
+                "backup succeeded"
+            );
+            BackupOutcome {
+                status: BackupStatus::Succeed,
+                size: manifest.total_size() as i64,
+                error: None,
+                manifest: Some(json),
+            }
+        }
+        Err(f) => {
+            tracing::warn!(code = f.code.code(), detail = %f.detail, "backup failed");
+            if lease.lost() {
+                return;
+            }
+            // Nothing partial stays behind a failed record.
+            if let Err(e) = jobs.store.delete_prefix(&prefix).await {
+                tracing::warn!(error = %e, "cannot remove the failed backup's partial files");
+            }
+            BackupOutcome {
+                status: BackupStatus::Failed,
+                size: 0,
+                error: Some(f.code),
+                manifest: None,
+            }
+        }
+    };
+    match jobs
+        .catalog
+        .finish_backup(job, &jobs.node_id, &outcome, now_millis())
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("job no longer ours; its new owner records the outcome"),
+        Err(e) => tracing::error!(error = %e, "cannot record the backup's end; it will be retried"),
+    }
+}
+
+async fn perform(
+    jobs: &Arc<Jobs>,
+    job: &ClaimedJob,
+    lease: &Lease,
+    rec: &BackupRecord,
+    prefix: &str,
+) -> Result<(Manifest, String), JobFailure> {
+    if job.attempts > MAX_ATTEMPTS {
+        return Err(JobFailure::new(
+            JobError::ToolStart,
+            format!(
+                "gave up after {} attempts whose runner stopped",
+                job.attempts - 1
+            ),
+        ));
+    }
+    if job.attempts > 1 {
+        // Whatever an earlier attempt left is incomplete by definition.
+        jobs.store.delete_prefix(prefix).await?;
+    }
+    let inst = jobs
+        .catalog
+        .instance_any(&rec.instance_id)
+        .await?
+        .ok_or_else(|| JobFailure::new(JobError::ToolStart, "instance no longer exists"))?;
+    let started = now_millis();
+    if !jobs
+        .catalog
+        .start_backup(job, &jobs.node_id, started)
+        .await?
+    {
+        return Err(JobFailure::lost());
+    }
+    let topology = discover(&inst.connection, &jobs.redis).await?;
+    let sources = choose_sources(&inst.connection, &topology, &jobs.redis).await;
+    let stamp = compact_utc(rec.created_at);
+    let progress: Vec<Arc<Progress>> = sources
+        .iter()
+        .map(|_| Arc::new(Progress::default()))
+        .collect();
+
+    let cluster = topology.cache_mode() == crate::model::CacheMode::Cluster;
+    let transfers = sources.iter().zip(&progress).map(|(src, prog)| {
+        let name = file_name(src, cluster, &stamp, rec.format);
+        let path = format!("{prefix}{name}");
+        snapshot_to_store(
+            jobs,
+            &inst,
+            src.clone(),
+            name,
+            path,
+            rec.format,
+            Arc::clone(prog),
+        )
+    });
+    let all = futures::future::try_join_all(transfers);
+    tokio::pin!(all);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let files = loop {
+        tokio::select! {
+            res = &mut all => break res?,
+            _ = tick.tick() => {
+                if lease.lost() {
+                    return Err(JobFailure::lost());
+                }
+                let (got, want) = progress.iter().fold((0u64, 0u64), |(g, w), p| {
+                    (g + p.received.load(Ordering::Relaxed), w + p.expected.load(Ordering::Relaxed).max(1))
+                });
+                let pct = (got.saturating_mul(10_000) / want.max(1)).min(9_999) as i64;
+                jobs.catalog.backup_progress(job, &jobs.node_id, pct, got as i64, now_millis()).await?;
+            }
+        }
+    };
+    let manifest = Manifest {
+        manifest_version: 1,
+        backup_id: rec.id.to_string(),
+        instance_id: rec.instance_id.to_string(),
+        project_id: rec.project_id.to_string(),
+        format: rec.format.as_str().to_owned(),
+        cache_mode: topology.mode.clone(),
+        engine: topology.engine.clone(),
+        server_version: topology.version.clone(),
+        started_at: started,
+        completed_at: now_millis(),
+        files,
+    };
+    let json = serde_json::to_string(&manifest)
+        .map_err(|e| JobFailure::new(JobError::Storage, e.to_string()))?;
+    if lease.lost() {
+        return Err(JobFailure::lost());
+    }
+    jobs.store.put_manifest(prefix, &manifest).await?;
+    Ok((manifest, json))
+}
+
+/// `redis_{ip}_{port}[_{lo}-{hi}]_{yyyyMMddHHmmss}.{rdb|aof}`.
+fn file_name(src: &Source, cluster: bool, stamp: &str, format: BackupFormat) -> String {
+    let ext = format.as_str();
+    let host = src.shard_master.host.replace(':', "-");
+    let port = src.shard_master.port;
+    match (cluster, src.slots.first(), src.slots.last()) {
+        (true, Some(first), Some(last)) => {
+            format!("redis_{host}_{port}_{}-{}_{stamp}.{ext}", first.0, last.1)
+        }
+        _ => format!("redis_{host}_{port}_{stamp}.{ext}"),
+    }
+}
+
+/// Per shard, a replica whose link to its master is up (sparing the
+/// master's fork), else the master itself.
+async fn choose_sources(
+    conn: &Connection,
+    topology: &Topology,
+    opts: &ConnectOptions,
+) -> Vec<Source> {
+    let mut out = Vec::with_capacity(topology.shards.len());
+    for shard in &topology.shards {
+        let mut chosen = None;
+        for r in &shard.replicas {
+            if replica_is_healthy(conn, r, opts).await {
+                chosen = Some(r.clone());
+                break;
+            }
+        }
+        let node = chosen.unwrap_or_else(|| {
+            if !shard.replicas.is_empty() {
+                tracing::warn!(master = %shard.master, "no healthy replica; taking the snapshot from the master");
+            }
+            shard.master.clone()
+        });
+        out.push(Source {
+            node,
+            shard_master: shard.master.clone(),
+            slots: shard.slots.clone(),
+        });
+    }
+    out
+}
+
+async fn replica_is_healthy(conn: &Connection, node: &NodeAddr, opts: &ConnectOptions) -> bool {
+    let Ok(mut c) = Conn::open(conn, &node.host, node.port, opts).await else {
+        return false;
+    };
+    let Ok(info) = c.info("replication").await else {
+        return false;
+    };
+    info.get("role") == Some("slave")
+        && info.get("master_link_status") == Some("up")
+        && info.get("master_sync_in_progress") != Some("1")
+}
+
+/// What the RDB reader found in one snapshot.
+#[derive(Default)]
+struct Seen {
+    magic: String,
+    version: u32,
+    checksum: String,
+    keys: u64,
+    keys_per_db: std::collections::BTreeMap<u64, u64>,
+    expiring: u64,
+    functions: u64,
+}
+
+impl Seen {
+    fn item(&mut self, item: &Item) {
+        match item {
+            Item::Header { magic, version } => {
+                self.magic = format!("{magic:?}").to_ascii_uppercase();
+                self.version = *version;
+            }
+            Item::Key(k) => {
+                self.keys += 1;
+                *self.keys_per_db.entry(k.db).or_insert(0) += 1;
+                if k.expire_ms.is_some() {
+                    self.expiring += 1;
+                }
+            }
+            Item::Function { .. } | Item::FunctionPreGa { .. } => self.functions += 1,
+            Item::End { checksum } => {
+                self.checksum = match checksum {
+                    ChecksumStatus::Verified(_) => "ok".into(),
+                    ChecksumStatus::Disabled | ChecksumStatus::Absent => "absent".into(),
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn rdb_failure(e: dcs_rdb::RdbError) -> JobFailure {
+    JobFailure::new(
+        JobError::ToolStart,
+        format!("snapshot is not a valid RDB: {e}"),
+    )
+}
+
+/// Reads the whole RDB from `input` (verifying it); for AOF, writes its
+/// commands to `aof`.
+fn read_rdb(input: ChannelReader, aof: Option<ChannelWriter>) -> Result<Seen, JobFailure> {
+    let mode = if aof.is_some() {
+        ReadMode::Decode
+    } else {
+        ReadMode::Skip
+    };
+    let mut reader = RdbReader::new(input, mode).require_eof_after_trailer(true);
+    let mut seen = Seen::default();
+    let mut writer = aof.map(|w| AofWriter::new(w, AofOptions::default()));
+    while let Some(item) = reader.next_item().map_err(rdb_failure)? {
+        seen.item(&item);
+        if let Some(w) = writer.as_mut() {
+            w.write_item(&item).map_err(rdb_failure)?;
+        }
+    }
+    if let Some(w) = writer {
+        let mut out = w.finish().map_err(rdb_failure)?;
+        std::io::Write::flush(&mut out)
+            .map_err(|e| JobFailure::new(JobError::Storage, e.to_string()))?;
+    }
+    Ok(seen)
+}
+
+#[tracing::instrument(skip_all, fields(node = %src.node, file = %name))]
+async fn snapshot_to_store(
+    jobs: &Jobs,
+    inst: &Instance,
+    src: Source,
+    name: String,
+    path: String,
+    format: BackupFormat,
+    progress: Arc<Progress>,
+) -> Result<ManifestFile, JobFailure> {
+    let estimate = used_memory(&inst.connection, &src.node, &jobs.redis).await;
+    let mut snap = start_snapshot(&inst.connection, &src.node, &jobs.redis).await?;
+    let expected = match snap.transfer() {
+        Transfer::Sized(n) => n,
+        Transfer::Eof => estimate.unwrap_or(1 << 20),
+    };
+    progress.expected.store(expected, Ordering::Relaxed);
+    let mut writer = jobs.store.writer(&path).await?;
+
+    let (in_tx, in_rx) = mpsc::channel::<Bytes>(DEPTH);
+    let (out_tx, out_rx) = mpsc::channel::<Bytes>(DEPTH);
+    let aof = (format == BackupFormat::Aof).then(|| ChannelWriter::new(out_tx, 256 * 1024));
+    let reader = tokio::task::spawn_blocking(move || read_rdb(ChannelReader::new(in_rx), aof));
+
+    // RDB: the snapshot bytes are stored as they arrive. AOF: the reader's
+    // output is stored instead. The network read, the reader thread and the
+    // store write run concurrently through bounded channels; each side owns
+    // its channel end, so one side failing ends the others.
+    let (rdb_out, aof_out) = if format == BackupFormat::Rdb {
+        (Some(&mut writer), None)
+    } else {
+        (None, Some(&mut writer))
+    };
+    let feed = async move {
+        let mut rdb_out = rdb_out;
+        while let Some(chunk) = snap.next_chunk().await? {
+            progress
+                .received
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            if in_tx.send(chunk.clone()).await.is_err() {
+                break; // the reader stopped early; its error says why
+            }
+            if let Some(w) = rdb_out.as_mut() {
+                w.write(chunk).await?;
+            }
+        }
+        Ok::<_, JobFailure>(())
+    };
+    let store_aof = async move {
+        let mut out_rx = out_rx;
+        if let Some(w) = aof_out {
+            while let Some(piece) = out_rx.recv().await {
+                w.write(piece).await?;
+            }
+        }
+        Ok::<_, JobFailure>(())
+    };
+    let (fed, stored) = tokio::join!(feed, store_aof);
+    let seen = reader
+        .await
+        .map_err(|e| JobFailure::new(JobError::ToolStart, format!("reader crashed: {e}")))
+        .and_then(|r| r);
+    // The first failure in flow order is the cause; later ones are echoes.
+    let seen = match fed.and(stored).and(seen) {
+        Ok(s) => s,
+        Err(e) => {
+            writer.abort().await;
+            return Err(e);
+        }
+    };
+    let (size, sha256) = writer.finish().await?;
+    Ok(ManifestFile {
+        name,
+        size,
+        sha256,
+        rdb_magic: seen.magic,
+        rdb_version: seen.version,
+        rdb_checksum: seen.checksum,
+        keys: seen.keys,
+        keys_per_db: seen.keys_per_db,
+        expiring_keys: seen.expiring,
+        functions: seen.functions,
+        slots: src.slots.clone(),
+        source_node: src.node.to_string(),
+        shard_master: src.shard_master.to_string(),
+    })
+}
+
+async fn used_memory(conn: &Connection, node: &NodeAddr, opts: &ConnectOptions) -> Option<u64> {
+    let mut c = Conn::open(conn, &node.host, node.port, opts).await.ok()?;
+    let info = c.info("memory").await.ok()?;
+    info.get("used_memory_dataset")
+        .or_else(|| info.get("used_memory"))?
+        .parse()
+        .ok()
+}

@@ -1,0 +1,225 @@
+//! The job runner: takes backup and restore jobs from the catalog and
+//! performs them with `redis` and `storage`, writing progress back.
+//!
+//! Several `serve` replicas may share one catalog: each claims jobs under
+//! its own node id with a lease it renews while it works. A runner that
+//! loses its lease stops writing (every record update checks ownership).
+//! A job claimed again after its runner died starts over from a clean slate.
+
+mod backup;
+pub mod pipe;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify, Semaphore};
+
+use crate::catalog::{Catalog, ClaimedJob};
+use crate::model::{now_millis, JobError, JobKind};
+use crate::redis::{ConnectOptions, RedisError};
+use crate::storage::{StorageError, Store};
+
+/// How long a claim lasts without renewal.
+const LEASE: Duration = Duration::from_secs(30);
+const RENEW_EVERY: Duration = Duration::from_secs(10);
+const IDLE_POLL: Duration = Duration::from_millis(500);
+/// A job is tried this many times (its runner dying counts) before it fails.
+pub const MAX_ATTEMPTS: i64 = 3;
+/// Jobs one node runs at once.
+const CONCURRENCY: usize = 4;
+
+/// Why a job failed, with the `dcs.08.000x` code it records.
+#[derive(Debug)]
+pub struct JobFailure {
+    pub code: JobError,
+    pub detail: String,
+}
+
+impl JobFailure {
+    pub fn new(code: JobError, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// The runner lost its lease: someone else owns the job now.
+    fn lost() -> Self {
+        Self::new(JobError::Timeout, "lease lost")
+    }
+}
+
+impl From<RedisError> for JobFailure {
+    fn from(e: RedisError) -> Self {
+        let code = match e {
+            RedisError::Timeout(_) => JobError::Timeout,
+            _ => JobError::ToolStart,
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl From<StorageError> for JobFailure {
+    fn from(e: StorageError) -> Self {
+        Self::new(JobError::Storage, e.to_string())
+    }
+}
+
+impl From<crate::catalog::CatalogError> for JobFailure {
+    fn from(e: crate::catalog::CatalogError) -> Self {
+        Self::new(JobError::ToolStart, format!("catalog: {e}"))
+    }
+}
+
+/// Everything a job needs.
+#[derive(Debug)]
+pub struct Jobs {
+    pub catalog: Catalog,
+    pub store: Store,
+    pub redis: ConnectOptions,
+    /// This node's identity in job leases; stable across restarts.
+    pub node_id: String,
+    wake: Notify,
+    slots: Arc<Semaphore>,
+}
+
+impl Jobs {
+    pub fn new(catalog: Catalog, store: Store, redis: ConnectOptions, node_id: String) -> Self {
+        Self {
+            catalog,
+            store,
+            redis,
+            node_id,
+            wake: Notify::new(),
+            slots: Arc::new(Semaphore::new(CONCURRENCY)),
+        }
+    }
+
+    /// Tells the runner a job was queued.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Claims and runs jobs until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(node = %self.node_id, "job runner started");
+        match self.catalog.expire_leases_of(&self.node_id).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(n, "taking up jobs this node was running when it stopped"),
+            Err(e) => tracing::warn!(error = %e, "cannot release this node's old leases"),
+        }
+        if let Ok(n) = self.catalog.sweep_held_jobs(now_millis() - 60_000).await {
+            if n > 0 {
+                tracing::warn!(n, "removed jobs left without a record by an earlier crash");
+            }
+        }
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let permit = tokio::select! {
+                p = Arc::clone(&self.slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = shutdown.changed() => break,
+            };
+            let now = now_millis();
+            match self
+                .catalog
+                .claim_job(&self.node_id, now, now + LEASE.as_millis() as i64)
+                .await
+            {
+                Ok(Some(job)) => {
+                    let me = Arc::clone(&self);
+                    tokio::spawn(async move {
+                        me.run_job(job).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {
+                    drop(permit);
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        _ = shutdown.changed() => break,
+                    }
+                }
+                Err(e) => {
+                    drop(permit);
+                    tracing::warn!(error = %e, "cannot claim jobs; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        tracing::info!("job runner stopped");
+    }
+
+    #[tracing::instrument(skip_all, fields(job = %job.id, kind = %job.kind, record = %job.record_id, attempt = job.attempts))]
+    async fn run_job(self: &Arc<Self>, job: ClaimedJob) {
+        let lease = Lease::start(Arc::clone(self), job.clone());
+        if job.attempts > 1 {
+            tracing::warn!("job taken up again after its runner stopped");
+        }
+        match job.kind {
+            JobKind::Backup => backup::run(self, &job, &lease).await,
+            JobKind::Restore => {
+                // Restores arrive with their own issue; until then a queued
+                // restore is failed honestly rather than left waiting.
+                let out = crate::catalog::RestoreOutcome {
+                    status: crate::model::RestoreStatus::Failed,
+                    error: Some(JobError::ToolStart),
+                    detail: Some("restores are not supported by this version".into()),
+                };
+                if let Err(e) = self
+                    .catalog
+                    .finish_restore(&job, &self.node_id, &out, now_millis())
+                    .await
+                {
+                    tracing::error!(error = %e, "cannot record the restore's end");
+                }
+            }
+        }
+        lease.stop();
+    }
+}
+
+/// Renews a job's lease in the background; [`Lease::lost`] turns true if
+/// another node took the job over.
+pub struct Lease {
+    lost: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    fn start(jobs: Arc<Jobs>, job: ClaimedJob) -> Self {
+        let lost = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&lost);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RENEW_EVERY).await;
+                let until = now_millis() + LEASE.as_millis() as i64;
+                match jobs
+                    .catalog
+                    .renew_lease(&job.id, &jobs.node_id, until)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(job = %job.id, "lease lost; stopping");
+                        flag.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(e) => tracing::warn!(job = %job.id, error = %e, "cannot renew lease"),
+                }
+            }
+        });
+        Self { lost, task }
+    }
+
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    fn stop(self) {
+        self.task.abort();
+    }
+}
