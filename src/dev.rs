@@ -77,6 +77,7 @@ pub async fn seed(args: &SeedArgs) -> Result<(), AnyError> {
                 } else {
                     RestoreStatus::Succeed
                 },
+                error: (i % 5 == 4).then_some(JobError::RestoreSync),
                 created_at: from + i as i64 * args.step_ms,
             })
             .await?;

@@ -78,6 +78,7 @@ async fn fixture() -> Fixture {
                 remark: format!("restore {i}"),
                 status: RestoreStatus::Succeed,
                 created_at: t,
+                error: None,
             })
             .await
             .unwrap();

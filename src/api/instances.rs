@@ -51,10 +51,16 @@ fn bad_name() -> ApiError {
 
 fn validate_name(v: &Value) -> ApiResult<String> {
     let name = v.as_str().ok_or_else(bad_name)?;
+    // The reference: 4–64 characters, starting with a letter or digit,
+    // then letters, digits, underscores and hyphens.
     let ok = (4..=64).contains(&name.chars().count())
         && name
             .chars()
-            .all(|c| c.is_alphanumeric() || c == '_' || c == '-');
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     ok.then(|| name.to_owned()).ok_or_else(bad_name)
 }
 

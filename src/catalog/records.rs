@@ -41,6 +41,7 @@ pub struct NewRestore {
     pub remark: String,
     pub status: RestoreStatus,
     pub created_at: Millis,
+    pub error: Option<JobError>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -157,9 +158,10 @@ const SQLITE: TableSql = TableSql {
         FROM backups WHERE instance_id = $2 RETURNING seq, created_at",
     insert_restore: "INSERT INTO restores (id, instance_id, project_id, seq, backup_id, backup_name, \
         backup_remark, source_instance_id, source_instance_name, name, remark, status, progress, \
-        created_at, updated_at) \
-        SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6, $7, $8, '', $9, $10, 0, \
-        MAX($11, COALESCE(MAX(created_at) + 1, $11)), MAX($11, COALESCE(MAX(created_at) + 1, $11)) \
+        created_at, updated_at, error_code) \
+        SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6, $7, $8, '', $9, $10, \
+        CASE WHEN $10 = 'succeed' THEN 10000 ELSE 0 END, \
+        MAX($11, COALESCE(MAX(created_at) + 1, $11)), MAX($11, COALESCE(MAX(created_at) + 1, $11)), $12 \
         FROM restores WHERE instance_id = $2 RETURNING seq, created_at",
 };
 
@@ -171,9 +173,10 @@ const POSTGRES: TableSql = TableSql {
         FROM backups WHERE instance_id = $2 RETURNING seq, created_at",
     insert_restore: "INSERT INTO restores (id, instance_id, project_id, seq, backup_id, backup_name, \
         backup_remark, source_instance_id, source_instance_name, name, remark, status, progress, \
-        created_at, updated_at) \
-        SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6, $7, $8, '', $9, $10, 0, \
-        GREATEST($11, COALESCE(MAX(created_at) + 1, $11)), GREATEST($11, COALESCE(MAX(created_at) + 1, $11)) \
+        created_at, updated_at, error_code) \
+        SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6, $7, $8, '', $9, $10, \
+        CASE WHEN $10 = 'succeed' THEN 10000 ELSE 0 END, \
+        GREATEST($11, COALESCE(MAX(created_at) + 1, $11)), GREATEST($11, COALESCE(MAX(created_at) + 1, $11)), $12 \
         FROM restores WHERE instance_id = $2 RETURNING seq, created_at",
 };
 
@@ -283,6 +286,7 @@ impl Catalog {
                     .bind(&r.remark)
                     .bind(r.status.as_str())
                     .bind(r.created_at)
+                    .bind(r.error.map(JobError::code))
                     .fetch_one(pool)
                     .await
             });

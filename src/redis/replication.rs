@@ -104,6 +104,16 @@ pub async fn start_snapshot(
     {
         tracing::debug!(error = %e, "REPLCONF capa refused");
     }
+    // Valkey 9 sends replicas that do not say their version an RDB in the
+    // older Redis format; announcing the server's own version gets its
+    // native format (`VALKEY080`), the bytes as the server writes them.
+    if let Ok(info) = c.info("server").await {
+        if let Some(v) = info.get("valkey_version").map(str::to_owned) {
+            if let Reply::Error(e) = c.cmd(&["REPLCONF", "version", &v]).await? {
+                tracing::debug!(error = %e, "REPLCONF version refused");
+            }
+        }
+    }
     if let Reply::Error(e) = c.cmd(&["REPLCONF", "rdb-only", "1"]).await? {
         tracing::debug!(error = %e, "REPLCONF rdb-only refused; the connection is closed after the payload");
     }

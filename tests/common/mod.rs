@@ -277,6 +277,140 @@ impl Drop for TestApp {
     }
 }
 
+/// Sends a request signed like the SDK does to the service at `addr`.
+#[allow(clippy::too_many_arguments)]
+pub async fn send_signed(
+    http: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    cred: &Cred,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+    date: time::OffsetDateTime,
+    tamper: impl FnOnce(&mut Vec<(String, String)>),
+) -> reqwest::Response {
+    let (p, q) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let host = addr.to_string();
+    let mut headers = RequestSigner {
+        ak: &cred.ak,
+        sk: &cred.sk,
+    }
+    .headers(&method, p, q, &host, &body, date);
+    tamper(&mut headers);
+    let mut req = http
+        .request(method, format!("http://{addr}{path}"))
+        .body(body);
+    for (k, v) in headers {
+        if k != "host" {
+            req = req.header(k, v);
+        }
+    }
+    req.send().await.expect("request sent")
+}
+
+/// The service as a real process (for kill/restart tests).
+pub struct ServiceProcess {
+    pub addr: std::net::SocketAddr,
+    pub cred: Cred,
+    pub dir: PathBuf,
+    db_url: Option<String>,
+    child: Option<Child>,
+    http: reqwest::Client,
+}
+
+impl ServiceProcess {
+    pub fn start(dir: &Path, db_url: Option<&str>) -> Self {
+        let mut s = Self {
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            cred: Cred {
+                project_id: String::new(),
+                ak: String::new(),
+                sk: String::new(),
+            },
+            dir: dir.to_owned(),
+            db_url: db_url.map(str::to_owned),
+            child: None,
+            http: reqwest::Client::new(),
+        };
+        s.restart();
+        s
+    }
+
+    /// (Re)starts the binary on a fresh port with the same data dir.
+    pub fn restart(&mut self) {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dcs-backup"));
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(&self.dir)
+        .env("DCS_BACKUP_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(self.dir.join(format!("serve-{port}.log"))).expect("log"));
+        if let Some(url) = &self.db_url {
+            cmd.args(["--database-url", url]);
+        }
+        self.child = Some(cmd.spawn().expect("dcs-backup starts"));
+        self.addr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let start = Instant::now();
+        loop {
+            if std::net::TcpStream::connect(self.addr).is_ok() {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "service did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.cred = read_credentials(&self.dir.join("credentials.json"));
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let bytes = body
+            .map(|b| serde_json::to_vec(&b).expect("json"))
+            .unwrap_or_default();
+        decode(
+            send_signed(
+                &self.http,
+                self.addr,
+                &self.cred,
+                method,
+                path,
+                bytes,
+                time::OffsetDateTime::now_utc(),
+                |_| {},
+            )
+            .await,
+        )
+        .await
+    }
+
+    pub fn v2(&self, rest: &str) -> String {
+        format!("/v2/{}{rest}", self.cred.project_id)
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 pub async fn decode(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
@@ -322,8 +456,14 @@ impl RedisServer {
     }
 
     pub fn start_binary(binary: &Path, extra: &[&str]) -> Self {
+        Self::start_prepared(binary, extra, |_| {})
+    }
+
+    /// Starts a server after `prepare` has put files into its directory.
+    pub fn start_prepared(binary: &Path, extra: &[&str], prepare: impl Fn(&Path)) -> Self {
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("tempdir");
+            prepare(dir.path());
             let port = free_port();
             let mut args: Vec<String> = vec![
                 "--port".into(),
@@ -634,4 +774,206 @@ impl RedisServer {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+impl RedisServer {
+    /// A server that loads `rdb` at start-up (its own copy in its own dir).
+    pub fn start_with_rdb(binary: &Path, rdb: &[u8], extra: &[&str]) -> Self {
+        let mut args = vec!["--dbfilename", "seed.rdb"];
+        args.extend_from_slice(extra);
+        Self::start_prepared(binary, &args, |dir| {
+            std::fs::write(dir.join("seed.rdb"), rdb).expect("write rdb")
+        })
+    }
+
+    /// `DEBUG DIGEST`: one hash over every database, key, value and expiry.
+    pub fn digest(&self) -> String {
+        self.cli(&["DEBUG", "DIGEST"]).trim().to_owned()
+    }
+
+    pub fn dbsize(&self, db: u32) -> u64 {
+        self.cli(&["-n", &db.to_string(), "DBSIZE"])
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+
+    /// Sends raw RESP (e.g. an AOF) through `redis-cli --pipe`.
+    pub fn pipe(&self, resp: &[u8]) {
+        use std::io::Write;
+        let mut child = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--pipe"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("redis-cli --pipe");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(resp)
+            .expect("pipe write");
+        let out = child.wait_with_output().expect("pipe done");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("errors: 0"),
+            "pipe failed: {text}"
+        );
+    }
+
+    pub fn info_field(&self, section: &str, field: &str) -> String {
+        self.cli(&["INFO", section])
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{field}:"))
+                    .map(|v| v.trim().to_owned())
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// RESP for one command.
+pub fn resp(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Fills a server with every type and encoding: small and large lists,
+/// sets (intset, listpack, hashtable), sorted sets (listpack, skiplist with
+/// doubles), hashes (small, large), streams with consumer groups and
+/// pending entries, integer and compressible strings, binary key names,
+/// keys with TTLs, three databases, and a function library where supported.
+pub fn fill_dataset(server: &RedisServer, with_functions: bool) {
+    let mut buf = Vec::new();
+    let mut cmd = |args: &[&[u8]]| buf.extend_from_slice(&resp(args));
+    for db in [0u32, 1, 5] {
+        let d = db.to_string();
+        cmd(&[b"SELECT", d.as_bytes()]);
+        for i in 0..300 {
+            let k = format!("str:{db}:{i}");
+            cmd(&[b"SET", k.as_bytes(), format!("value-{i}").as_bytes()]);
+        }
+        cmd(&[b"SET", b"int", b"12345"]);
+        cmd(&[b"SET", b"negint", b"-9876543210"]);
+        cmd(&[
+            b"SET",
+            b"long-repetitive",
+            "abcdefgh".repeat(500).as_bytes(),
+        ]);
+        cmd(&[b"SET", b"bin\x00key\xff\x01", b"\x00\x01\x02binary\xff"]);
+        cmd(&[b"SET", b"ttl:far", b"v", b"PX", b"86400000"]);
+        cmd(&[b"SET", b"ttl:sec", b"v", b"EX", b"50000"]);
+        cmd(&[
+            b"RPUSH",
+            b"list:small",
+            b"a",
+            b"b",
+            b"1",
+            b"-2",
+            b"3000000000",
+        ]);
+        for i in 0..600 {
+            cmd(&[
+                b"RPUSH",
+                b"list:big",
+                format!("element-{i}-{}", "x".repeat(i % 40)).as_bytes(),
+            ]);
+        }
+        cmd(&[b"SADD", b"set:int", b"1", b"2", b"3", b"-5", b"100000"]);
+        cmd(&[b"SADD", b"set:small", b"a", b"b", b"c"]);
+        for i in 0..700 {
+            cmd(&[b"SADD", b"set:big", format!("member-{i}").as_bytes()]);
+        }
+        cmd(&[
+            b"ZADD",
+            b"zset:small",
+            b"1.5",
+            b"a",
+            b"-2",
+            b"b",
+            b"3e10",
+            b"c",
+            b"inf",
+            b"d",
+        ]);
+        for i in 0..400 {
+            cmd(&[
+                b"ZADD",
+                b"zset:big",
+                format!("{}.{}", i, i * 7).as_bytes(),
+                format!("m{i}").as_bytes(),
+            ]);
+        }
+        cmd(&[b"ZADD", b"zset:big", b"0.1", b"tenth", b"-inf", b"bottom"]);
+        cmd(&[
+            b"HSET",
+            b"hash:small",
+            b"f1",
+            b"v1",
+            b"f2",
+            b"22",
+            b"f3",
+            b"",
+        ]);
+        for i in 0..300 {
+            cmd(&[
+                b"HSET",
+                b"hash:big",
+                format!("field-{i}").as_bytes(),
+                format!("{}", i * 3).as_bytes(),
+            ]);
+        }
+        cmd(&[b"HSET", b"hash:ttl", b"a", b"1"]);
+        cmd(&[b"PEXPIRE", b"hash:ttl", b"7200000"]);
+        for i in 1..=50 {
+            cmd(&[
+                b"XADD",
+                b"stream",
+                format!("{i}-0").as_bytes(),
+                b"field",
+                format!("v{i}").as_bytes(),
+            ]);
+        }
+        cmd(&[b"XDEL", b"stream", b"10-0", b"11-0"]);
+        cmd(&[b"XGROUP", b"CREATE", b"stream", b"g1", b"0"]);
+        cmd(&[
+            b"XREADGROUP",
+            b"GROUP",
+            b"g1",
+            b"alice",
+            b"COUNT",
+            b"5",
+            b"STREAMS",
+            b"stream",
+            b">",
+        ]);
+        cmd(&[
+            b"XREADGROUP",
+            b"GROUP",
+            b"g1",
+            b"bob",
+            b"COUNT",
+            b"3",
+            b"STREAMS",
+            b"stream",
+            b">",
+        ]);
+        cmd(&[b"XACK", b"stream", b"g1", b"1-0"]);
+        cmd(&[b"XGROUP", b"CREATE", b"stream", b"g2", b"$"]);
+    }
+    if with_functions {
+        cmd(&[
+            b"FUNCTION",
+            b"LOAD",
+            b"#!lua name=backuplib\nredis.register_function('hello', function() return 'hi' end)",
+        ]);
+    }
+    cmd(&[b"SELECT", b"0"]);
+    server.pipe(&buf);
 }

@@ -303,11 +303,6 @@ def test_restores_newest_first_paging_and_fields(client, seeded):
         assert [r.restore_id for r in items] == [r.restore_id for r in recs]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="catalog insert_restore always stores progress 0, so `dev seed` restores "
-    "with status succeed list progress \"0.00\" (import_backups sets 10000 for done backups)",
-)
 def test_succeeded_restores_show_full_progress(client, seeded):
     recs = restores(client, seeded["full"], limit=1000).restore_record_response
     done = [r for r in recs if r.status == "succeed"]
