@@ -977,3 +977,4 @@ pub fn fill_dataset(server: &RedisServer, with_functions: bool) {
     cmd(&[b"SELECT", b"0"]);
     server.pipe(&buf);
 }
+pub mod s3;
