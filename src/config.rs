@@ -141,6 +141,14 @@ pub struct ServeArgs {
     /// [default: http://LISTEN]
     #[arg(long, env = "DCS_BACKUP_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Restore path: auto (feed where possible, else slicing), feed, slice
+    /// [default: auto]
+    #[arg(long, env = "DCS_BACKUP_RESTORE_MODE")]
+    pub restore_mode: Option<String>,
+    /// Values larger than this many bytes are restored as commands rather
+    /// than one RESTORE [default: 67108864]
+    #[arg(long, env = "DCS_BACKUP_RESTORE_MAX_PAYLOAD")]
+    pub restore_max_payload: Option<usize>,
 }
 
 /// The `--config` file: the same settings, all optional.
@@ -155,6 +163,8 @@ pub struct FileConfig {
     pub replication_port: Option<u16>,
     pub redis_ca_file: Option<PathBuf>,
     pub public_url: Option<String>,
+    pub restore_mode: Option<String>,
+    pub restore_max_payload: Option<usize>,
 }
 
 /// Errors resolving the configuration.
@@ -177,6 +187,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("invalid restore mode {0:?}: use auto, feed or slice")]
+    RestoreMode(String),
 }
 
 /// The settings `serve` runs with, fully resolved.
@@ -190,6 +202,7 @@ pub struct Config {
     pub replication_port: Option<u16>,
     pub redis_ca_file: Option<PathBuf>,
     pub public_url: Option<String>,
+    pub jobs: crate::jobs::JobSettings,
 }
 
 fn load_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -252,6 +265,17 @@ impl Config {
             replication_port: args.replication_port.or(file.replication_port),
             redis_ca_file: args.redis_ca_file.clone().or(file.redis_ca_file),
             public_url: args.public_url.clone().or(file.public_url),
+            jobs: {
+                let mut j = crate::jobs::JobSettings::default();
+                if let Some(m) = args.restore_mode.clone().or(file.restore_mode) {
+                    j.restore_mode = crate::jobs::restore::RestoreMode::parse(&m)
+                        .ok_or(ConfigError::RestoreMode(m))?;
+                }
+                if let Some(n) = args.restore_max_payload.or(file.restore_max_payload) {
+                    j.restore_max_payload = n;
+                }
+                j
+            },
         })
     }
 
@@ -269,6 +293,7 @@ impl Config {
             replication_port: None,
             redis_ca_file: None,
             public_url: None,
+            jobs: crate::jobs::JobSettings::default(),
         }
     }
 }

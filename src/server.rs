@@ -30,6 +30,8 @@ pub enum StartError {
     },
     #[error("cannot write credentials file {0}: {1}")]
     Credentials(String, std::io::Error),
+    #[error("cannot open the replication port {0}: {1}")]
+    Replication(String, std::io::Error),
     #[error("redis TLS settings: {0}")]
     Tls(#[from] crate::redis::RedisError),
 }
@@ -85,12 +87,60 @@ pub async fn prepare(config: &Config) -> Result<Shared, StartError> {
             url: redact_url(&config.database_url),
             source,
         })?;
-    let jobs = Arc::new(Jobs::new(catalog, store, redis, node_id));
+    let (shutdown, stop_rx) = tokio::sync::watch::channel(false);
+    let feed = start_feed(config, stop_rx).await?;
+    let jobs = Arc::new(Jobs::new(
+        catalog,
+        store,
+        redis,
+        node_id,
+        config.jobs.clone(),
+        Some(feed),
+        shutdown,
+    ));
     let state = AppState::new(jobs, Secret::new(link_key));
     if let Some(url) = &config.public_url {
         let _ = state.public_url.set(url.trim_end_matches('/').to_owned());
     }
     Ok(Arc::new(state))
+}
+
+/// The replication listener restores feed targets from: on the listen
+/// host, at `--replication-port` or a free port, advertised as
+/// `--advertise-addr` or the listen host.
+async fn start_feed(
+    config: &Config,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Arc<crate::redis::feed::FeedServer>, StartError> {
+    let host = config
+        .listen
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(['[', ']']).to_owned())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let ip: std::net::IpAddr = match host.parse() {
+        Ok(ip) => ip,
+        Err(_) => tokio::net::lookup_host((host.as_str(), 0))
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .map(|a| a.ip())
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+    };
+    let advertise = match &config.advertise_addr {
+        Some(a) => a.clone(),
+        None if ip.is_unspecified() => {
+            tracing::warn!("listening on all addresses without --advertise-addr: restore targets are told 127.0.0.1");
+            "127.0.0.1".into()
+        }
+        None => host.clone(),
+    };
+    let bind = std::net::SocketAddr::new(ip, config.replication_port.unwrap_or(0));
+    let feed = crate::redis::feed::FeedServer::start(bind, advertise, stop)
+        .await
+        .map_err(|e| StartError::Replication(bind.to_string(), e))?;
+    let (h, p) = feed.advertised();
+    tracing::info!(listen = %feed.local_addr(), advertised = %format!("{h}:{p}"), "replication listener for restores");
+    Ok(feed)
 }
 
 const LINK_KEY_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -158,13 +208,14 @@ pub async fn run(
             .public_url
             .set(format!("http://{}", listener.local_addr()?));
     }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_rx = app.jobs.shutdown.subscribe();
     let runner = tokio::spawn(Arc::clone(&app.jobs).run(stop_rx));
+    let jobs = Arc::clone(&app.jobs);
     let router = api::router(app);
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
-            let _ = stop_tx.send(true);
+            let _ = jobs.shutdown.send(true);
         })
         .await;
     let _ = runner.await;

@@ -420,14 +420,12 @@ async fn s3_dying_mid_upload_fails_the_backup_honestly() {
 }
 
 #[tokio::test]
-#[ignore = "bug: S3 files larger than one part (8 MiB) panic in OpenDAL (writer .concurrent(2) without an executor); the job stays backuping"]
 async fn s3_dying_during_a_multipart_upload_fails_the_backup_honestly() {
     // 6000 keys of 3000 bytes: 18 MB in about 3 s, three parts.
     kill_s3_mid_upload(&slow_redis(6000, 3000), true).await;
 }
 
 #[tokio::test]
-#[ignore = "bug: S3 files larger than one part (8 MiB) panic in OpenDAL (writer .concurrent(2) without an executor); the job stays backuping"]
 async fn s3_backup_larger_than_one_part_succeeds() {
     let s3 = S3Server::start();
     let app = app_on(&s3).await;
@@ -439,37 +437,6 @@ async fn s3_backup_larger_than_one_part_succeeds() {
     assert!(rdb.len() > 16 << 20, "{name}: {} bytes", rdb.len());
     let copy = RedisServer::start_with_rdb(Path::new("redis-server"), &rdb, &[]);
     assert_eq!(copy.digest(), digest);
-}
-
-#[tokio::test]
-#[ignore = "bug: a job whose task panics keeps its lease renewed forever (Lease is not stopped on unwind), so it stays backuping; slow (~90 s)"]
-async fn a_job_that_panics_does_not_stay_backuping() {
-    // Triggered by the multipart panic above; any panic in a job would do.
-    let s3 = S3Server::start();
-    let app = app_on(&s3).await;
-    let redis = RedisServer::start(&["--repl-diskless-sync-delay", "0", "--rdbcompression", "no"]);
-    redis.cli(&["DEBUG", "POPULATE", "4000", "k", "3000"]);
-    let id = app.adopt("s3-stuck", redis.port, json!({})).await;
-    let backup = start_backup(&app, &id, "rdb").await;
-    // Far past the 30 s lease: a crashed job must be taken up again and end.
-    let start = Instant::now();
-    let rec = loop {
-        let rec = find_backup(&app, &id, &backup).await;
-        if matches!(rec["status"].as_str(), Some("succeed" | "failed")) {
-            break rec;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(100),
-            "still {} after {:?}: {rec}",
-            rec["status"],
-            start.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    assert!(
-        rec["status"] == "succeed" || rec["error_code"].is_string(),
-        "{rec}"
-    );
 }
 
 #[tokio::test]
@@ -587,7 +554,6 @@ async fn missing_bucket_refuses_to_start() {
 }
 
 #[tokio::test]
-#[ignore = "bug: links answer file_path without the store's prefix, so bucket_name + file_path + file_name is not where the object is"]
 async fn links_name_the_objects_place_in_the_bucket() {
     let s3 = S3Server::start();
     let app = app_on(&s3).await;

@@ -174,6 +174,10 @@ async fn remove_backup(
         BackupStatus::Deleted => return Ok(()),
         _ => {}
     }
+    if state.catalog.backup_in_use(&rec.id).await? {
+        return Err(ApiError::busy(crate::model::JobKind::Restore)
+            .with_ext("a restore is reading this backup"));
+    }
     let prefix = backup_prefix(
         rec.project_id.as_str(),
         rec.instance_id.as_str(),
@@ -296,8 +300,13 @@ pub async fn create_links(
         StorageUrl::S3 { bucket, .. } => bucket.clone(),
         StorageUrl::Fs { .. } => String::new(),
     };
+    // The place in the bucket: the store's own prefix, then the backup's.
+    let file_path = match state.store.url() {
+        StorageUrl::S3 { prefix: p, .. } if !p.is_empty() => format!("{p}/{prefix}"),
+        _ => prefix,
+    };
     Ok(Json(LinksResponse {
-        file_path: prefix,
+        file_path,
         bucket_name,
         links,
     }))

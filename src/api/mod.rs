@@ -8,6 +8,7 @@ pub mod error;
 mod instances;
 pub mod params;
 mod records;
+mod restores;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -142,6 +143,8 @@ async fn health(State(state): State<Shared>) -> Response {
         backups::create_links,
         backups::create_backup_v1,
         backups::delete_backup_v1,
+        restores::create_restore,
+        restores::create_restore_v1,
         downloads::download,
     ),
     components(schemas(
@@ -162,6 +165,8 @@ async fn health(State(state): State<Shared>) -> Response {
         wire::LinksBody,
         wire::LinksResponse,
         wire::LinkJson,
+        wire::CreateRestoreBody,
+        wire::CreateRestoreResponse,
     ))
 )]
 pub struct ApiDoc;
@@ -180,6 +185,7 @@ pub fn router(state: Shared) -> Router {
         .merge(instances::routes())
         .merge(records::routes())
         .merge(backups::routes())
+        .merge(restores::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/health", get(health))

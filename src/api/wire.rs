@@ -508,6 +508,22 @@ pub struct CreateBackupResponse {
     pub backup_id: String,
 }
 
+/// `POST /instances/{id}/restores` body.
+#[derive(Deserialize, ToSchema, Default)]
+pub struct CreateRestoreBody {
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub backup_id: Value,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub remark: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreateRestoreResponse {
+    pub restore_id: String,
+}
+
 /// `POST .../backups/{backup_id}/links` body.
 #[derive(Deserialize, ToSchema, Default)]
 pub struct LinksBody {

@@ -455,3 +455,41 @@ impl Catalog {
         Ok(n == 1)
     }
 }
+
+impl Catalog {
+    /// Saves what a running restore must remember across a crash (the feed
+    /// endpoint a target was pointed at, configuration changed on it).
+    pub async fn set_restore_detail(
+        &self,
+        job: &ClaimedJob,
+        owner: &str,
+        detail: &str,
+    ) -> Result<bool> {
+        let sql = format!("UPDATE restores SET detail = $4 WHERE id = $1 AND {OWNED}");
+        let n = on_db!(&self.db, pool => sqlx::query(&sql)
+            .bind(&job.record_id)
+            .bind(job.id.as_str())
+            .bind(owner)
+            .bind(detail)
+            .execute(pool)
+            .await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    pub async fn restore_detail(&self, id: &str) -> Result<Option<String>> {
+        let d: Option<Option<String>> = on_db!(&self.db, pool =>
+            sqlx::query_scalar("SELECT detail FROM restores WHERE id = $1").bind(id).fetch_optional(pool).await)?;
+        Ok(d.flatten())
+    }
+
+    /// True while an unfinished restore reads this backup.
+    pub async fn backup_in_use(&self, backup: &BackupId) -> Result<bool> {
+        let n: i64 = on_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM restores r JOIN jobs j ON j.record_id = r.id \
+             WHERE r.backup_id = $1 AND j.state <> 'done'")
+            .bind(backup.as_str())
+            .fetch_one(pool)
+            .await)?;
+        Ok(n > 0)
+    }
+}

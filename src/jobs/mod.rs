@@ -8,6 +8,7 @@
 
 mod backup;
 pub mod pipe;
+pub mod restore;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::catalog::{Catalog, ClaimedJob};
 use crate::model::{now_millis, JobError, JobKind};
+use crate::redis::feed::FeedServer;
 use crate::redis::{ConnectOptions, RedisError};
 use crate::storage::{StorageError, Store};
 
@@ -45,7 +47,7 @@ impl JobFailure {
     }
 
     /// The runner lost its lease: someone else owns the job now.
-    fn lost() -> Self {
+    pub(crate) fn lost() -> Self {
         Self::new(JobError::Timeout, "lease lost")
     }
 }
@@ -72,6 +74,23 @@ impl From<crate::catalog::CatalogError> for JobFailure {
     }
 }
 
+/// Tunables of the job runner.
+#[derive(Clone, Debug)]
+pub struct JobSettings {
+    pub restore_mode: restore::RestoreMode,
+    /// Values whose serialized size exceeds this are restored as commands.
+    pub restore_max_payload: usize,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            restore_mode: restore::RestoreMode::Auto,
+            restore_max_payload: 64 * 1024 * 1024,
+        }
+    }
+}
+
 /// Everything a job needs.
 #[derive(Debug)]
 pub struct Jobs {
@@ -80,17 +99,33 @@ pub struct Jobs {
     pub redis: ConnectOptions,
     /// This node's identity in job leases; stable across restarts.
     pub node_id: String,
+    pub settings: JobSettings,
+    /// The replication listener restores feed targets from.
+    pub feed: Option<Arc<FeedServer>>,
+    /// Turned true to stop the runner and the replication listener.
+    pub shutdown: watch::Sender<bool>,
     wake: Notify,
     slots: Arc<Semaphore>,
 }
 
 impl Jobs {
-    pub fn new(catalog: Catalog, store: Store, redis: ConnectOptions, node_id: String) -> Self {
+    pub fn new(
+        catalog: Catalog,
+        store: Store,
+        redis: ConnectOptions,
+        node_id: String,
+        settings: JobSettings,
+        feed: Option<Arc<FeedServer>>,
+        shutdown: watch::Sender<bool>,
+    ) -> Self {
         Self {
             catalog,
             store,
             redis,
             node_id,
+            settings,
+            feed,
+            shutdown,
             wake: Notify::new(),
             slots: Arc::new(Semaphore::new(CONCURRENCY)),
         }
@@ -159,26 +194,63 @@ impl Jobs {
         if job.attempts > 1 {
             tracing::warn!("job taken up again after its runner stopped");
         }
-        match job.kind {
-            JobKind::Backup => backup::run(self, &job, &lease).await,
+        // The job runs in a task of its own so that a panic in it is caught
+        // here and recorded, never leaving the record waiting forever.
+        let me = Arc::clone(self);
+        let claimed = job.clone();
+        let lost = Arc::clone(&lease.lost);
+        let outcome = tokio::spawn(async move {
+            let lease = Lease { lost, task: None };
+            match claimed.kind {
+                JobKind::Backup => backup::run(&me, &claimed, &lease).await,
+                JobKind::Restore => restore::run(&me, &claimed, &lease).await,
+            }
+        })
+        .await;
+        if let Err(e) = outcome {
+            tracing::error!(error = %e, "job crashed; recording it as failed");
+            self.fail_crashed(&job, &e.to_string()).await;
+        }
+        drop(lease);
+    }
+
+    /// Records a job whose task panicked as failed and releases it.
+    async fn fail_crashed(&self, job: &ClaimedJob, why: &str) {
+        let now = now_millis();
+        let res = match job.kind {
+            JobKind::Backup => {
+                let out = crate::catalog::BackupOutcome {
+                    status: crate::model::BackupStatus::Failed,
+                    size: 0,
+                    error: Some(JobError::ToolStart),
+                    manifest: None,
+                };
+                if let Ok(Some(rec)) = self.catalog.backup_of_job(job).await {
+                    let prefix = crate::storage::backup_prefix(
+                        rec.project_id.as_str(),
+                        rec.instance_id.as_str(),
+                        rec.id.as_str(),
+                    );
+                    let _ = self.store.delete_prefix(&prefix).await;
+                }
+                self.catalog
+                    .finish_backup(job, &self.node_id, &out, now)
+                    .await
+            }
             JobKind::Restore => {
-                // Restores arrive with their own issue; until then a queued
-                // restore is failed honestly rather than left waiting.
                 let out = crate::catalog::RestoreOutcome {
                     status: crate::model::RestoreStatus::Failed,
                     error: Some(JobError::ToolStart),
-                    detail: Some("restores are not supported by this version".into()),
+                    detail: Some(format!("internal error: {why}")),
                 };
-                if let Err(e) = self
-                    .catalog
-                    .finish_restore(&job, &self.node_id, &out, now_millis())
+                self.catalog
+                    .finish_restore(job, &self.node_id, &out, now)
                     .await
-                {
-                    tracing::error!(error = %e, "cannot record the restore's end");
-                }
             }
+        };
+        if let Err(e) = res {
+            tracing::error!(error = %e, "cannot record the crashed job");
         }
-        lease.stop();
     }
 }
 
@@ -186,7 +258,17 @@ impl Jobs {
 /// another node took the job over.
 pub struct Lease {
     lost: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
+    /// The renewal task; aborted when the lease is dropped, however the
+    /// job ended (a panic included).
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
 }
 
 impl Lease {
@@ -212,14 +294,13 @@ impl Lease {
                 }
             }
         });
-        Self { lost, task }
+        Self {
+            lost,
+            task: Some(task),
+        }
     }
 
     pub fn lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)
-    }
-
-    fn stop(self) {
-        self.task.abort();
     }
 }

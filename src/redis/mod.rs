@@ -2,6 +2,9 @@
 //! discovery. Later: the replication snapshotter and RESTORE pipelining.
 
 pub mod client;
+pub mod cluster;
+pub mod feed;
+pub mod pipeline;
 pub mod replication;
 pub mod resp;
 pub mod topology;

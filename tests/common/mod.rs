@@ -551,37 +551,72 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start(masters: usize, replicas: usize) -> Self {
+        // The bus port defaults to port + 10000, which another test's server
+        // may hold: give each node a free one explicitly.
         let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
             .map(|_| {
+                let bus = free_port().to_string();
                 RedisServer::start(&[
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
                     "nodes.conf",
+                    "--cluster-port",
+                    &bus,
                 ])
             })
             .collect();
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let out = Command::new("redis-cli")
-            .arg("--cluster")
-            .arg("create")
-            .args(&addrs)
-            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
-            .output()
-            .expect("redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "cluster create failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        if masters < 3 {
+            // redis-cli refuses clusters of fewer than three masters: assign
+            // the slots and introduce the nodes by hand.
+            assert_eq!(replicas, 0, "small clusters are built without replicas");
+            let per = 16384 / masters;
+            for (i, n) in nodes.iter().enumerate() {
+                let lo = i * per;
+                let hi = if i + 1 == masters {
+                    16383
+                } else {
+                    (i + 1) * per - 1
+                };
+                let out = n.cli(&["CLUSTER", "ADDSLOTSRANGE", &lo.to_string(), &hi.to_string()]);
+                assert!(out.trim() == "OK", "ADDSLOTSRANGE: {out}");
+            }
+            for n in &nodes[1..] {
+                let bus = n
+                    .cli(&["CONFIG", "GET", "cluster-port"])
+                    .lines()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .trim()
+                    .to_owned();
+                nodes[0].cli(&["CLUSTER", "MEET", "127.0.0.1", &n.port.to_string(), &bus]);
+            }
+        } else {
+            let addrs: Vec<String> = nodes
+                .iter()
+                .map(|n| format!("127.0.0.1:{}", n.port))
+                .collect();
+            let out = Command::new("redis-cli")
+                .arg("--cluster")
+                .arg("create")
+                .args(&addrs)
+                .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+                .output()
+                .expect("redis-cli --cluster create");
+            assert!(
+                out.status.success(),
+                "cluster create failed: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
         let start = Instant::now();
         loop {
             let ok = nodes
                 .iter()
                 .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"));
+            let known = nodes
+                .iter()
+                .all(|n| n.cli(&["CLUSTER", "NODES"]).lines().count() == nodes.len());
             let replicas_up = nodes
                 .iter()
                 .filter(|n| n.cli(&["ROLE"]).starts_with("slave"))
@@ -589,7 +624,7 @@ impl RedisCluster {
                     n.cli(&["INFO", "replication"])
                         .contains("master_link_status:up")
                 });
-            if ok && replicas_up {
+            if ok && known && replicas_up {
                 break;
             }
             assert!(

@@ -1,0 +1,142 @@
+//! Starting restores (v2 and v1.0).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Extension, Json, Router};
+use serde_json::Value;
+
+use super::error::{ApiError, ApiResult};
+use super::wire::{CreateRestoreBody, CreateRestoreResponse};
+use super::{load_instance, Caller, Shared};
+use crate::catalog::NewRestore;
+use crate::model::{now_millis, BackupId, BackupStatus, RestoreId, RestoreRecord, RestoreStatus};
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route(
+            "/v2/{project_id}/instances/{instance_id}/restores",
+            post(create_restore),
+        )
+        .route(
+            "/v1.0/{project_id}/instances/{instance_id}/restores",
+            post(create_restore_v1),
+        )
+}
+
+async fn start_restore(
+    state: &Shared,
+    caller: &Caller,
+    instance: &str,
+    body: &Bytes,
+) -> ApiResult<RestoreRecord> {
+    let inst = load_instance(state, caller, instance).await?;
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::empty_body());
+    }
+    let body: CreateRestoreBody = serde_json::from_slice(body).map_err(|_| ApiError::bad_json())?;
+    let remark = match &body.remark {
+        Value::Null => String::new(),
+        Value::String(s) if s.chars().count() <= 128 => s.clone(),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "DCS.4098",
+                "The value of the remark parameter must be 0 to 128 characters in length.",
+            ))
+        }
+    };
+    let backup_id = body
+        .backup_id
+        .as_str()
+        .and_then(BackupId::parse)
+        .ok_or_else(|| ApiError::invalid("backup_id"))?;
+    // Any backup of the caller's project may be restored here.
+    let backup = state
+        .catalog
+        .backup(&backup_id)
+        .await?
+        .filter(|b| b.project_id == caller.0)
+        .ok_or_else(|| ApiError::invalid("backup_id"))?;
+    if backup.status != BackupStatus::Succeed {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "DCS.4087",
+            "The restoration operation is allowed only when the backup task succeeded.",
+        )
+        .with_ext(format!("the backup is {}", backup.status)));
+    }
+    let source = state
+        .catalog
+        .instance_any(&backup.instance_id)
+        .await?
+        .map(|i| i.name)
+        .unwrap_or_default();
+    let rec = state
+        .catalog
+        .enqueue_restore(&NewRestore {
+            id: RestoreId::generate(),
+            instance_id: inst.id.clone(),
+            project_id: inst.project_id.clone(),
+            backup_id: backup.id.clone(),
+            backup_name: backup.name.clone(),
+            backup_remark: backup.remark.clone(),
+            source_instance_id: backup.instance_id.clone(),
+            source_instance_name: source,
+            remark,
+            status: RestoreStatus::Waiting,
+            created_at: now_millis(),
+            error: None,
+        })
+        .await?;
+    state.jobs.wake();
+    tracing::info!(instance = %inst.id, restore = %rec.id, backup = %backup.id, "restore queued");
+    Ok(rec)
+}
+
+/// Restore a backup (of this or another instance of the project) into this instance.
+#[utoipa::path(
+    post,
+    path = "/v2/{project_id}/instances/{instance_id}/restores",
+    params(("project_id" = String, Path), ("instance_id" = String, Path)),
+    request_body = CreateRestoreBody,
+    responses(
+        (status = 200, body = CreateRestoreResponse),
+        (status = 400, description = "DCS.4087 backup not succeeded, DCS.4096/4097 busy, DCS.4800 backup_id"),
+        (status = 404, description = "DCS.3022"),
+    )
+)]
+pub async fn create_restore(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(path): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<CreateRestoreResponse>> {
+    let rec = start_restore(&state, &caller, &path.1, &body).await?;
+    Ok(Json(CreateRestoreResponse {
+        restore_id: rec.id.to_string(),
+    }))
+}
+
+/// v1.0: restore a backup into this instance.
+#[utoipa::path(
+    post,
+    path = "/v1.0/{project_id}/instances/{instance_id}/restores",
+    params(("project_id" = String, Path), ("instance_id" = String, Path)),
+    request_body = CreateRestoreBody,
+    responses((status = 200, body = CreateRestoreResponse), (status = 400), (status = 404))
+)]
+pub async fn create_restore_v1(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(path): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<CreateRestoreResponse>> {
+    let rec = start_restore(&state, &caller, &path.1, &body)
+        .await
+        .map_err(ApiError::v1)?;
+    Ok(Json(CreateRestoreResponse {
+        restore_id: rec.id.to_string(),
+    }))
+}

@@ -1,0 +1,1166 @@
+//! A restore: verify the whole backup, then make the target's dataset the
+//! backup's by the fastest path it accepts.
+//!
+//! - Replication feed (standalone and master/standby targets, one RDB file
+//!   the target's Redis can load): the service plays a master and the
+//!   target loads the RDB at its own native speed.
+//! - Slicing (clusters, AOF backups, RDB versions the target cannot load,
+//!   or when the feed is refused): each key's serialized value is cut from
+//!   the RDB and sent as `RESTORE key ttl payload ABSTTL REPLACE`, pipelined
+//!   to the master owning its slot; a key whose encoding the target does not
+//!   know (or whose payload is too big) is sent as decoded commands.
+//!
+//! Invariant: nothing is written to the target before every file of the
+//! backup has been read back and matched its manifest (size, SHA-256, RDB
+//! CRC64 and structure, AOF framing).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::pipe::{ChannelReader, DEPTH};
+use super::{JobFailure, Jobs, Lease};
+use crate::catalog::{ClaimedJob, RestoreOutcome};
+use crate::model::{
+    now_millis, BackupStatus, CacheMode, Instance, JobError, NodeAddr, RestoreId, RestoreStatus,
+    Topology,
+};
+use crate::redis::cluster::SlotMap;
+use crate::redis::feed::FeedEvent;
+use crate::redis::pipeline::{Op, Pipeline};
+use crate::redis::resp::{encode_command, parse_reply, Reply};
+use crate::redis::{discover, Conn, RedisError};
+use crate::storage::{backup_prefix, Manifest, ManifestFile};
+use dcs_rdb::{
+    decode_value, min_rdb_version_for_type, write_key_commands, AofOptions, Flavor, Item,
+    RdbReader, ReadMode,
+};
+
+/// Which restore paths the service may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreMode {
+    /// The feed where possible, else slicing.
+    Auto,
+    /// Only the feed (fails where it is not possible).
+    Feed,
+    /// Only slicing (benchmarks, or targets where REPLICAOF is unwelcome).
+    Slice,
+}
+
+impl RestoreMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            "feed" => Some(Self::Feed),
+            "slice" => Some(Self::Slice),
+            _ => None,
+        }
+    }
+}
+
+/// Bytes in flight per target node.
+const WINDOW: usize = 32 * 1024 * 1024;
+/// Commands are grouped into ops of about this many bytes.
+const OP_BYTES: usize = 256 * 1024;
+
+/// What a restore remembers across a crash of the service.
+#[derive(Serialize, Deserialize, Debug, Default, Clone)]
+struct Detail {
+    path: String,
+    /// `host:port` the target was told to replicate from (feed).
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    target: Option<String>,
+    /// Configuration changed on the target, with the values to put back.
+    #[serde(default)]
+    saved_config: Vec<(String, String)>,
+}
+
+fn fail(code: JobError, detail: impl Into<String>) -> JobFailure {
+    JobFailure::new(code, detail)
+}
+
+fn sync_failure(e: impl std::fmt::Display) -> JobFailure {
+    fail(JobError::RestoreSync, e.to_string())
+}
+
+pub(super) async fn run(jobs: &Arc<Jobs>, job: &ClaimedJob, lease: &Lease) {
+    let id = RestoreId::from_stored(job.record_id.clone());
+    let rec = match jobs.catalog.restore(&id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            tracing::warn!("restore record missing; dropping the job");
+            let _ = jobs
+                .catalog
+                .drop_job(job, &jobs.node_id, now_millis())
+                .await;
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the restore record");
+            return;
+        }
+    };
+    let result = if job.attempts > 1 {
+        recover(jobs, job).await
+    } else {
+        perform(jobs, job, lease, &rec).await
+    };
+    let outcome = match result {
+        Ok(path) => {
+            tracing::info!(%path, "restore succeeded");
+            RestoreOutcome {
+                status: RestoreStatus::Succeed,
+                error: None,
+                detail: Some(path),
+            }
+        }
+        Err(f) => {
+            tracing::warn!(code = f.code.code(), detail = %f.detail, "restore failed");
+            if lease.lost() {
+                return;
+            }
+            RestoreOutcome {
+                status: RestoreStatus::Failed,
+                error: Some(f.code),
+                detail: Some(f.detail),
+            }
+        }
+    };
+    match jobs
+        .catalog
+        .finish_restore(job, &jobs.node_id, &outcome, now_millis())
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("job no longer ours; its new owner records the outcome"),
+        Err(e) => tracing::error!(error = %e, "cannot record the restore's end"),
+    }
+}
+
+/// A restore whose runner died: free a target left replicating from the
+/// service, put back configuration, and report the restore failed.
+async fn recover(jobs: &Arc<Jobs>, job: &ClaimedJob) -> Result<String, JobFailure> {
+    let detail: Detail = jobs
+        .catalog
+        .restore_detail(&job.record_id)
+        .await?
+        .and_then(|d| serde_json::from_str(&d).ok())
+        .unwrap_or_default();
+    let inst = jobs.catalog.instance_any(&job.instance_id).await?;
+    if let (Some(inst), Some(endpoint), Some(target)) = (inst, &detail.endpoint, &detail.target) {
+        if let Some(addr) = parse_addr(target) {
+            match Conn::open(&inst.connection, &addr.host, addr.port, &jobs.redis).await {
+                Ok(mut c) => {
+                    let repl = c.info("replication").await.ok();
+                    let master = repl.as_ref().and_then(|r| {
+                        Some(format!(
+                            "{}:{}",
+                            r.get("master_host")?,
+                            r.get("master_port")?
+                        ))
+                    });
+                    if master.as_deref() == Some(endpoint.as_str()) {
+                        tracing::warn!(target = %target, "freeing a target left replicating from this service");
+                        release(&mut c).await;
+                    }
+                    for (k, v) in &detail.saved_config {
+                        let _ = c.cmd(&["CONFIG", "SET", k, v]).await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot reach the target to clean up"),
+            }
+        }
+    }
+    Err(fail(
+        JobError::RestoreSync,
+        "the service stopped during the restore; the target was released",
+    ))
+}
+
+/// `REPLICAOF NO ONE`, retried while the target is still loading (it
+/// answers `-LOADING` until then), for up to ten minutes.
+async fn release(c: &mut Conn) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        match c.cmd(&["REPLICAOF", "NO", "ONE"]).await {
+            Ok(Reply::Simple(_)) => return true,
+            Ok(Reply::Error(e)) if e.starts_with("LOADING") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(other) => {
+                tracing::warn!(reply = ?other, "the target refused REPLICAOF NO ONE");
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot release the target");
+                return false;
+            }
+        }
+    }
+}
+
+fn parse_addr(s: &str) -> Option<NodeAddr> {
+    let (h, p) = s.rsplit_once(':')?;
+    Some(NodeAddr {
+        host: h.trim_matches(['[', ']']).to_owned(),
+        port: p.parse().ok()?,
+    })
+}
+
+/// Bytes of backup processed, for the progress figure.
+#[derive(Default)]
+struct Progress {
+    done: AtomicU64,
+    total: AtomicU64,
+}
+
+async fn perform(
+    jobs: &Arc<Jobs>,
+    job: &ClaimedJob,
+    lease: &Lease,
+    rec: &crate::model::RestoreRecord,
+) -> Result<String, JobFailure> {
+    let backup = jobs
+        .catalog
+        .backup(&rec.backup_id)
+        .await?
+        .filter(|b| b.status == BackupStatus::Succeed)
+        .ok_or_else(|| fail(JobError::SizeQuery, "the backup is no longer available"))?;
+    let prefix = backup_prefix(
+        backup.project_id.as_str(),
+        backup.instance_id.as_str(),
+        backup.id.as_str(),
+    );
+    let manifest = jobs
+        .store
+        .manifest(&prefix)
+        .await
+        .map_err(|e| fail(JobError::SizeQuery, format!("manifest: {e}")))?
+        .ok_or_else(|| fail(JobError::SizeQuery, "the backup's manifest is missing"))?;
+    if !jobs
+        .catalog
+        .start_restore(job, &jobs.node_id, now_millis())
+        .await?
+    {
+        return Err(JobFailure::lost());
+    }
+    let progress = Arc::new(Progress::default());
+    progress
+        .total
+        .store(manifest.total_size() * 2, Ordering::Relaxed);
+    let reporter = {
+        let jobs = Arc::clone(jobs);
+        let job = job.clone();
+        let progress = Arc::clone(&progress);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let done = progress.done.load(Ordering::Relaxed);
+                let total = progress.total.load(Ordering::Relaxed).max(1);
+                let pct = (done.saturating_mul(10_000) / total).min(9_999) as i64;
+                let _ = jobs
+                    .catalog
+                    .restore_progress(&job, &jobs.node_id, pct, now_millis())
+                    .await;
+            }
+        })
+    };
+    let result = async {
+        verify_backup(jobs, &prefix, &manifest, &progress).await?;
+        if lease.lost() {
+            return Err(JobFailure::lost());
+        }
+        let target = jobs
+            .catalog
+            .instance_any(&rec.instance_id)
+            .await?
+            .ok_or_else(|| fail(JobError::ToolStart, "the target instance no longer exists"))?;
+        let topology = discover(&target.connection, &jobs.redis).await?;
+        restore_into(jobs, job, &target, &topology, &manifest, &prefix, &progress).await
+    }
+    .await;
+    reporter.abort();
+    result
+}
+
+/// Reads every file back: size, SHA-256, and a full parse.
+#[tracing::instrument(skip_all, fields(files = manifest.files.len()))]
+async fn verify_backup(
+    jobs: &Jobs,
+    prefix: &str,
+    manifest: &Manifest,
+    progress: &Progress,
+) -> Result<(), JobFailure> {
+    let bad = |f: &ManifestFile, why: String| {
+        fail(
+            JobError::SizeQuery,
+            format!("backup file {}: {why}", f.name),
+        )
+    };
+    for f in &manifest.files {
+        let path = format!("{prefix}{}", f.name);
+        match jobs.store.size_of(&path).await? {
+            Some(n) if n == f.size => {}
+            Some(n) => return Err(bad(f, format!("{n} bytes stored, {} expected", f.size))),
+            None => return Err(bad(f, "missing".into())),
+        }
+        let mut stream = jobs.store.read_stream(&path).await?;
+        let (tx, rx) = mpsc::channel::<Bytes>(DEPTH);
+        let is_aof = manifest.format == "aof";
+        let checker = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let input = ChannelReader::new(rx);
+            if is_aof {
+                check_resp(input)
+            } else {
+                dcs_rdb::verify(input)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        });
+        let mut hasher = Sha256::new();
+        let mut read_err = None;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(c) => {
+                    hasher.update(&c);
+                    progress.done.fetch_add(c.len() as u64, Ordering::Relaxed);
+                    if tx.send(c).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    read_err = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let parsed = checker
+            .await
+            .map_err(|e| bad(f, format!("checker crashed: {e}")))?;
+        if let Some(e) = read_err {
+            return Err(fail(JobError::Storage, format!("reading {}: {e}", f.name)));
+        }
+        let sha = hex::encode(hasher.finalize());
+        if sha != f.sha256 {
+            return Err(bad(f, "content does not match its checksum".into()));
+        }
+        parsed.map_err(|e| bad(f, e))?;
+    }
+    Ok(())
+}
+
+/// Checks that an AOF is a sequence of complete RESP commands.
+fn check_resp(mut input: impl std::io::Read) -> Result<(), String> {
+    let mut buf = BytesMut::with_capacity(1 << 20);
+    let mut chunk = vec![0u8; 256 * 1024];
+    loop {
+        loop {
+            match parse_reply(&buf).map_err(|e| e.to_string())? {
+                Some((Reply::Array(Some(_)), used)) => {
+                    let _ = buf.split_to(used);
+                }
+                Some((other, _)) => return Err(format!("not a command: {other:?}")),
+                None => break,
+            }
+        }
+        let n = input.read(&mut chunk).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return if buf.is_empty() {
+                Ok(())
+            } else {
+                Err("truncated command at the end".into())
+            };
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// What a target's server is.
+#[derive(Clone, Debug)]
+struct TargetInfo {
+    rdb_version: u32,
+    flavor: Flavor,
+    functions: bool,
+    /// Redis < 7 does not know the 7.0 stream counters.
+    legacy_streams: bool,
+}
+
+async fn target_info(conn: &mut Conn) -> Result<TargetInfo, RedisError> {
+    let info = conn.info("server").await?;
+    let redis_v = info.get("redis_version").unwrap_or("0").to_owned();
+    let valkey_v = info.get("valkey_version").map(str::to_owned);
+    let rdb_version =
+        dcs_rdb::rdb_version_for_server(&redis_v, valkey_v.as_deref()).unwrap_or(9) as u32;
+    let major: u32 = redis_v
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    Ok(TargetInfo {
+        rdb_version,
+        flavor: if rdb_version >= 80 {
+            Flavor::Valkey
+        } else {
+            Flavor::Redis
+        },
+        functions: major >= 7,
+        legacy_streams: major < 7,
+    })
+}
+
+/// Can a target with `t` load an RDB of (`magic`, `version`) as a whole?
+fn loadable(t: &TargetInfo, magic: &str, version: u32) -> bool {
+    let backup_valkey = magic == "VALKEY" || version >= 80;
+    match (backup_valkey, t.flavor) {
+        (true, Flavor::Redis) => false,
+        (true, Flavor::Valkey) => version <= t.rdb_version,
+        // Valkey reads Redis RDBs up to the last version they share (11).
+        (false, Flavor::Valkey) => version <= 11,
+        (false, Flavor::Redis) => version <= t.rdb_version,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn restore_into(
+    jobs: &Arc<Jobs>,
+    job: &ClaimedJob,
+    target: &Instance,
+    topology: &Topology,
+    manifest: &Manifest,
+    prefix: &str,
+    progress: &Arc<Progress>,
+) -> Result<String, JobFailure> {
+    let cluster = topology.cache_mode() == CacheMode::Cluster;
+    let master = &topology.shards[0].master;
+    let mut conn = Conn::open(&target.connection, &master.host, master.port, &jobs.redis).await?;
+    let tinfo = target_info(&mut conn).await?;
+    let single_rdb = manifest.format == "rdb" && manifest.files.len() == 1;
+    let why_not_feed = if cluster {
+        Some("the target is a cluster (REPLICAOF is refused in cluster mode)".to_owned())
+    } else if !single_rdb {
+        Some(format!(
+            "the backup is {} {} file(s)",
+            manifest.files.len(),
+            manifest.format
+        ))
+    } else if !loadable(
+        &tinfo,
+        &manifest.files[0].rdb_magic,
+        manifest.files[0].rdb_version,
+    ) {
+        Some(format!(
+            "the target cannot load RDB {} {} (it writes {})",
+            manifest.files[0].rdb_magic, manifest.files[0].rdb_version, tinfo.rdb_version
+        ))
+    } else if jobs.settings.restore_mode == RestoreMode::Slice {
+        Some("slicing was forced by configuration".to_owned())
+    } else if jobs.feed.is_none() {
+        Some("the replication listener is not running".to_owned())
+    } else {
+        None
+    };
+    match why_not_feed {
+        None => {
+            tracing::info!(target = %master, "restore path: replication feed");
+            match feed(
+                jobs,
+                job,
+                target,
+                master,
+                &manifest.files[0],
+                prefix,
+                progress,
+            )
+            .await
+            {
+                Ok(()) => return Ok("replication feed".into()),
+                Err(FeedError::NotPossible(why))
+                    if jobs.settings.restore_mode == RestoreMode::Auto =>
+                {
+                    tracing::info!(reason = %why, "restore path: slicing, the feed was not possible");
+                }
+                Err(FeedError::NotPossible(why)) => {
+                    return Err(sync_failure(format!("feed not possible: {why}")))
+                }
+                Err(FeedError::Failed(f)) => return Err(f),
+            }
+        }
+        Some(why) if jobs.settings.restore_mode == RestoreMode::Feed => {
+            return Err(sync_failure(format!(
+                "feed required but not possible: {why}"
+            )))
+        }
+        Some(why) => tracing::info!(reason = %why, "restore path: slicing"),
+    }
+    drop(conn);
+    slice(jobs, target, topology, manifest, prefix, progress, &tinfo).await?;
+    Ok("slicing (RESTORE pipelines)".into())
+}
+
+/// Puts back configuration the restore changed on the target.
+async fn put_back(c: &mut Conn, saved: &[(String, String)]) {
+    for (k, v) in saved {
+        if let Err(e) = c.cmd(&["CONFIG", "SET", k.as_str(), v.as_str()]).await {
+            tracing::warn!(key = %k, error = %e, "could not put back the target's configuration");
+        }
+    }
+}
+
+enum FeedError {
+    /// Refused before the target was touched: another path may be taken.
+    NotPossible(String),
+    Failed(JobFailure),
+}
+
+impl From<RedisError> for FeedError {
+    fn from(e: RedisError) -> Self {
+        FeedError::Failed(sync_failure(e))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn feed(
+    jobs: &Arc<Jobs>,
+    job: &ClaimedJob,
+    target: &Instance,
+    node: &NodeAddr,
+    file: &ManifestFile,
+    prefix: &str,
+    progress: &Progress,
+) -> Result<(), FeedError> {
+    let Some(server) = jobs.feed.as_ref() else {
+        return Err(FeedError::NotPossible("no replication listener".into()));
+    };
+    let mut c = Conn::open(&target.connection, &node.host, node.port, &jobs.redis).await?;
+    let config_get = |reply: Reply| -> Option<String> {
+        match reply {
+            Reply::Array(Some(items)) => items.get(1).and_then(Reply::as_text),
+            _ => None,
+        }
+    };
+    // The port the target will announce with REPLCONF listening-port.
+    let announce = match c.cmd(&["CONFIG", "GET", "replica-announce-port"]).await? {
+        Reply::Error(e) => return Err(FeedError::NotPossible(format!("CONFIG refused: {e}"))),
+        r => config_get(r)
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(0),
+    };
+    let listening_port = if announce > 0 { announce } else { node.port };
+    let Some(mut registration) = server.register(listening_port) else {
+        return Err(FeedError::NotPossible(
+            "another restore is feeding a replica with the same port".into(),
+        ));
+    };
+    // A target with no keys can load straight from the socket; one with
+    // data keeps its own setting, so a failed transfer leaves its data.
+    let mut saved = Vec::new();
+    let empty = c
+        .info("keyspace")
+        .await
+        .map(|i| i.with_prefix("db").next().is_none())
+        .unwrap_or(false);
+    if empty {
+        if let Some(old) = config_get(c.cmd(&["CONFIG", "GET", "repl-diskless-load"]).await?) {
+            if old != "on-empty-db" {
+                if let Reply::Simple(_) = c
+                    .cmd(&["CONFIG", "SET", "repl-diskless-load", "on-empty-db"])
+                    .await?
+                {
+                    saved.push(("repl-diskless-load".to_owned(), old));
+                }
+            }
+        }
+    }
+    let (host, port) = server.advertised();
+    let endpoint = format!("{host}:{port}");
+    let detail = Detail {
+        path: "feed".into(),
+        endpoint: Some(endpoint.clone()),
+        target: Some(node.to_string()),
+        saved_config: saved.clone(),
+    };
+    let detail_json = serde_json::to_string(&detail).unwrap_or_default();
+    if !jobs
+        .catalog
+        .set_restore_detail(job, &jobs.node_id, &detail_json)
+        .await
+        .map_err(|e| FeedError::Failed(e.into()))?
+    {
+        put_back(&mut c, &saved).await;
+        return Err(FeedError::Failed(JobFailure::lost()));
+    }
+    match c
+        .cmd(&["REPLICAOF", host.as_str(), &port.to_string()])
+        .await?
+    {
+        Reply::Error(e) => {
+            put_back(&mut c, &saved).await;
+            return Err(FeedError::NotPossible(format!("REPLICAOF refused: {e}")));
+        }
+        _ => {
+            tracing::info!(target = %node, master = %endpoint, "target now replicates from the service")
+        }
+    }
+    // From here on the target is ours to give back, whatever happens.
+    let fed = feed_and_wait(jobs, &mut registration, &mut c, file, prefix, progress).await;
+    let freed = release(&mut c).await;
+    put_back(&mut c, &saved).await;
+    if !freed {
+        return Err(FeedError::Failed(sync_failure(
+            "could not release the target from replicating",
+        )));
+    }
+    fed.map_err(FeedError::Failed)
+}
+
+async fn feed_and_wait(
+    jobs: &Arc<Jobs>,
+    registration: &mut crate::redis::feed::Registration,
+    control: &mut Conn,
+    file: &ManifestFile,
+    prefix: &str,
+    progress: &Progress,
+) -> Result<(), JobFailure> {
+    let connected = tokio::time::timeout(Duration::from_secs(30), registration.events.recv()).await;
+    let Ok(Some(FeedEvent::Connected(replica))) = connected else {
+        return Err(sync_failure(
+            "the target never connected to the service's replication port (check --advertise-addr)",
+        ));
+    };
+    tracing::info!(peer = %replica.peer, "target connected; sending the snapshot");
+    let (mut rd, mut wr) = replica.stream.into_split();
+    let replid = crate::catalog::random_token(40, b"0123456789abcdef");
+    wr.write_all(format!("+FULLRESYNC {replid} 0\r\n${}\r\n", file.size).as_bytes())
+        .await
+        .map_err(sync_failure)?;
+    let mut stream = jobs
+        .store
+        .read_stream(&format!("{prefix}{}", file.name))
+        .await?;
+    let mut sent = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| fail(JobError::Storage, e.to_string()))?;
+        sent += chunk.len() as u64;
+        progress
+            .done
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        wr.write_all(&chunk)
+            .await
+            .map_err(|e| sync_failure(format!("sending the snapshot: {e}")))?;
+    }
+    if sent != file.size {
+        return Err(fail(
+            JobError::Storage,
+            format!("read {sent} bytes of {}", file.size),
+        ));
+    }
+    wr.flush().await.map_err(sync_failure)?;
+    // Keep the link alive (and the target's acks drained) until released.
+    let keepalive = tokio::spawn(async move {
+        let mut sink = vec![0u8; 4096];
+        loop {
+            tokio::select! {
+                r = rd.read(&mut sink) => if matches!(r, Ok(0) | Err(_)) { break },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if wr.write_all(b"*1\r\n$4\r\nPING\r\n").await.is_err() { break }
+                }
+            }
+        }
+    });
+    let deadline =
+        Instant::now() + Duration::from_secs(120) + Duration::from_secs(file.size / (20 << 20));
+    let result = loop {
+        tokio::select! {
+            ev = registration.events.recv() => {
+                if let Some(FeedEvent::Connected(_)) = ev {
+                    break Err(sync_failure("the target could not load the snapshot and asked for it again"));
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        match control.info("replication").await {
+            Ok(i) if i.get("master_link_status") == Some("up") => break Ok(()),
+            Ok(_) | Err(RedisError::Server(_)) => {}
+            Err(e) => break Err(sync_failure(format!("target lost while loading: {e}"))),
+        }
+        if Instant::now() > deadline {
+            break Err(fail(
+                JobError::Timeout,
+                "the target did not finish loading in time",
+            ));
+        }
+    };
+    keepalive.abort();
+    result
+}
+
+/// One unit for the pipelines: to one master, or to every master.
+enum Dest {
+    One(usize),
+    All,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn slice(
+    jobs: &Arc<Jobs>,
+    target: &Instance,
+    topology: &Topology,
+    manifest: &Manifest,
+    prefix: &str,
+    progress: &Arc<Progress>,
+    tinfo: &TargetInfo,
+) -> Result<(), JobFailure> {
+    let cluster = topology.cache_mode() == CacheMode::Cluster;
+    let map = SlotMap::new(topology).map_err(sync_failure)?;
+    if cluster {
+        if let Some(f) = manifest
+            .files
+            .iter()
+            .find(|f| f.keys_per_db.iter().any(|(db, n)| *db != 0 && *n > 0))
+        {
+            return Err(sync_failure(format!(
+                "the backup has keys in databases other than 0 ({}), which a cluster cannot hold; nothing was written",
+                f.name
+            )));
+        }
+    }
+    // Empty every master, then stream.
+    let mut pipes = Vec::with_capacity(map.masters.len());
+    for m in &map.masters {
+        let mut c = Conn::open(&target.connection, &m.host, m.port, &jobs.redis).await?;
+        c.cmd_ok(&["FLUSHALL"]).await.map_err(sync_failure)?;
+        if tinfo.functions {
+            let _ = c.cmd(&["FUNCTION", "FLUSH"]).await;
+        }
+        pipes.push(Pipeline::start(c, WINDOW));
+    }
+    let now = now_millis();
+    let max_payload = jobs.settings.restore_max_payload;
+    for f in &manifest.files {
+        let path = format!("{prefix}{}", f.name);
+        let mut stream = jobs.store.read_stream(&path).await?;
+        let (in_tx, in_rx) = mpsc::channel::<Bytes>(DEPTH);
+        let (op_tx, op_rx) = mpsc::channel::<(Dest, Op)>(DEPTH * 4);
+        let is_aof = manifest.format == "aof";
+        let map2 = map.clone();
+        let t2 = tinfo.clone();
+        let producer = tokio::task::spawn_blocking(move || {
+            let input = ChannelReader::new(in_rx);
+            if is_aof {
+                replay_aof(input, &map2, cluster, &op_tx)
+            } else {
+                slice_rdb(input, &map2, cluster, &t2, now, max_payload, &op_tx)
+            }
+        });
+        let feed = async {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| fail(JobError::Storage, e.to_string()))?;
+                progress
+                    .done
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                if in_tx.send(chunk).await.is_err() {
+                    break;
+                }
+            }
+            drop(in_tx);
+            Ok::<_, JobFailure>(())
+        };
+        let pipes_ref = &pipes;
+        let send = async move {
+            // Owning the receiver: if sending fails, dropping it unblocks
+            // the slicer thread.
+            let mut op_rx = op_rx;
+            while let Some((dest, op)) = op_rx.recv().await {
+                match dest {
+                    Dest::One(i) => pipes_ref[i].send(op).await?,
+                    Dest::All => {
+                        for p in pipes_ref {
+                            p.send(op.clone()).await?;
+                        }
+                    }
+                }
+            }
+            Ok::<_, RedisError>(())
+        };
+        let (fed, sent) = tokio::join!(feed, send);
+        let produced = producer
+            .await
+            .map_err(|e| sync_failure(format!("slicer crashed: {e}")))?;
+        fed?;
+        sent.map_err(sync_failure)?;
+        produced.map_err(sync_failure)?;
+    }
+    let mut redirects = Vec::new();
+    for p in pipes {
+        let stats = p.finish().await.map_err(sync_failure)?;
+        if stats.error_count > 0 {
+            return Err(sync_failure(format!(
+                "{} commands refused by the target, e.g. {}",
+                stats.error_count,
+                stats.errors.join("; ")
+            )));
+        }
+        redirects.extend(stats.redirects);
+    }
+    resend_redirected(jobs, target, redirects).await
+}
+
+/// Sends ops a cluster redirected (`MOVED`/`ASK`) to where it said.
+async fn resend_redirected(
+    jobs: &Jobs,
+    target: &Instance,
+    redirects: Vec<(Op, crate::redis::pipeline::Redirect)>,
+) -> Result<(), JobFailure> {
+    let mut conns: HashMap<String, Conn> = HashMap::new();
+    for (op, mut redirect) in redirects {
+        let mut hops = 0;
+        loop {
+            hops += 1;
+            if hops > 5 {
+                return Err(sync_failure("too many cluster redirects"));
+            }
+            let key = redirect.to.to_string();
+            if !conns.contains_key(&key) {
+                let c = Conn::open(
+                    &target.connection,
+                    &redirect.to.host,
+                    redirect.to.port,
+                    &jobs.redis,
+                )
+                .await?;
+                conns.insert(key.clone(), c);
+            }
+            let Some(c) = conns.get_mut(&key) else {
+                continue;
+            };
+            let mut again = None;
+            // ASKING applies to the next command only, so send one by one.
+            let replies = send_raw(c, &op, redirect.ask).await?;
+            for r in replies {
+                if let Reply::Error(e) = r {
+                    match e.split_whitespace().collect::<Vec<_>>().as_slice() {
+                        ["MOVED" | "ASK", _, addr] => {
+                            again = parse_addr(addr).map(|to| crate::redis::pipeline::Redirect {
+                                ask: e.starts_with("ASK"),
+                                to,
+                            })
+                        }
+                        _ => return Err(sync_failure(format!("refused after redirect: {e}"))),
+                    }
+                }
+            }
+            match again {
+                Some(r) => redirect = r,
+                None => break,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends an op's commands on a plain connection, each preceded by ASKING
+/// when `ask`; returns the commands' own replies.
+async fn send_raw(c: &mut Conn, op: &Op, ask: bool) -> Result<Vec<Reply>, JobFailure> {
+    // Split the op back into commands.
+    let mut rest = &op.bytes[..];
+    let mut cmds = Vec::new();
+    while !rest.is_empty() {
+        let Some((Reply::Array(Some(items)), used)) = parse_reply(rest).map_err(sync_failure)?
+        else {
+            return Err(sync_failure("malformed op"));
+        };
+        let args: Vec<Vec<u8>> = items
+            .into_iter()
+            .map(|r| match r {
+                Reply::Bulk(Some(b)) => b,
+                other => other.as_text().unwrap_or_default().into_bytes(),
+            })
+            .collect();
+        cmds.push(args);
+        rest = &rest[used..];
+    }
+    let mut out = Vec::with_capacity(cmds.len());
+    for args in cmds {
+        if ask {
+            c.cmd(&["ASKING"]).await?;
+        }
+        out.push(c.cmd(&args).await?);
+    }
+    Ok(out)
+}
+
+/// Per-destination buffers of encoded commands, flushed as ops.
+struct Batcher<'a> {
+    bufs: Vec<(Vec<u8>, u32)>,
+    all: (Vec<u8>, u32),
+    tx: &'a mpsc::Sender<(Dest, Op)>,
+}
+
+impl<'a> Batcher<'a> {
+    fn new(n: usize, tx: &'a mpsc::Sender<(Dest, Op)>) -> Self {
+        Self {
+            bufs: (0..n).map(|_| (Vec::with_capacity(OP_BYTES), 0)).collect(),
+            all: (Vec::new(), 0),
+            tx,
+        }
+    }
+
+    fn push(&mut self, dest: usize, bytes: &[u8], commands: u32) -> Result<(), String> {
+        let (buf, n) = &mut self.bufs[dest];
+        buf.extend_from_slice(bytes);
+        *n += commands;
+        if buf.len() >= OP_BYTES {
+            self.flush_one(dest)?;
+        }
+        Ok(())
+    }
+
+    /// A command for every master, after what each already has queued.
+    fn push_all(&mut self, bytes: &[u8]) -> Result<(), String> {
+        for i in 0..self.bufs.len() {
+            self.flush_one(i)?;
+        }
+        self.all.0.extend_from_slice(bytes);
+        self.all.1 += 1;
+        let (b, n) = std::mem::take(&mut self.all);
+        self.tx
+            .blocking_send((
+                Dest::All,
+                Op {
+                    bytes: Bytes::from(b),
+                    replies: n,
+                },
+            ))
+            .map_err(|_| "pipelines stopped".to_owned())
+    }
+
+    fn flush_one(&mut self, dest: usize) -> Result<(), String> {
+        let (buf, n) = &mut self.bufs[dest];
+        if *n == 0 {
+            return Ok(());
+        }
+        let op = Op {
+            bytes: Bytes::from(std::mem::take(buf)),
+            replies: std::mem::take(n),
+        };
+        buf.reserve(OP_BYTES);
+        self.tx
+            .blocking_send((Dest::One(dest), op))
+            .map_err(|_| "pipelines stopped".to_owned())
+    }
+
+    fn finish(mut self) -> Result<(), String> {
+        for i in 0..self.bufs.len() {
+            self.flush_one(i)?;
+        }
+        Ok(())
+    }
+}
+
+/// Cuts each key's value out of the RDB and turns it into RESTORE (or,
+/// where the target cannot take the encoding, decoded commands).
+#[allow(clippy::too_many_arguments)]
+fn slice_rdb(
+    input: ChannelReader,
+    map: &SlotMap,
+    cluster: bool,
+    t: &TargetInfo,
+    now: i64,
+    max_payload: usize,
+    tx: &mpsc::Sender<(Dest, Op)>,
+) -> Result<(), String> {
+    let mut reader = RdbReader::new(input, ReadMode::Raw).require_eof_after_trailer(true);
+    let mut batch = Batcher::new(map.masters.len(), tx);
+    let mut version = 0u32;
+    let mut flavor = Flavor::Redis;
+    let mut db = 0u64;
+    let mut cmd = Vec::with_capacity(1024);
+    let aof = AofOptions {
+        now_ms: Some(now),
+        legacy_streams: t.legacy_streams,
+        ..AofOptions::default()
+    };
+    let (mut restored, mut decoded, mut expired) = (0u64, 0u64, 0u64);
+    while let Some(item) = reader.next_item().map_err(|e| e.to_string())? {
+        match item {
+            Item::Header { magic, version: v } => {
+                version = v;
+                flavor = Flavor::of_header(magic, v);
+            }
+            Item::SelectDb(n) => {
+                db = n;
+                if !cluster {
+                    cmd.clear();
+                    encode_command(&mut cmd, &[b"SELECT".as_slice(), n.to_string().as_bytes()]);
+                    batch.push(0, &cmd, 1)?;
+                }
+            }
+            Item::Function { code } if t.functions => {
+                cmd.clear();
+                encode_command(
+                    &mut cmd,
+                    &[b"FUNCTION".as_slice(), b"LOAD", b"REPLACE", &code],
+                );
+                batch.push_all(&cmd)?;
+            }
+            Item::Key(k) => {
+                if k.expire_ms.is_some_and(|e| e <= now) {
+                    expired += 1;
+                    continue;
+                }
+                if cluster && db != 0 {
+                    return Err(format!(
+                        "key in database {db}: a cluster has only database 0"
+                    ));
+                }
+                let dest = if cluster { map.node_of(&k.key) } else { 0 };
+                let raw = k.raw.as_deref().ok_or("reader kept no raw value")?;
+                let native = min_rdb_version_for_type(k.rdb_type, flavor)
+                    .is_some_and(|min| min <= t.rdb_version && (flavor == t.flavor || min <= 11));
+                cmd.clear();
+                if native && raw.len() <= max_payload {
+                    // Stamp the lowest version that describes the encoding
+                    // the target knows: its own if the file's is newer.
+                    // Valkey refuses the version numbers only Redis used (12–79).
+                    let cap = if flavor == t.flavor {
+                        t.rdb_version
+                    } else {
+                        t.rdb_version.min(11)
+                    };
+                    let stamp = version.min(cap) as u16;
+                    let payload = dcs_rdb::dump_payload(k.rdb_type, raw, stamp);
+                    let ttl = k.expire_ms.unwrap_or(0).to_string();
+                    encode_command(
+                        &mut cmd,
+                        &[
+                            b"RESTORE".as_slice(),
+                            &k.key,
+                            ttl.as_bytes(),
+                            &payload,
+                            b"ABSTTL",
+                            b"REPLACE",
+                        ],
+                    );
+                    batch.push(dest, &cmd, 1)?;
+                    restored += 1;
+                } else {
+                    let value = decode_value(k.rdb_type, raw, flavor).map_err(|e| e.to_string())?;
+                    let n = write_key_commands(&mut cmd, &k.key, &value, k.expire_ms, &aof)
+                        .map_err(|e| e.to_string())?;
+                    if n > 0 {
+                        batch.push(dest, &cmd, n as u32)?;
+                    }
+                    decoded += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    batch.finish()?;
+    tracing::info!(restored, decoded, expired, "RDB sliced");
+    Ok(())
+}
+
+/// Replays an AOF's commands, routing each by its key in a cluster.
+fn replay_aof(
+    input: ChannelReader,
+    map: &SlotMap,
+    cluster: bool,
+    tx: &mpsc::Sender<(Dest, Op)>,
+) -> Result<(), String> {
+    let mut input = input;
+    let mut batch = Batcher::new(map.masters.len(), tx);
+    let mut buf = BytesMut::with_capacity(1 << 20);
+    let mut chunk = vec![0u8; 256 * 1024];
+    loop {
+        while let Some((reply, used)) = parse_reply(&buf).map_err(|e| e.to_string())? {
+            let raw = buf.split_to(used);
+            let Reply::Array(Some(args)) = reply else {
+                return Err("AOF holds a non-command".into());
+            };
+            let name = args
+                .first()
+                .and_then(Reply::as_text)
+                .unwrap_or_default()
+                .to_ascii_uppercase();
+            let key = match args.get(1) {
+                Some(Reply::Bulk(Some(k))) => Some(k.as_slice()),
+                _ => None,
+            };
+            match name.as_str() {
+                "SELECT" if cluster => {}
+                "SELECT" => batch.push(0, &raw, 1)?,
+                "FUNCTION" | "MULTI" | "EXEC" => batch.push_all(&raw)?,
+                _ => {
+                    let dest = match (cluster, key) {
+                        (true, Some(k)) => map.node_of(k),
+                        _ => 0,
+                    };
+                    batch.push(dest, &raw, 1)?;
+                }
+            }
+        }
+        let n = std::io::Read::read(&mut input, &mut chunk).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    if !buf.is_empty() {
+        return Err("truncated AOF".into());
+    }
+    batch.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_rdbs_a_target_loads() {
+        let redis7 = TargetInfo {
+            rdb_version: 10,
+            flavor: Flavor::Redis,
+            functions: true,
+            legacy_streams: false,
+        };
+        let redis62 = TargetInfo {
+            rdb_version: 9,
+            flavor: Flavor::Redis,
+            functions: false,
+            legacy_streams: true,
+        };
+        let valkey9 = TargetInfo {
+            rdb_version: 80,
+            flavor: Flavor::Valkey,
+            functions: true,
+            legacy_streams: false,
+        };
+        assert!(loadable(&redis7, "REDIS", 9));
+        assert!(loadable(&redis7, "REDIS", 10));
+        assert!(!loadable(&redis62, "REDIS", 10));
+        assert!(!loadable(&redis7, "VALKEY", 80));
+        assert!(loadable(&valkey9, "REDIS", 9));
+        assert!(loadable(&valkey9, "VALKEY", 80));
+        assert!(!loadable(&valkey9, "REDIS", 12));
+    }
+
+    #[test]
+    fn resp_check_accepts_commands_only() {
+        assert!(check_resp(&b"*1\r\n$4\r\nPING\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"[..]).is_ok());
+        assert!(check_resp(&b"*1\r\n$4\r\nPIN"[..]).is_err());
+        assert!(check_resp(&b"+OK\r\n"[..]).is_err());
+        assert!(check_resp(&b""[..]).is_ok());
+    }
+}

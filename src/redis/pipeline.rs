@@ -1,0 +1,232 @@
+//! Streaming many commands to one node: a writer and a reader run at once
+//! over the two halves of the connection, as `redis-cli --pipe` does, with
+//! a bounded window of bytes in flight so memory stays flat.
+//!
+//! Each [`Op`] is one or more already-encoded commands. Replies are read in
+//! order; `MOVED`/`ASK` replies hand the op back for the caller to resend
+//! (`cluster.c`, `clusterRedirectClient`), any other error is counted.
+
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::client::{Conn, RedisError};
+use super::resp::{parse_reply, Reply};
+use crate::model::NodeAddr;
+
+/// One unit of work: `replies` commands encoded in `bytes`.
+#[derive(Clone, Debug)]
+pub struct Op {
+    pub bytes: Bytes,
+    pub replies: u32,
+}
+
+/// Where the cluster says an op belongs instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    pub ask: bool,
+    pub to: NodeAddr,
+}
+
+/// What a finished pipeline saw.
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    pub ops: u64,
+    pub replies: u64,
+    /// Ops to send again elsewhere, in the order they were refused.
+    pub redirects: Vec<(Op, Redirect)>,
+    pub error_count: u64,
+    /// The first few error replies, for the log and the record.
+    pub errors: Vec<String>,
+}
+
+/// A pipeline on one connection.
+pub struct Pipeline {
+    tx: mpsc::Sender<(Op, OwnedSemaphorePermit)>,
+    budget: Arc<Semaphore>,
+    window: usize,
+    writer: JoinHandle<Result<(), RedisError>>,
+    reader: JoinHandle<Result<PipelineStats, RedisError>>,
+}
+
+fn parse_redirect(e: &str) -> Option<Redirect> {
+    let mut parts = e.split_whitespace();
+    let ask = match parts.next()? {
+        "MOVED" => false,
+        "ASK" => true,
+        _ => return None,
+    };
+    let _slot = parts.next()?;
+    let addr = parts.next()?;
+    let (host, port) = addr.rsplit_once(':')?;
+    Some(Redirect {
+        ask,
+        to: NodeAddr {
+            host: host.trim_matches(['[', ']']).to_owned(),
+            port: port.parse().ok()?,
+        },
+    })
+}
+
+impl Pipeline {
+    /// Starts pipelining on `conn` with at most `window` bytes unanswered.
+    pub fn start(conn: Conn, window: usize) -> Self {
+        let (buf, stream) = conn.into_parts();
+        let (mut rd, wr) = tokio::io::split(stream);
+        let (tx, mut rx) = mpsc::channel::<(Op, OwnedSemaphorePermit)>(1024);
+        let (inflight_tx, mut inflight_rx) =
+            mpsc::unbounded_channel::<(Op, OwnedSemaphorePermit)>();
+        let budget = Arc::new(Semaphore::new(window));
+        // Whichever side stops first closes the budget, so a sender waiting
+        // for room fails at once instead of waiting for replies that will
+        // never come.
+        let closer_w = Arc::clone(&budget);
+        let closer_r = Arc::clone(&budget);
+        let writer = tokio::spawn(async move {
+            let _close = CloseOnDrop(closer_w);
+            let mut w = BufWriter::with_capacity(256 * 1024, wr);
+            while let Some((op, permit)) = rx.recv().await {
+                w.write_all(&op.bytes).await?;
+                // The reader must know of the op before its reply can come.
+                if inflight_tx.send((op, permit)).is_err() {
+                    return Err(RedisError::Closed);
+                }
+                if rx.is_empty() {
+                    w.flush().await?;
+                }
+            }
+            w.flush().await?;
+            Ok(())
+        });
+        let reader = tokio::spawn(async move {
+            let _close = CloseOnDrop(closer_r);
+            let mut buf: BytesMut = buf;
+            let mut stats = PipelineStats::default();
+            while let Some((op, permit)) = inflight_rx.recv().await {
+                stats.ops += 1;
+                let mut redirect = None;
+                for _ in 0..op.replies {
+                    let reply = loop {
+                        if let Some((r, used)) = parse_reply(&buf)? {
+                            buf.advance(used);
+                            break r;
+                        }
+                        buf.reserve(64 * 1024);
+                        if rd.read_buf(&mut buf).await? == 0 {
+                            return Err(RedisError::Closed);
+                        }
+                    };
+                    stats.replies += 1;
+                    if let Reply::Error(e) = reply {
+                        match parse_redirect(&e) {
+                            Some(r) if redirect.is_none() => redirect = Some(r),
+                            Some(_) => {}
+                            None => {
+                                stats.error_count += 1;
+                                if stats.errors.len() < 5 {
+                                    stats.errors.push(e);
+                                }
+                            }
+                        }
+                    }
+                }
+                if let Some(r) = redirect {
+                    stats.redirects.push((op, r));
+                }
+                drop(permit);
+            }
+            Ok(stats)
+        });
+        Self {
+            tx,
+            budget,
+            window,
+            writer,
+            reader,
+        }
+    }
+
+    /// Queues an op, waiting while the window is full.
+    pub async fn send(&self, op: Op) -> Result<(), RedisError> {
+        let cost = op.bytes.len().clamp(1, self.window) as u32;
+        let permit = Arc::clone(&self.budget)
+            .acquire_many_owned(cost)
+            .await
+            .map_err(|_| RedisError::Closed)?;
+        self.tx
+            .send((op, permit))
+            .await
+            .map_err(|_| RedisError::Closed)
+    }
+
+    /// Waits for every reply.
+    pub async fn finish(self) -> Result<PipelineStats, RedisError> {
+        drop(self.tx);
+        let wrote = self
+            .writer
+            .await
+            .map_err(|e| RedisError::Server(format!("pipeline writer: {e}")))?;
+        let read = self
+            .reader
+            .await
+            .map_err(|e| RedisError::Server(format!("pipeline reader: {e}")))?;
+        // A reader failure explains a writer failure (the peer went away).
+        let stats = read?;
+        wrote?;
+        Ok(stats)
+    }
+}
+
+struct CloseOnDrop(Arc<Semaphore>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Encodes one command as an op.
+pub fn op<A: AsRef<[u8]>>(args: &[A]) -> Op {
+    let mut out = Vec::new();
+    super::resp::encode_command(&mut out, args);
+    Op {
+        bytes: Bytes::from(out),
+        replies: 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_redirects() {
+        assert_eq!(
+            parse_redirect("MOVED 3999 127.0.0.1:6381"),
+            Some(Redirect {
+                ask: false,
+                to: NodeAddr {
+                    host: "127.0.0.1".into(),
+                    port: 6381
+                }
+            })
+        );
+        assert_eq!(
+            parse_redirect("ASK 3999 [::1]:6381"),
+            Some(Redirect {
+                ask: true,
+                to: NodeAddr {
+                    host: "::1".into(),
+                    port: 6381
+                }
+            })
+        );
+        assert_eq!(
+            parse_redirect("ERR DUMP payload version or checksum are wrong"),
+            None
+        );
+    }
+}
