@@ -37,6 +37,7 @@ pub fn synthetic_backup(instance: &crate::model::Instance, i: u64, created_at: i
         remark: format!("seed {i}"),
         created_at,
         error: (status == BackupStatus::Failed).then_some(JobError::Storage),
+        keep_for: None,
     }
 }
 

@@ -91,6 +91,7 @@ async fn start_backup(
             remark,
             created_at: now_millis(),
             error: None,
+            keep_for: None,
         })
         .await?;
     state.jobs.wake();

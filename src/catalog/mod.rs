@@ -11,6 +11,7 @@
 
 mod jobs;
 mod records;
+mod schedule;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use crate::model::{
 
 pub use jobs::{BackupOutcome, ClaimedJob, RestoreOutcome};
 pub use records::{NewBackup, NewRestore};
+pub use schedule::WindowRow;
 
 /// Errors of the metadata store.
 #[derive(Debug, thiserror::Error)]

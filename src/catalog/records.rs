@@ -25,6 +25,9 @@ pub struct NewBackup {
     /// older record of the instance already has this time or a later one.
     pub created_at: Millis,
     pub error: Option<JobError>,
+    /// How long after its creation an automatic backup expires (fixed when
+    /// it is created); `None`: never.
+    pub keep_for: Option<Millis>,
 }
 
 /// What a caller decides about a new restore record.
@@ -45,7 +48,7 @@ pub struct NewRestore {
 }
 
 #[derive(sqlx::FromRow)]
-struct BackupRow {
+pub(crate) struct BackupRow {
     id: String,
     instance_id: String,
     project_id: String,
@@ -152,9 +155,10 @@ struct TableSql {
 // index and the loser retries.
 const SQLITE: TableSql = TableSql {
     insert_backup: "INSERT INTO backups (id, instance_id, project_id, seq, name, backup_type, format, \
-        status, progress, size, period, remark, created_at, execution_at, updated_at, error_code) \
+        status, progress, size, period, remark, created_at, execution_at, updated_at, error_code, expires_at) \
         SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, '', $4, $5, $6, 0, 0, $7, $8, \
-        MAX($9, COALESCE(MAX(created_at) + 1, $9)), NULL, MAX($9, COALESCE(MAX(created_at) + 1, $9)), $10 \
+        MAX($9, COALESCE(MAX(created_at) + 1, $9)), NULL, MAX($9, COALESCE(MAX(created_at) + 1, $9)), $10, \
+        MAX($9, COALESCE(MAX(created_at) + 1, $9)) + $11 \
         FROM backups WHERE instance_id = $2 RETURNING seq, created_at",
     insert_restore: "INSERT INTO restores (id, instance_id, project_id, seq, backup_id, backup_name, \
         backup_remark, source_instance_id, source_instance_name, name, remark, status, progress, \
@@ -167,9 +171,10 @@ const SQLITE: TableSql = TableSql {
 
 const POSTGRES: TableSql = TableSql {
     insert_backup: "INSERT INTO backups (id, instance_id, project_id, seq, name, backup_type, format, \
-        status, progress, size, period, remark, created_at, execution_at, updated_at, error_code) \
+        status, progress, size, period, remark, created_at, execution_at, updated_at, error_code, expires_at) \
         SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, '', $4, $5, $6, 0, 0, $7, $8, \
-        GREATEST($9, COALESCE(MAX(created_at) + 1, $9)), NULL, GREATEST($9, COALESCE(MAX(created_at) + 1, $9)), $10 \
+        GREATEST($9, COALESCE(MAX(created_at) + 1, $9)), NULL, GREATEST($9, COALESCE(MAX(created_at) + 1, $9)), $10, \
+        GREATEST($9, COALESCE(MAX(created_at) + 1, $9)) + $11 \
         FROM backups WHERE instance_id = $2 RETURNING seq, created_at",
     insert_restore: "INSERT INTO restores (id, instance_id, project_id, seq, backup_id, backup_name, \
         backup_remark, source_instance_id, source_instance_name, name, remark, status, progress, \
@@ -244,6 +249,7 @@ impl Catalog {
                     .bind(&b.remark)
                     .bind(b.created_at)
                     .bind(b.error.map(JobError::code))
+                    .bind(b.keep_for)
                     .fetch_one(pool)
                     .await
             });
@@ -334,7 +340,7 @@ impl Catalog {
             for chunk in recs.chunks(CHUNK) {
                 let mut qb = sqlx::QueryBuilder::new(
                     "INSERT INTO backups (id, instance_id, project_id, seq, name, backup_type, format, status, \
-                     progress, size, period, remark, created_at, execution_at, updated_at, error_code) ");
+                     progress, size, period, remark, created_at, execution_at, updated_at, error_code, expires_at) ");
                 qb.push_values(chunk, |mut row, b| {
                     seq += 1;
                     last = b.created_at.max(last + 1);
@@ -354,7 +360,8 @@ impl Catalog {
                         .push_bind(last)
                         .push_bind(done.then_some(last))
                         .push_bind(last)
-                        .push_bind(b.error.map(JobError::code));
+                        .push_bind(b.error.map(JobError::code))
+                        .push_bind(b.keep_for.map(|k| last + k));
                 });
                 qb.build().execute(&mut *tx).await?;
             }

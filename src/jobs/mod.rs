@@ -9,6 +9,7 @@
 mod backup;
 pub mod pipe;
 pub mod restore;
+pub mod scheduler;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::catalog::{Catalog, ClaimedJob};
+use crate::clock::{Clock, SystemClock};
 use crate::model::{now_millis, JobError, JobKind};
 use crate::redis::feed::FeedServer;
 use crate::redis::{ConnectOptions, RedisError};
@@ -80,6 +82,10 @@ pub struct JobSettings {
     pub restore_mode: restore::RestoreMode,
     /// Values whose serialized size exceeds this are restored as commands.
     pub restore_max_payload: usize,
+    /// Where the scheduler and expiry read the time.
+    pub clock: Arc<dyn Clock>,
+    /// How often the scheduler looks at the plan.
+    pub scheduler_interval: Duration,
 }
 
 impl Default for JobSettings {
@@ -87,6 +93,8 @@ impl Default for JobSettings {
         Self {
             restore_mode: restore::RestoreMode::Auto,
             restore_max_payload: 64 * 1024 * 1024,
+            clock: Arc::new(SystemClock),
+            scheduler_interval: Duration::from_secs(5),
         }
     }
 }
@@ -144,6 +152,7 @@ impl Jobs {
             Ok(n) => tracing::warn!(n, "taking up jobs this node was running when it stopped"),
             Err(e) => tracing::warn!(error = %e, "cannot release this node's old leases"),
         }
+        let scheduler = tokio::spawn(Arc::clone(&self).scheduler_loop(shutdown.clone()));
         if let Ok(n) = self.catalog.sweep_held_jobs(now_millis() - 60_000).await {
             if n > 0 {
                 tracing::warn!(n, "removed jobs left without a record by an earlier crash");
@@ -185,7 +194,25 @@ impl Jobs {
                 }
             }
         }
+        scheduler.abort();
         tracing::info!("job runner stopped");
+    }
+
+    /// Runs the scheduler every `scheduler_interval` until shutdown.
+    async fn scheduler_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut first = true;
+        loop {
+            let now = self.settings.clock.now();
+            if let Err(e) = self.schedule_tick(now, first).await {
+                tracing::warn!(error = %e, "scheduler pass failed; retrying");
+            } else {
+                first = false;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.scheduler_interval) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
     }
 
     #[tracing::instrument(skip_all, fields(job = %job.id, kind = %job.kind, record = %job.record_id, attempt = job.attempts))]

@@ -103,6 +103,10 @@ pub struct TestApp {
     pub state: Shared,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    /// The catalog this app uses (shared by replicas).
+    pub database_url: String,
+    /// The backup store this app uses (shared by replicas).
+    pub storage: dcs_backup::storage::StorageUrl,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     _db: TestDb,
 }
@@ -115,8 +119,32 @@ impl TestApp {
     /// Starts the service with a config adjusted by `tweak`.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let db = TestDb::new().await;
+        Self::start(db, None, tweak).await
+    }
+
+    /// A second `serve` replica on the same catalog and store, with the
+    /// first one's credential.
+    pub async fn spawn_replica_of(first: &TestApp, tweak: impl FnOnce(&mut Config)) -> Self {
+        let shared = TestDb {
+            url: None,
+            pg_name: None,
+        };
+        let url = first.database_url.clone();
+        let storage = first.storage.clone();
+        Self::start(shared, Some((url, storage, first.cred.clone())), tweak).await
+    }
+
+    async fn start(
+        db: TestDb,
+        share: Option<(String, dcs_backup::storage::StorageUrl, Cred)>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::for_dir(dir.path(), db.url.clone());
+        if let Some((url, storage, _)) = &share {
+            config.database_url = url.clone();
+            config.storage = storage.clone();
+        }
         tweak(&mut config);
         let state = dcs_backup::server::prepare(&config)
             .await
@@ -133,13 +161,18 @@ impl TestApp {
             })
             .await;
         });
-        let cred = read_credentials(&dir.path().join("credentials.json"));
+        let cred = match share {
+            Some((_, _, cred)) => cred,
+            None => read_credentials(&dir.path().join("credentials.json")),
+        };
         Self {
             addr,
             cred,
             state,
             dir,
             http: reqwest::Client::new(),
+            database_url: config.database_url.clone(),
+            storage: config.storage.clone(),
             shutdown: Some(tx),
             _db: db,
         }
