@@ -9,7 +9,7 @@ use axum::{Extension, Json, Router};
 use super::error::{ApiError, ApiResult};
 use super::params::{list_query, Version};
 use super::wire::{BackupListJson, BackupRecordJson, RestoreListJson, RestoreRecordJson};
-use super::{load_instance, Caller, Shared};
+use super::{Caller, Shared};
 use crate::model::{InstanceId, ListQuery};
 
 pub fn routes() -> Router<Shared> {
@@ -32,19 +32,13 @@ pub fn routes() -> Router<Shared> {
         )
 }
 
-/// Validates the instance id, then the query, then that the instance is
-/// the caller's: the order in which a user would fix their request.
-async fn prepare(
-    state: &Shared,
-    caller: &Caller,
-    id: &str,
-    raw: Option<&str>,
-    version: Version,
-) -> ApiResult<(InstanceId, ListQuery)> {
-    InstanceId::parse(id).ok_or_else(ApiError::bad_instance_id)?;
+/// Validates the instance id, then the query; the catalog then checks
+/// that the instance is the caller's in the same statement that reads the
+/// page: the order in which a user would fix their request.
+fn prepare(id: &str, raw: Option<&str>, version: Version) -> ApiResult<(InstanceId, ListQuery)> {
+    let id = InstanceId::parse(id).ok_or_else(ApiError::bad_instance_id)?;
     let q = list_query(raw, version)?;
-    let inst = load_instance(state, caller, id).await?;
-    Ok((inst.id, q))
+    Ok((id, q))
 }
 
 async fn backups(
@@ -54,8 +48,12 @@ async fn backups(
     raw: Option<&str>,
     v: Version,
 ) -> ApiResult<BackupListJson> {
-    let (id, q) = prepare(state, caller, id, raw, v).await?;
-    let page = state.catalog.list_backups(&id, &q).await?;
+    let (id, q) = prepare(id, raw, v)?;
+    let page = state
+        .catalog
+        .list_backups(&caller.0, &id, &q)
+        .await?
+        .ok_or_else(ApiError::no_instance)?;
     Ok(BackupListJson {
         backup_record_response: page.items.iter().map(BackupRecordJson::from).collect(),
         total_num: page.total,
@@ -69,8 +67,12 @@ async fn restores(
     raw: Option<&str>,
     v: Version,
 ) -> ApiResult<RestoreListJson> {
-    let (id, q) = prepare(state, caller, id, raw, v).await?;
-    let page = state.catalog.list_restores(&id, &q).await?;
+    let (id, q) = prepare(id, raw, v)?;
+    let page = state
+        .catalog
+        .list_restores(&caller.0, &id, &q)
+        .await?
+        .ok_or_else(ApiError::no_instance)?;
     Ok(RestoreListJson {
         restore_record_response: page
             .items

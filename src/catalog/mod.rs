@@ -161,6 +161,8 @@ impl Catalog {
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
+                // Every connection is still pinged when it returns to the pool.
+                .test_before_acquire(false)
                 .max_connections(8)
                 .min_connections(1)
                 .connect_with(opts)
@@ -171,6 +173,8 @@ impl Catalog {
             tracing::Span::current().record("engine", "postgres");
             let opts = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
+                // Every connection is still pinged when it returns to the pool.
+                .test_before_acquire(false)
                 .max_connections(16)
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(10))

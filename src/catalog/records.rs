@@ -47,7 +47,7 @@ pub struct NewRestore {
     pub error: Option<JobError>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(crate) struct BackupRow {
     id: String,
     instance_id: String,
@@ -94,7 +94,7 @@ impl TryFrom<BackupRow> for BackupRecord {
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct RestoreRow {
     id: String,
     instance_id: String,
@@ -186,23 +186,6 @@ const POSTGRES: TableSql = TableSql {
 };
 
 const INSERT_RETRIES: usize = 8;
-
-/// The seq range `[lo, hi]` of the records of `instance_id` in `table`
-/// whose `created_at` lies within the query's bounds.
-macro_rules! bounds_sql {
-    ($table:literal) => {
-        concat!(
-            "SELECT (SELECT seq FROM ",
-            $table,
-            " WHERE instance_id = $1 AND created_at >= $2 ",
-            "ORDER BY created_at ASC LIMIT 1), ",
-            "(SELECT seq FROM ",
-            $table,
-            " WHERE instance_id = $1 AND created_at <= $3 ",
-            "ORDER BY created_at DESC LIMIT 1)"
-        )
-    };
-}
 
 /// Which seq numbers the page holds, newest first, and how many match.
 fn page_window(lo: Option<i64>, hi: Option<i64>, q: &ListQuery) -> (u64, Option<(i64, i64)>) {
@@ -380,87 +363,149 @@ impl Catalog {
         row.map(RestoreRecord::try_from).transpose()
     }
 
-    /// One page of an instance's backup records, newest first.
+    /// One page of an instance's backup records, newest first; `None` if
+    /// the instance is not the project's. One statement, one round trip.
     #[tracing::instrument(skip(self))]
     pub async fn list_backups(
         &self,
+        project: &ProjectId,
         instance: &InstanceId,
         q: &ListQuery,
-    ) -> Result<Page<BackupRecord>> {
-        let (lo, hi): (Option<i64>, Option<i64>) = on_db!(&self.db, pool =>
-            sqlx::query_as(bounds_sql!("backups"))
-                .bind(instance.as_str())
-                .bind(q.begin.unwrap_or(i64::MIN))
-                .bind(q.end.unwrap_or(i64::MAX))
-                .fetch_one(pool)
-                .await)?;
-        let (total, window) = page_window(lo, hi, q);
-        let Some((bottom, top)) = window else {
-            return Ok(Page {
-                items: vec![],
-                total,
-            });
+    ) -> Result<Option<Page<BackupRecord>>> {
+        let sql = match self.db {
+            Db::Sqlite(_) => &*BACKUP_LIST_SQLITE,
+            Db::Postgres(_) => &*BACKUP_LIST_POSTGRES,
         };
-        let rows: Vec<BackupRow> = on_db!(&self.db, pool =>
-            sqlx::query_as(BACKUP_PAGE.as_str())
-                .bind(instance.as_str())
-                .bind(bottom)
-                .bind(top)
-                .fetch_all(pool)
-                .await)?;
-        let items = rows
+        let Some((rows, total)) = self
+            .list_page::<BackupRow>(sql, project, instance, q)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut items = rows
             .into_iter()
             .map(BackupRecord::try_from)
-            .collect::<Result<_>>()?;
-        Ok(Page { items, total })
+            .collect::<Result<Vec<_>>>()?;
+        items.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(Some(Page { items, total }))
     }
 
-    /// One page of an instance's restore records, newest first.
+    /// One page of an instance's restore records, newest first; `None` if
+    /// the instance is not the project's.
     #[tracing::instrument(skip(self))]
     pub async fn list_restores(
         &self,
+        project: &ProjectId,
         instance: &InstanceId,
         q: &ListQuery,
-    ) -> Result<Page<RestoreRecord>> {
-        let (lo, hi): (Option<i64>, Option<i64>) = on_db!(&self.db, pool =>
-            sqlx::query_as(bounds_sql!("restores"))
-                .bind(instance.as_str())
-                .bind(q.begin.unwrap_or(i64::MIN))
-                .bind(q.end.unwrap_or(i64::MAX))
-                .fetch_one(pool)
-                .await)?;
-        let (total, window) = page_window(lo, hi, q);
-        let Some((bottom, top)) = window else {
-            return Ok(Page {
-                items: vec![],
-                total,
-            });
+    ) -> Result<Option<Page<RestoreRecord>>> {
+        let sql = match self.db {
+            Db::Sqlite(_) => &*RESTORE_LIST_SQLITE,
+            Db::Postgres(_) => &*RESTORE_LIST_POSTGRES,
         };
-        let rows: Vec<RestoreRow> = on_db!(&self.db, pool =>
-            sqlx::query_as(RESTORE_PAGE.as_str())
-                .bind(instance.as_str())
-                .bind(bottom)
-                .bind(top)
-                .fetch_all(pool)
-                .await)?;
-        let items = rows
+        let Some((rows, total)) = self
+            .list_page::<RestoreRow>(sql, project, instance, q)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut items = rows
             .into_iter()
             .map(RestoreRecord::try_from)
-            .collect::<Result<_>>()?;
-        Ok(Page { items, total })
+            .collect::<Result<Vec<_>>>()?;
+        items.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(Some(Page { items, total }))
+    }
+
+    /// Runs a listing statement built by [`list_sql`]: the instance check,
+    /// the seq bounds of the time range and the page (as a JSON array) in
+    /// one row.
+    async fn list_page<R: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        project: &ProjectId,
+        instance: &InstanceId,
+        q: &ListQuery,
+    ) -> Result<Option<(Vec<R>, u64)>> {
+        let offset = i64::try_from(q.offset)
+            .unwrap_or(i64::MAX / 4)
+            .min(i64::MAX / 4);
+        let limit = i64::try_from(q.limit).unwrap_or(1000);
+        let (found, lo, hi, page): (i64, Option<i64>, Option<i64>, Option<String>) = on_db!(&self.db, pool =>
+            sqlx::query_as(sql)
+                .bind(instance.as_str())
+                .bind(project.as_str())
+                .bind(q.begin.unwrap_or(i64::MIN))
+                .bind(q.end.unwrap_or(i64::MAX))
+                .bind(offset)
+                .bind(limit)
+                .fetch_one(pool)
+                .await)?;
+        if found == 0 {
+            return Ok(None);
+        }
+        let (total, window) = page_window(lo, hi, q);
+        if window.is_none() {
+            return Ok(Some((vec![], total)));
+        }
+        let rows: Vec<R> = serde_json::from_str(page.as_deref().unwrap_or("[]"))
+            .map_err(|e| CatalogError::Corrupt(format!("listing page: {e}")))?;
+        Ok(Some((rows, total)))
     }
 }
 
+/// The listing statement for `table` on one engine. Parameters: $1
+/// instance, $2 project, $3/$4 created_at bounds, $5 offset, $6 limit.
+/// The page's seq range is computed once in `w` so the range scan starts
+/// from the right end of the `(instance_id, seq)` index.
+fn list_sql(postgres: bool, table: &str, columns: &str) -> String {
+    let object: Vec<String> = columns
+        .split(',')
+        .map(|c| c.trim())
+        .map(|c| format!("'{c}', r.{c}"))
+        .collect();
+    let (greatest, page) = if postgres {
+        (
+            "GREATEST",
+            format!(
+                "SELECT COALESCE(json_agg(json_build_object({})), '[]'::json)::text",
+                object.join(", ")
+            ),
+        )
+    } else {
+        (
+            "MAX",
+            format!(
+                "SELECT json_group_array(json_object({}))",
+                object.join(", ")
+            ),
+        )
+    };
+    format!(
+        "WITH b AS (SELECT \
+           (SELECT COUNT(*) FROM instances WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL) AS found, \
+           (SELECT seq FROM {table} WHERE instance_id = $1 AND created_at >= $3 ORDER BY created_at ASC LIMIT 1) AS lo, \
+           (SELECT seq FROM {table} WHERE instance_id = $1 AND created_at <= $4 ORDER BY created_at DESC LIMIT 1) AS hi), \
+         w AS (SELECT found, lo, hi, hi - $5 AS top, {greatest}(lo, hi - $5 - $6 + 1) AS bottom FROM b) \
+         SELECT w.found, w.lo, w.hi, \
+           ({page} FROM {table} r WHERE r.instance_id = $1 AND r.seq BETWEEN w.bottom AND w.top) AS page \
+         FROM w"
+    )
+}
+
+static BACKUP_LIST_SQLITE: LazyLock<String> =
+    LazyLock::new(|| list_sql(false, "backups", BACKUP_COLUMNS));
+static BACKUP_LIST_POSTGRES: LazyLock<String> =
+    LazyLock::new(|| list_sql(true, "backups", BACKUP_COLUMNS));
+static RESTORE_LIST_SQLITE: LazyLock<String> =
+    LazyLock::new(|| list_sql(false, "restores", RESTORE_COLUMNS));
+static RESTORE_LIST_POSTGRES: LazyLock<String> =
+    LazyLock::new(|| list_sql(true, "restores", RESTORE_COLUMNS));
+
 static BACKUP_BY_ID: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE id = $1"));
-static BACKUP_PAGE: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE instance_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq DESC")
-});
 static RESTORE_BY_ID: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {RESTORE_COLUMNS} FROM restores WHERE id = $1"));
-static RESTORE_PAGE: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {RESTORE_COLUMNS} FROM restores WHERE instance_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq DESC")
-});
 
 #[cfg(test)]
 mod tests {
