@@ -386,7 +386,7 @@ impl Catalog {
             .into_iter()
             .map(BackupRecord::try_from)
             .collect::<Result<Vec<_>>>()?;
-        items.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        items.sort_by_key(|r| std::cmp::Reverse(r.created_at));
         Ok(Some(Page { items, total }))
     }
 
@@ -413,7 +413,7 @@ impl Catalog {
             .into_iter()
             .map(RestoreRecord::try_from)
             .collect::<Result<Vec<_>>>()?;
-        items.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        items.sort_by_key(|r| std::cmp::Reverse(r.created_at));
         Ok(Some(Page { items, total }))
     }
 
