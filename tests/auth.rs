@@ -23,21 +23,34 @@ async fn health_and_openapi_need_no_signature_and_the_document_covers_every_endp
         ),
         (
             "/v2/{project_id}/instances/{instance_id}/backups",
-            &["get"][..],
+            &["get", "post"][..],
         ),
         (
             "/v2/{project_id}/instances/{instance_id}/restores",
-            &["get"][..],
+            &["get", "post"][..],
         ),
         (
             "/v1.0/{project_id}/instances/{instance_id}/backups",
-            &["get"][..],
+            &["get", "post"][..],
         ),
         (
             "/v1.0/{project_id}/instances/{instance_id}/restores",
-            &["get"][..],
+            &["get", "post"][..],
         ),
         ("/health", &["get"][..]),
+        (
+            "/v2/{project_id}/instances/{instance_id}/backups/{backup_id}",
+            &["delete"][..],
+        ),
+        (
+            "/v2/{project_id}/instances/{instance_id}/backups/{backup_id}/links",
+            &["post"][..],
+        ),
+        (
+            "/v1.0/{project_id}/instances/{instance_id}/backups/{backup_id}",
+            &["delete"][..],
+        ),
+        ("/downloads/{backup_id}/{file}", &["get"][..]),
     ] {
         for m in methods {
             assert!(

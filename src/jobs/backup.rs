@@ -344,24 +344,33 @@ async fn snapshot_to_store(
         Transfer::Eof => estimate.unwrap_or(1 << 20),
     };
     progress.expected.store(expected, Ordering::Relaxed);
-    let mut writer = jobs.store.writer(&path).await?;
+    let writer = jobs.store.writer(&path).await?;
 
     let (in_tx, in_rx) = mpsc::channel::<Bytes>(DEPTH);
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(DEPTH);
-    let aof = (format == BackupFormat::Aof).then(|| ChannelWriter::new(out_tx, 256 * 1024));
+    let rdb = format == BackupFormat::Rdb;
+    let aof = (!rdb).then(|| ChannelWriter::new(out_tx.clone(), 256 * 1024));
     let reader = tokio::task::spawn_blocking(move || read_rdb(ChannelReader::new(in_rx), aof));
 
-    // RDB: the snapshot bytes are stored as they arrive. AOF: the reader's
-    // output is stored instead. The network read, the reader thread and the
-    // store write run concurrently through bounded channels; each side owns
-    // its channel end, so one side failing ends the others.
-    let (rdb_out, aof_out) = if format == BackupFormat::Rdb {
-        (Some(&mut writer), None)
-    } else {
-        (None, Some(&mut writer))
-    };
-    let feed = async move {
-        let mut rdb_out = rdb_out;
+    // Three stages run at once, joined by bounded channels: the network
+    // read (this task), the RDB reader (a blocking thread) and the store
+    // writer with its hashing (a task of its own, so it overlaps with the
+    // network on another core). RDB: the snapshot bytes go to the store as
+    // they arrive. AOF: the reader's output goes to the store instead.
+    // Each stage owns its channel ends, so one failing ends the others.
+    let store = tokio::spawn(async move {
+        let mut out_rx = out_rx;
+        let mut writer = writer;
+        while let Some(piece) = out_rx.recv().await {
+            if let Err(e) = writer.write(piece).await {
+                writer.abort().await;
+                return Err(JobFailure::from(e));
+            }
+        }
+        Ok(writer)
+    });
+    let store_tx = rdb.then_some(out_tx);
+    let fed = async move {
         while let Some(chunk) = snap.next_chunk().await? {
             progress
                 .received
@@ -369,32 +378,37 @@ async fn snapshot_to_store(
             if in_tx.send(chunk.clone()).await.is_err() {
                 break; // the reader stopped early; its error says why
             }
-            if let Some(w) = rdb_out.as_mut() {
-                w.write(chunk).await?;
+            if let Some(tx) = &store_tx {
+                if tx.send(chunk).await.is_err() {
+                    break; // the store failed; its error says why
+                }
             }
         }
         Ok::<_, JobFailure>(())
-    };
-    let store_aof = async move {
-        let mut out_rx = out_rx;
-        if let Some(w) = aof_out {
-            while let Some(piece) = out_rx.recv().await {
-                w.write(piece).await?;
-            }
-        }
-        Ok::<_, JobFailure>(())
-    };
-    let (fed, stored) = tokio::join!(feed, store_aof);
+    }
+    .await;
     let seen = reader
         .await
         .map_err(|e| JobFailure::new(JobError::ToolStart, format!("reader crashed: {e}")))
         .and_then(|r| r);
+    let stored = store
+        .await
+        .map_err(|e| JobFailure::new(JobError::Storage, format!("store writer crashed: {e}")))
+        .and_then(|r| r);
     // The first failure in flow order is the cause; later ones are echoes.
-    let seen = match fed.and(stored).and(seen) {
-        Ok(s) => s,
-        Err(e) => {
-            writer.abort().await;
-            return Err(e);
+    let (seen, writer) = match (fed, stored, seen) {
+        (Ok(()), Ok(w), Ok(s)) => (s, w),
+        (fed, stored, seen) => {
+            let cause = match (fed, &stored, seen) {
+                (Err(e), _, _) => e,
+                (_, Err(e), _) => JobFailure::new(e.code, e.detail.clone()),
+                (_, _, Err(e)) => e,
+                _ => JobFailure::new(JobError::ToolStart, "backup stage failed"),
+            };
+            if let Ok(w) = stored {
+                w.abort().await;
+            }
+            return Err(cause);
         }
     };
     let (size, sha256) = writer.finish().await?;

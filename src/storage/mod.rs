@@ -29,7 +29,9 @@ pub enum StorageError {
 pub const MANIFEST: &str = "manifest.json";
 /// Writes to the store are coalesced to this size (S3 parts are larger).
 const WRITE_BUFFER: usize = 1024 * 1024;
-const S3_PART: usize = 8 * 1024 * 1024;
+/// S3's smallest part. Parts are uploaded one at a time: OpenDAL 0.54 keeps
+/// every finished concurrent part in memory until the file closes.
+const S3_PART: usize = 5 * 1024 * 1024;
 
 /// `{project}/{instance}/{backup}/`: where one backup's files live.
 pub fn backup_prefix(project: &str, instance: &str, backup: &str) -> String {
@@ -282,13 +284,7 @@ impl Store {
     pub async fn writer(&self, path: &str) -> Result<FileWriter, StorageError> {
         let inner = match self.url {
             StorageUrl::Fs { .. } => self.op.writer(path).await?,
-            StorageUrl::S3 { .. } => {
-                self.op
-                    .writer_with(path)
-                    .chunk(S3_PART)
-                    .concurrent(2)
-                    .await?
-            }
+            StorageUrl::S3 { .. } => self.op.writer_with(path).chunk(S3_PART).await?,
         };
         Ok(FileWriter {
             inner,
