@@ -326,7 +326,8 @@ async fn two_replicas_on_one_catalog_start_one_backup_per_window() {
     let at = MON + 2 * HOUR + 10;
     clock2.set(at);
     // Both replicas tick in the same window at the same moment.
-    let ((), replica_tick) = tokio::join!(f.tick_at(at), replica.state.jobs.schedule_tick(at, false));
+    let ((), replica_tick) =
+        tokio::join!(f.tick_at(at), replica.state.jobs.schedule_tick(at, false));
     replica_tick.expect("replica tick");
     for i in 0..5 {
         f.tick_at(at + i * 1000).await;
