@@ -634,3 +634,35 @@ async fn redis_6_2_backups_are_rdb_version_9() {
 async fn valkey_9_backups_are_valkey_rdb_80() {
     backup_of_version("DCS_TEST_VALKEY", b"VALKEY080", true).await;
 }
+
+#[tokio::test]
+async fn disk_based_transfers_and_tls_servers_are_backed_up_too() {
+    // Disk-based sync: the master announces `$<length>` instead of an EOF mark.
+    let app = TestApp::spawn().await;
+    let redis = RedisServer::start(&["--repl-diskless-sync", "no"]);
+    fill_dataset(&redis, true);
+    let digest = redis.digest();
+    let id = app.adopt("disk-sync", redis.port, json!({})).await;
+    let backup = start_backup(&app, &id, "rdb").await;
+    let rec = wait_backup(&app, &id, &backup).await;
+    assert_eq!(rec["status"], "succeed", "{rec}");
+    let files = download(&app, &id, &backup).await;
+    let copy = RedisServer::start_with_rdb(Path::new("redis-server"), &files[0].1, &[]);
+    assert_eq!(copy.digest(), digest);
+
+    // A server that speaks only TLS.
+    let certs = common::TestCerts::new();
+    let ca = certs.ca();
+    let app = TestApp::spawn_with(|c| c.redis_ca_file = Some(ca)).await;
+    let tls = RedisServer::start_tls(&certs);
+    let id = app
+        .adopt("tls-backup", tls.port, json!({"enable_ssl": true}))
+        .await;
+    let backup = start_backup(&app, &id, "rdb").await;
+    let rec = wait_backup(&app, &id, &backup).await;
+    assert_eq!(rec["status"], "succeed", "{rec}");
+    let files = download(&app, &id, &backup).await;
+    assert_eq!(&files[0].1[..9], b"REDIS0010");
+    let (_d, file) = write_temp(&files[0].1, &files[0].0);
+    check_tool("redis-check-rdb", &file);
+}
