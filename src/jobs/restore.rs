@@ -926,6 +926,23 @@ impl<'a> Batcher<'a> {
         Ok(())
     }
 
+    /// Like [`Self::push`], but the command is written straight into the
+    /// destination's buffer (no intermediate copy of big values).
+    fn push_with(
+        &mut self,
+        dest: usize,
+        commands: u32,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), String> {
+        let (buf, n) = &mut self.bufs[dest];
+        write(buf);
+        *n += commands;
+        if buf.len() >= OP_BYTES {
+            self.flush_one(dest)?;
+        }
+        Ok(())
+    }
+
     /// A command for every master, after what each already has queued.
     fn push_all(&mut self, bytes: &[u8]) -> Result<(), String> {
         for i in 0..self.bufs.len() {
@@ -966,6 +983,32 @@ impl<'a> Batcher<'a> {
         }
         Ok(())
     }
+}
+
+/// Appends `RESTORE key ttl <payload> ABSTTL REPLACE`, building the DUMP
+/// payload (`type | value | version LE16 | CRC64 LE64`, as `createDumpPayload`
+/// in `cluster.c`) in place.
+fn encode_restore(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    expire_ms: Option<i64>,
+    rdb_type: u8,
+    raw: &[u8],
+    version: u16,
+) {
+    use std::io::Write;
+    let ttl = expire_ms.unwrap_or(0).to_string();
+    let payload_len = 1 + raw.len() + 2 + 8;
+    let _ = write!(out, "*6\r\n$7\r\nRESTORE\r\n${}\r\n", key.len());
+    out.extend_from_slice(key);
+    let _ = write!(out, "\r\n${}\r\n{ttl}\r\n${payload_len}\r\n", ttl.len());
+    let start = out.len();
+    out.push(rdb_type);
+    out.extend_from_slice(raw);
+    out.extend_from_slice(&version.to_le_bytes());
+    let crc = dcs_rdb::crc64(0, &out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(b"\r\n$6\r\nABSTTL\r\n$7\r\nREPLACE\r\n");
 }
 
 /// Cuts each key's value out of the RDB and turns it into RESTORE (or,
@@ -1039,20 +1082,9 @@ fn slice_rdb(
                         t.rdb_version.min(11)
                     };
                     let stamp = version.min(cap) as u16;
-                    let payload = dcs_rdb::dump_payload(k.rdb_type, raw, stamp);
-                    let ttl = k.expire_ms.unwrap_or(0).to_string();
-                    encode_command(
-                        &mut cmd,
-                        &[
-                            b"RESTORE".as_slice(),
-                            &k.key,
-                            ttl.as_bytes(),
-                            &payload,
-                            b"ABSTTL",
-                            b"REPLACE",
-                        ],
-                    );
-                    batch.push(dest, &cmd, 1)?;
+                    batch.push_with(dest, 1, |out| {
+                        encode_restore(out, &k.key, k.expire_ms, k.rdb_type, raw, stamp)
+                    })?;
                     restored += 1;
                 } else {
                     let value = decode_value(k.rdb_type, raw, flavor).map_err(|e| e.to_string())?;
@@ -1154,6 +1186,26 @@ mod tests {
         assert!(loadable(&valkey9, "REDIS", 9));
         assert!(loadable(&valkey9, "VALKEY", 80));
         assert!(!loadable(&valkey9, "REDIS", 12));
+    }
+
+    #[test]
+    fn restore_commands_carry_dump_payloads() {
+        let mut fast = Vec::new();
+        encode_restore(&mut fast, b"k\x00ey", Some(1234), 0, b"\x05hello", 10);
+        let mut slow = Vec::new();
+        let payload = dcs_rdb::dump_payload(0, b"\x05hello", 10);
+        encode_command(
+            &mut slow,
+            &[
+                b"RESTORE".as_slice(),
+                b"k\x00ey",
+                b"1234",
+                &payload,
+                b"ABSTTL",
+                b"REPLACE",
+            ],
+        );
+        assert_eq!(fast, slow);
     }
 
     #[test]

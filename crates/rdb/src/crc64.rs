@@ -41,8 +41,22 @@ const fn build_tables() -> [[u64; 256]; 16] {
 static TABLES: [[u64; 256]; 16] = build_tables();
 
 /// Continue a Redis CRC-64 from `seed` over `data` (`crc64(seed, s, l)` in
-/// `src/crc64.c`). Start a new checksum with seed 0.
+/// `src/crc64.c`). Start a new checksum with seed 0. Computed with the
+/// carry-less-multiply folding of `crc-fast` (CRC-64/REDIS parameters:
+/// Jones polynomial, reflected, init 0, no final xor); short inputs use
+/// the tables below.
 pub fn crc64(seed: u64, data: &[u8]) -> u64 {
+    if data.len() < 64 {
+        return crc64_tables(seed, data);
+    }
+    let mut d = crc_fast::Digest::new_with_init_state(crc_fast::CrcAlgorithm::Crc64Redis, seed);
+    d.update(data);
+    d.finalize()
+}
+
+/// The table-driven (slicing-by-16) form, for short inputs and as the
+/// reference the fast path is tested against.
+pub fn crc64_tables(seed: u64, data: &[u8]) -> u64 {
     let t = &TABLES;
     let mut crc = seed;
     let mut chunks = data.chunks_exact(16);
@@ -97,6 +111,24 @@ impl Crc64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_path_equals_tables_at_every_length_and_seed() {
+        let data: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for len in [0, 1, 15, 63, 64, 65, 127, 128, 1000, 4096, 5000] {
+            for seed in [0u64, 1, 0xe9c6_d914_c4b8_d9ca] {
+                assert_eq!(
+                    crc64(seed, &data[..len]),
+                    crc64_tables(seed, &data[..len]),
+                    "len {len} seed {seed}"
+                );
+            }
+        }
+        let (a, b) = data.split_at(1777);
+        assert_eq!(crc64(crc64(0, a), b), crc64(0, &data));
+    }
 
     fn bitwise(data: &[u8]) -> u64 {
         let mut crc = 0u64;
