@@ -243,7 +243,7 @@ impl Catalog {
     }
 
     /// Looks up an access key.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn credential(&self, ak: &str) -> Result<Option<Credential>> {
         let row: Option<(String, String)> = on_db!(&self.db, pool =>
             sqlx::query_as("SELECT sk, project_id FROM credentials WHERE ak = $1")
@@ -340,7 +340,7 @@ impl Catalog {
     }
 
     /// The instance if it exists, belongs to the project and is not deleted.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn instance(&self, project: &ProjectId, id: &InstanceId) -> Result<Option<Instance>> {
         let sql = format!(
             "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL"

@@ -365,7 +365,7 @@ impl Catalog {
 
     /// One page of an instance's backup records, newest first; `None` if
     /// the instance is not the project's. One statement, one round trip.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn list_backups(
         &self,
         project: &ProjectId,
@@ -392,7 +392,7 @@ impl Catalog {
 
     /// One page of an instance's restore records, newest first; `None` if
     /// the instance is not the project's.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn list_restores(
         &self,
         project: &ProjectId,
