@@ -156,14 +156,14 @@ struct TableSql {
 const SQLITE: TableSql = TableSql {
     insert_backup: "INSERT INTO backups (id, instance_id, project_id, seq, name, backup_type, format, \
         status, progress, size, period, remark, created_at, execution_at, updated_at, error_code, expires_at) \
-        SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, '', $4, $5, $6, 0, 0, $7, $8, \
+        SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, 'backup_' || strftime('%Y%m%d%H%M%S', (MAX($9, COALESCE(MAX(created_at) + 1, $9))) / 1000, 'unixepoch'), $4, $5, $6, 0, 0, $7, $8, \
         MAX($9, COALESCE(MAX(created_at) + 1, $9)), NULL, MAX($9, COALESCE(MAX(created_at) + 1, $9)), $10, \
         MAX($9, COALESCE(MAX(created_at) + 1, $9)) + $11 \
         FROM backups WHERE instance_id = $2 RETURNING seq, created_at",
     insert_restore: "INSERT INTO restores (id, instance_id, project_id, seq, backup_id, backup_name, \
         backup_remark, source_instance_id, source_instance_name, name, remark, status, progress, \
         created_at, updated_at, error_code) \
-        SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6, $7, $8, '', $9, $10, \
+        SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6, $7, $8, 'restore_' || strftime('%Y%m%d%H%M%S', (MAX($11, COALESCE(MAX(created_at) + 1, $11))) / 1000, 'unixepoch'), $9, $10, \
         CASE WHEN $10 = 'succeed' THEN 10000 ELSE 0 END, \
         MAX($11, COALESCE(MAX(created_at) + 1, $11)), MAX($11, COALESCE(MAX(created_at) + 1, $11)), $12 \
         FROM restores WHERE instance_id = $2 RETURNING seq, created_at",
@@ -172,20 +172,39 @@ const SQLITE: TableSql = TableSql {
 const POSTGRES: TableSql = TableSql {
     insert_backup: "INSERT INTO backups (id, instance_id, project_id, seq, name, backup_type, format, \
         status, progress, size, period, remark, created_at, execution_at, updated_at, error_code, expires_at) \
-        SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, '', $4, $5, $6, 0, 0, $7, $8, \
+        SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, 'backup_' || to_char(to_timestamp((GREATEST($9, COALESCE(MAX(created_at) + 1, $9))) / 1000) AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISS'), $4, $5, $6, 0, 0, $7, $8, \
         GREATEST($9, COALESCE(MAX(created_at) + 1, $9)), NULL, GREATEST($9, COALESCE(MAX(created_at) + 1, $9)), $10, \
         GREATEST($9, COALESCE(MAX(created_at) + 1, $9)) + $11 \
         FROM backups WHERE instance_id = $2 RETURNING seq, created_at",
     insert_restore: "INSERT INTO restores (id, instance_id, project_id, seq, backup_id, backup_name, \
         backup_remark, source_instance_id, source_instance_name, name, remark, status, progress, \
         created_at, updated_at, error_code) \
-        SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6, $7, $8, '', $9, $10, \
+        SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6, $7, $8, 'restore_' || to_char(to_timestamp((GREATEST($11, COALESCE(MAX(created_at) + 1, $11))) / 1000) AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISS'), $9, $10, \
         CASE WHEN $10 = 'succeed' THEN 10000 ELSE 0 END, \
         GREATEST($11, COALESCE(MAX(created_at) + 1, $11)), GREATEST($11, COALESCE(MAX(created_at) + 1, $11)), $12 \
         FROM restores WHERE instance_id = $2 RETURNING seq, created_at",
 };
 
 const INSERT_RETRIES: usize = 8;
+
+/// Runs a numbered insert, again while it collides with a concurrent one on
+/// `(instance_id, seq)`.
+async fn retry_numbered<F, Fut>(mut attempt: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(i64, i64), sqlx::Error>>,
+{
+    for _ in 0..INSERT_RETRIES {
+        match attempt().await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_unique_violation(&e) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(CatalogError::Corrupt(
+        "could not allocate a record sequence number".into(),
+    ))
+}
 
 /// Which seq numbers the page holds, newest first, and how many match.
 fn page_window(lo: Option<i64>, hi: Option<i64>, q: &ListQuery) -> (u64, Option<(i64, i64)>) {
@@ -219,85 +238,53 @@ impl Catalog {
     #[tracing::instrument(skip_all, fields(backup = %b.id, instance = %b.instance_id))]
     pub async fn insert_backup(&self, b: &NewBackup) -> Result<BackupRecord> {
         let sql = self.sql().insert_backup;
-        for _ in 0..INSERT_RETRIES {
-            let res: std::result::Result<(i64, i64), sqlx::Error> = on_db!(&self.db, pool => {
-                sqlx::query_as(sql)
-                    .bind(b.id.as_str())
-                    .bind(b.instance_id.as_str())
-                    .bind(b.project_id.as_str())
-                    .bind(b.backup_type.as_str())
-                    .bind(b.format.as_str())
-                    .bind(b.status.as_str())
-                    .bind(b.period.as_deref())
-                    .bind(&b.remark)
-                    .bind(b.created_at)
-                    .bind(b.error.map(JobError::code))
-                    .bind(b.keep_for)
-                    .fetch_one(pool)
-                    .await
-            });
-            match res {
-                Ok((_seq, created_at)) => {
-                    let name = format!("backup_{}", compact_utc(created_at));
-                    on_db!(&self.db, pool => sqlx::query("UPDATE backups SET name = $2 WHERE id = $1")
-                        .bind(b.id.as_str())
-                        .bind(&name)
-                        .execute(pool).await.map(|r| r.rows_affected()))?;
-                    return self
-                        .backup(&b.id)
-                        .await?
-                        .ok_or_else(|| CatalogError::Corrupt("inserted backup vanished".into()));
-                }
-                Err(e) if is_unique_violation(&e) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(CatalogError::Corrupt(
-            "could not allocate a record sequence number".into(),
-        ))
+        retry_numbered(|| async {
+            on_db!(&self.db, pool => sqlx::query_as::<_, (i64, i64)>(sql)
+                .bind(b.id.as_str())
+                .bind(b.instance_id.as_str())
+                .bind(b.project_id.as_str())
+                .bind(b.backup_type.as_str())
+                .bind(b.format.as_str())
+                .bind(b.status.as_str())
+                .bind(b.period.as_deref())
+                .bind(&b.remark)
+                .bind(b.created_at)
+                .bind(b.error.map(JobError::code))
+                .bind(b.keep_for)
+                .fetch_one(pool)
+                .await)
+        })
+        .await?;
+        self.backup(&b.id)
+            .await?
+            .ok_or_else(|| CatalogError::Corrupt("inserted backup vanished".into()))
     }
 
     /// Inserts a restore record and returns it as stored.
     #[tracing::instrument(skip_all, fields(restore = %r.id, instance = %r.instance_id))]
     pub async fn insert_restore(&self, r: &NewRestore) -> Result<RestoreRecord> {
         let sql = self.sql().insert_restore;
-        for _ in 0..INSERT_RETRIES {
-            let res: std::result::Result<(i64, i64), sqlx::Error> = on_db!(&self.db, pool => {
-                sqlx::query_as(sql)
-                    .bind(r.id.as_str())
-                    .bind(r.instance_id.as_str())
-                    .bind(r.project_id.as_str())
-                    .bind(r.backup_id.as_str())
-                    .bind(&r.backup_name)
-                    .bind(&r.backup_remark)
-                    .bind(r.source_instance_id.as_str())
-                    .bind(&r.source_instance_name)
-                    .bind(&r.remark)
-                    .bind(r.status.as_str())
-                    .bind(r.created_at)
-                    .bind(r.error.map(JobError::code))
-                    .fetch_one(pool)
-                    .await
-            });
-            match res {
-                Ok((_seq, created_at)) => {
-                    let name = format!("restore_{}", compact_utc(created_at));
-                    on_db!(&self.db, pool => sqlx::query("UPDATE restores SET name = $2 WHERE id = $1")
-                        .bind(r.id.as_str())
-                        .bind(&name)
-                        .execute(pool).await.map(|r| r.rows_affected()))?;
-                    return self
-                        .restore(&r.id)
-                        .await?
-                        .ok_or_else(|| CatalogError::Corrupt("inserted restore vanished".into()));
-                }
-                Err(e) if is_unique_violation(&e) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(CatalogError::Corrupt(
-            "could not allocate a record sequence number".into(),
-        ))
+        retry_numbered(|| async {
+            on_db!(&self.db, pool => sqlx::query_as::<_, (i64, i64)>(sql)
+                .bind(r.id.as_str())
+                .bind(r.instance_id.as_str())
+                .bind(r.project_id.as_str())
+                .bind(r.backup_id.as_str())
+                .bind(&r.backup_name)
+                .bind(&r.backup_remark)
+                .bind(r.source_instance_id.as_str())
+                .bind(&r.source_instance_name)
+                .bind(&r.remark)
+                .bind(r.status.as_str())
+                .bind(r.created_at)
+                .bind(r.error.map(JobError::code))
+                .fetch_one(pool)
+                .await)
+        })
+        .await?;
+        self.restore(&r.id)
+            .await?
+            .ok_or_else(|| CatalogError::Corrupt("inserted restore vanished".into()))
     }
 
     /// Imports many backup records of one instance at once (seeding a test
