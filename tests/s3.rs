@@ -120,9 +120,8 @@ fn check_tool(tool: &str, bytes: &[u8], name: &str) {
     );
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
+fn blake3_hex(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
 }
 
 /// Backs up `redis` in `format` to S3 and checks everything a user relies
@@ -156,7 +155,7 @@ async fn backup_to_s3_and_check(
     assert!(keys.contains(&object_key), "{keys:?}");
     let object = s3.get(&object_key).await.expect("backup object");
     assert_eq!(file["size"].as_u64().unwrap(), object.len() as u64);
-    assert_eq!(file["sha256"].as_str().unwrap(), sha256_hex(&object));
+    assert_eq!(file["blake3"].as_str().unwrap(), blake3_hex(&object));
     assert_eq!(rec["size"].as_u64().unwrap(), object.len() as u64);
 
     // The presigned link serves exactly the stored object.

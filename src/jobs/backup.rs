@@ -1,7 +1,7 @@
 //! A backup: one replication snapshot per shard, streamed into the store
 //! while it is verified, then a manifest, then `succeed`.
 //!
-//! Per shard the bytes flow Redis → (SHA-256, store writer) and, on a
+//! Per shard the bytes flow Redis → (BLAKE3, store writer) and, on a
 //! blocking thread, → RDB reader (CRC64 trailer, structure, key counts).
 //! For the AOF format the reader's keys are turned into commands on that
 //! thread and the commands are what the store receives. Memory stays
@@ -411,11 +411,11 @@ async fn snapshot_to_store(
             return Err(cause);
         }
     };
-    let (size, sha256) = writer.finish().await?;
+    let (size, blake3) = writer.finish().await?;
     Ok(ManifestFile {
         name,
         size,
-        sha256,
+        blake3,
         rdb_magic: seen.magic,
         rdb_version: seen.version,
         rdb_checksum: seen.checksum,

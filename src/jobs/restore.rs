@@ -11,7 +11,7 @@
 //!   know (or whose payload is too big) is sent as decoded commands.
 //!
 //! Invariant: nothing is written to the target before every file of the
-//! backup has been read back and matched its manifest (size, SHA-256, RDB
+//! backup has been read back and matched its manifest (size, BLAKE3, RDB
 //! CRC64 and structure, AOF framing).
 
 use std::collections::HashMap;
@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -293,7 +292,7 @@ async fn perform(
     result
 }
 
-/// Reads every file back: size, SHA-256, and a full parse.
+/// Reads every file back: size, BLAKE3, and a full parse.
 #[tracing::instrument(skip_all, fields(files = manifest.files.len()))]
 async fn verify_backup(
     jobs: &Jobs,
@@ -327,7 +326,7 @@ async fn verify_backup(
                     .map_err(|e| e.to_string())
             }
         });
-        let mut hasher = Sha256::new();
+        let mut hasher = blake3::Hasher::new();
         let mut read_err = None;
         while let Some(chunk) = stream.next().await {
             match chunk {
@@ -351,8 +350,8 @@ async fn verify_backup(
         if let Some(e) = read_err {
             return Err(fail(JobError::Storage, format!("reading {}: {e}", f.name)));
         }
-        let sha = hex::encode(hasher.finalize());
-        if sha != f.sha256 {
+        let digest = hasher.finalize().to_hex().to_string();
+        if digest != f.blake3 {
             return Err(bad(f, "content does not match its checksum".into()));
         }
         parsed.map_err(|e| bad(f, e))?;

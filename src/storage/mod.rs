@@ -12,7 +12,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use opendal::{services, Operator};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// Errors of the object store.
 #[derive(Debug, thiserror::Error)]
@@ -64,8 +63,8 @@ pub struct Manifest {
 pub struct ManifestFile {
     pub name: String,
     pub size: u64,
-    /// Hex SHA-256 of the stored bytes.
-    pub sha256: String,
+    /// Hex BLAKE3 of the stored bytes.
+    pub blake3: String,
     /// The RDB the file holds or was converted from.
     pub rdb_magic: String,
     pub rdb_version: u32,
@@ -94,7 +93,7 @@ impl Manifest {
 pub struct FileWriter {
     inner: opendal::Writer,
     buf: BytesMut,
-    hasher: Sha256,
+    hasher: blake3::Hasher,
     size: u64,
     path: String,
 }
@@ -121,14 +120,14 @@ impl FileWriter {
         Ok(())
     }
 
-    /// Flushes and closes the file; returns its size and hex SHA-256.
+    /// Flushes and closes the file; returns its size and hex BLAKE3.
     pub async fn finish(mut self) -> Result<(u64, String), StorageError> {
         if !self.buf.is_empty() {
             let rest = self.buf.split().freeze();
             self.inner.write(rest).await?;
         }
         self.inner.close().await?;
-        Ok((self.size, hex::encode(self.hasher.finalize())))
+        Ok((self.size, self.hasher.finalize().to_hex().to_string()))
     }
 
     /// Gives up the file; the caller removes whatever reached the store.
@@ -289,7 +288,7 @@ impl Store {
         Ok(FileWriter {
             inner,
             buf: BytesMut::with_capacity(WRITE_BUFFER),
-            hasher: Sha256::new(),
+            hasher: blake3::Hasher::new(),
             size: 0,
             path: path.to_owned(),
         })
