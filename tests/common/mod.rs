@@ -657,7 +657,19 @@ impl RedisCluster {
                     n.cli(&["INFO", "replication"])
                         .contains("master_link_status:up")
                 });
-            if ok && known && replicas_up {
+            // Every replica has taken its role, and the first node (which
+            // the tests adopt by) already sees them all as replicas.
+            let roles = nodes
+                .iter()
+                .filter(|n| n.cli(&["ROLE"]).starts_with("slave"))
+                .count();
+            let seen = nodes[0]
+                .cli(&["CLUSTER", "NODES"])
+                .lines()
+                .filter(|l| l.contains("slave"))
+                .count();
+            let all_replicas = roles == masters * replicas && seen == masters * replicas;
+            if ok && known && replicas_up && all_replicas {
                 break;
             }
             assert!(
