@@ -26,6 +26,10 @@ pub struct ClaimedJob {
     pub attempts: i64,
 }
 
+/// Marks a running job done if `owner` ($2) still holds it ($1 job, $3 now).
+const RELEASE_JOB: &str = "UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = $3 \
+    WHERE id = $1 AND owner = $2 AND state = 'running'";
+
 const CLAIM_SQLITE: &str = "UPDATE jobs SET state = 'running', owner = $1, lease_until = $2, \
     attempts = attempts + 1, updated_at = $3 \
     WHERE id = (SELECT id FROM jobs WHERE state = 'queued' \
@@ -224,9 +228,7 @@ impl Catalog {
 
     /// Marks the job finished, freeing its instance; false if not the owner.
     pub async fn finish_job(&self, job: &JobId, owner: &str, now: Millis) -> Result<bool> {
-        let done = on_db!(&self.db, pool => sqlx::query(
-            "UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = $3 \
-             WHERE id = $1 AND owner = $2 AND state = 'running'")
+        let done = on_db!(&self.db, pool => sqlx::query(RELEASE_JOB)
             .bind(job.as_str())
             .bind(owner)
             .bind(now)
@@ -333,8 +335,7 @@ impl Catalog {
                 .await?
                 .rows_affected();
             if n == 1 {
-                sqlx::query("UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = $3 \
-                             WHERE id = $1 AND owner = $2 AND state = 'running'")
+                sqlx::query(RELEASE_JOB)
                     .bind(job.id.as_str())
                     .bind(owner)
                     .bind(now)
@@ -411,8 +412,7 @@ impl Catalog {
                 .await?
                 .rows_affected();
             if n == 1 {
-                sqlx::query("UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = $3 \
-                             WHERE id = $1 AND owner = $2 AND state = 'running'")
+                sqlx::query(RELEASE_JOB)
                     .bind(job.id.as_str())
                     .bind(owner)
                     .bind(now)
@@ -423,11 +423,6 @@ impl Catalog {
             n == 1
         });
         Ok(done)
-    }
-
-    /// Marks a job whose record vanished (or is unusable) as done.
-    pub async fn drop_job(&self, job: &ClaimedJob, owner: &str, now: Millis) -> Result<bool> {
-        self.finish_job(&job.id, owner, now).await
     }
 
     /// The stored manifest JSON of a backup.

@@ -100,7 +100,7 @@ pub(super) async fn run(jobs: &Arc<Jobs>, job: &ClaimedJob, lease: &Lease) {
             tracing::warn!("restore record missing; dropping the job");
             let _ = jobs
                 .catalog
-                .drop_job(job, &jobs.node_id, now_millis())
+                .finish_job(&job.id, &jobs.node_id, now_millis())
                 .await;
             return;
         }
