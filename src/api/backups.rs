@@ -10,7 +10,10 @@ use axum::{Extension, Json, Router};
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
-use super::wire::{CreateBackupBody, CreateBackupResponse, LinkJson, LinksBody, LinksResponse};
+use super::wire::{
+    optional_body, validate_remark, CreateBackupBody, CreateBackupResponse, LinkJson, LinksBody,
+    LinksResponse,
+};
 use super::{downloads, load_instance, Caller, Shared};
 use crate::catalog::NewBackup;
 use crate::model::{
@@ -42,35 +45,12 @@ pub fn routes() -> Router<Shared> {
         )
 }
 
-/// An optional JSON body: empty means `{}`.
-fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> ApiResult<T> {
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|_| ApiError::bad_json())
-}
-
-fn remark(v: &Value) -> ApiResult<String> {
-    let bad = || {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "DCS.4098",
-            "The value of the remark parameter must be 0 to 128 characters in length.",
-        )
-    };
-    match v {
-        Value::Null => Ok(String::new()),
-        Value::String(s) if s.chars().count() <= 128 => Ok(s.clone()),
-        _ => Err(bad()),
-    }
-}
-
 async fn start_backup(
     state: &Shared,
     inst: &Instance,
     body: &CreateBackupBody,
 ) -> ApiResult<BackupRecord> {
-    let remark = remark(&body.remark)?;
+    let remark = validate_remark(&body.remark)?;
     let format = match &body.backup_format {
         Value::Null => BackupFormat::Rdb,
         Value::String(s) => {

@@ -12,8 +12,8 @@ use serde_json::Value;
 use super::error::{ApiError, ApiResult};
 use super::params::{pairs, DEFAULT_LIMIT, MAX_LIMIT};
 use super::wire::{
-    validate_policy, CreateInstanceBody, CreateInstanceResponse, CreatedInstanceJson, InstanceJson,
-    InstanceListJson, ModifyInstanceBody,
+    parse_body, validate_policy, CreateInstanceBody, CreateInstanceResponse, CreatedInstanceJson,
+    InstanceJson, InstanceListJson, ModifyInstanceBody,
 };
 use super::{instance_status, load_instance, Caller, Shared};
 use crate::model::{now_millis, Connection, Instance, InstanceId, Secret, StoredPolicy, Topology};
@@ -31,13 +31,6 @@ pub fn routes() -> Router<Shared> {
                 .put(modify_instance)
                 .delete(delete_instance),
         )
-}
-
-fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(ApiError::empty_body());
-    }
-    serde_json::from_slice(body).map_err(|_| ApiError::bad_json())
 }
 
 fn bad_name() -> ApiError {

@@ -5,10 +5,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
-use super::wire::{CreateRestoreBody, CreateRestoreResponse};
+use super::wire::{parse_body, validate_remark, CreateRestoreBody, CreateRestoreResponse};
 use super::{load_instance, Caller, Shared};
 use crate::catalog::NewRestore;
 use crate::model::{now_millis, BackupId, BackupStatus, RestoreId, RestoreRecord, RestoreStatus};
@@ -32,21 +31,8 @@ async fn start_restore(
     body: &Bytes,
 ) -> ApiResult<RestoreRecord> {
     let inst = load_instance(state, caller, instance).await?;
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(ApiError::empty_body());
-    }
-    let body: CreateRestoreBody = serde_json::from_slice(body).map_err(|_| ApiError::bad_json())?;
-    let remark = match &body.remark {
-        Value::Null => String::new(),
-        Value::String(s) if s.chars().count() <= 128 => s.clone(),
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "DCS.4098",
-                "The value of the remark parameter must be 0 to 128 characters in length.",
-            ))
-        }
-    };
+    let body: CreateRestoreBody = parse_body(body)?;
+    let remark = validate_remark(&body.remark)?;
     let backup_id = body
         .backup_id
         .as_str()

@@ -8,6 +8,36 @@ use utoipa::ToSchema;
 use super::error::ApiError;
 use crate::model::{BackupPolicy, BackupRecord, Instance, Millis, RestoreRecord, StoredPolicy};
 
+/// A required JSON body: empty is DCS.4004, malformed DCS.4005.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::empty_body());
+    }
+    serde_json::from_slice(body).map_err(|_| ApiError::bad_json())
+}
+
+/// An optional JSON body: empty means the type's default.
+pub fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|_| ApiError::bad_json())
+}
+
+/// A backup or restore `remark`: absent, or a string of 0–128 characters
+/// (DCS.4098 otherwise).
+pub fn validate_remark(v: &Value) -> Result<String, ApiError> {
+    match v {
+        Value::Null => Ok(String::new()),
+        Value::String(s) if s.chars().count() <= 128 => Ok(s.clone()),
+        _ => Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "DCS.4098",
+            "The value of the remark parameter must be 0 to 128 characters in length.",
+        )),
+    }
+}
+
 /// `2019-05-10T08:31:16.166Z`.
 pub fn iso(ms: Millis) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
