@@ -13,52 +13,6 @@ use common::{
 };
 use serde_json::{json, Value};
 
-/// Polls the backup list until `backup_id` leaves waiting/backuping.
-async fn wait_backup(app: &TestApp, instance: &str, backup_id: &str) -> Value {
-    let start = Instant::now();
-    loop {
-        let rec = find_backup(app, instance, backup_id).await;
-        if matches!(rec["status"].as_str(), Some("succeed" | "failed")) {
-            return rec;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "backup never finished: {rec}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn find_backup(app: &TestApp, instance: &str, backup_id: &str) -> Value {
-    let (s, b) = app
-        .call(
-            Method::GET,
-            &app.v2(&format!("/instances/{instance}/backups?limit=1000")),
-            None,
-        )
-        .await;
-    assert_eq!(s, 200, "{b}");
-    b["backup_record_response"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["backup_id"] == backup_id)
-        .cloned()
-        .unwrap_or_else(|| panic!("backup {backup_id} not listed: {b}"))
-}
-
-async fn start_backup(app: &TestApp, instance: &str, format: &str) -> String {
-    let (s, b) = app
-        .call(
-            Method::POST,
-            &app.v2(&format!("/instances/{instance}/backups")),
-            Some(json!({"remark": "test", "backup_format": format})),
-        )
-        .await;
-    assert_eq!(s, 200, "{b}");
-    b["backup_id"].as_str().unwrap().to_owned()
-}
-
 /// Downloads every file of a backup through its links.
 async fn download(app: &TestApp, instance: &str, backup_id: &str) -> Vec<(String, Vec<u8>)> {
     let (s, b) = app
@@ -131,8 +85,8 @@ async fn rdb_backup_of_a_standalone_server_is_its_exact_dataset() {
     let digest = redis.digest();
     let id = app.adopt("rdb-1", redis.port, json!({})).await;
     let before = std::time::SystemTime::now();
-    let backup = start_backup(&app, &id, "RDB").await;
-    let rec = wait_backup(&app, &id, &backup).await;
+    let backup = app.start_backup(&id, "RDB").await;
+    let rec = app.wait_backup(&id, &backup).await;
     assert_eq!(rec["status"], "succeed", "{rec}");
     assert_eq!(rec["progress"], "100.00");
     assert_eq!(rec["is_support_restore"], "TRUE");
@@ -173,8 +127,8 @@ async fn aof_backup_replays_into_the_same_dataset() {
     fill_dataset(&redis, true);
     let digest = redis.digest();
     let id = app.adopt("aof-1", redis.port, json!({})).await;
-    let backup = start_backup(&app, &id, "aof").await;
-    let rec = wait_backup(&app, &id, &backup).await;
+    let backup = app.start_backup(&id, "aof").await;
+    let rec = app.wait_backup(&id, &backup).await;
     assert_eq!(rec["status"], "succeed", "{rec}");
     assert_eq!(rec["backup_format"], "AOF");
     let files = download(&app, &id, &backup).await;
@@ -205,8 +159,8 @@ async fn master_standby_backups_come_from_the_replica_and_spare_the_master_a_for
         .parse()
         .unwrap();
     let id = app.adopt("ha-backup", master.port, json!({})).await;
-    let backup = start_backup(&app, &id, "rdb").await;
-    let rec = wait_backup(&app, &id, &backup).await;
+    let backup = app.start_backup(&id, "rdb").await;
+    let rec = app.wait_backup(&id, &backup).await;
     assert_eq!(rec["status"], "succeed", "{rec}");
     assert_eq!(
         master.info_field("stats", "total_forks"),
@@ -255,8 +209,8 @@ async fn cluster_backups_have_one_file_per_shard_named_by_its_slots() {
     let id = app
         .adopt("cluster-bk", cluster.first_port(), json!({}))
         .await;
-    let backup = start_backup(&app, &id, "rdb").await;
-    let rec = wait_backup(&app, &id, &backup).await;
+    let backup = app.start_backup(&id, "rdb").await;
+    let rec = app.wait_backup(&id, &backup).await;
     assert_eq!(rec["status"], "succeed", "{rec}");
     let files = download(&app, &id, &backup).await;
     assert_eq!(files.len(), 3);
@@ -302,7 +256,7 @@ async fn one_job_per_instance_and_bad_requests_change_nothing() {
     let (_, list) = app.call(Method::GET, &path, None).await;
     assert_eq!(list["total_num"], 0, "refused requests record nothing");
 
-    let first = start_backup(&app, &id, "rdb").await;
+    let first = app.start_backup(&id, "rdb").await;
     let (s, b) = app.call(Method::POST, &path, Some(json!({}))).await;
     assert_eq!(
         (s, b["error_code"].as_str()),
@@ -338,12 +292,12 @@ async fn one_job_per_instance_and_bad_requests_change_nothing() {
         .call(Method::DELETE, &app.v2(&format!("/instances/{id}")), None)
         .await;
     assert_eq!(s, 400);
-    let rec = find_backup(&app, &id, &first).await;
+    let rec = app.find_backup(&id, &first).await;
     assert!(
         matches!(rec["status"].as_str(), Some("waiting" | "backuping")),
         "{rec}"
     );
-    let rec = wait_backup(&app, &id, &first).await;
+    let rec = app.wait_backup(&id, &first).await;
     assert_eq!(rec["status"], "succeed");
     let (_, list) = app.call(Method::GET, &path, None).await;
     assert_eq!(list["total_num"], 1);
@@ -357,7 +311,7 @@ async fn one_job_per_instance_and_bad_requests_change_nothing() {
         .await;
     assert_eq!(s, 200, "{b}");
     let second = b["backup_id"].as_str().unwrap().to_owned();
-    assert_eq!(wait_backup(&app, &id, &second).await["status"], "succeed");
+    assert_eq!(app.wait_backup(&id, &second).await["status"], "succeed");
 }
 
 #[tokio::test]
@@ -366,8 +320,8 @@ async fn delete_removes_files_keeps_the_record_and_refuses_links() {
     let redis = RedisServer::start(&["--repl-diskless-sync-delay", "0"]);
     redis.cli(&["SET", "k", "v"]);
     let id = app.adopt("del-bk", redis.port, json!({})).await;
-    let backup = start_backup(&app, &id, "rdb").await;
-    assert_eq!(wait_backup(&app, &id, &backup).await["status"], "succeed");
+    let backup = app.start_backup(&id, "rdb").await;
+    assert_eq!(app.wait_backup(&id, &backup).await["status"], "succeed");
     let (s, b) = app
         .call(
             Method::POST,
@@ -420,7 +374,7 @@ async fn delete_removes_files_keeps_the_record_and_refuses_links() {
         .await;
     assert_eq!(s, 204);
     assert!(stored_files(&app, &backup).is_empty(), "files removed");
-    let rec = find_backup(&app, &id, &backup).await;
+    let rec = app.find_backup(&id, &backup).await;
     assert_eq!(rec["status"], "deleted");
     assert_eq!(rec["is_support_restore"], "FALSE");
     assert_eq!(
@@ -460,11 +414,11 @@ async fn redis_dying_mid_transfer_fails_the_backup_and_leaves_nothing() {
     ]);
     redis.cli(&["DEBUG", "POPULATE", "5000", "k", "200"]);
     let id = app.adopt("dying-1", redis.port, json!({})).await;
-    let backup = start_backup(&app, &id, "rdb").await;
+    let backup = app.start_backup(&id, "rdb").await;
     // Wait until bytes flow, then kill the server.
     let start = Instant::now();
     loop {
-        let rec = find_backup(&app, &id, &backup).await;
+        let rec = app.find_backup(&id, &backup).await;
         if rec["status"] == "backuping" && rec["size"].as_u64().unwrap_or(0) > 0 {
             break;
         }
@@ -475,7 +429,7 @@ async fn redis_dying_mid_transfer_fails_the_backup_and_leaves_nothing() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     redis.kill();
-    let rec = wait_backup(&app, &id, &backup).await;
+    let rec = app.wait_backup(&id, &backup).await;
     assert_eq!(rec["status"], "failed", "{rec}");
     assert_eq!(rec["error_code"], "dcs.08.0001");
     assert_eq!(rec["is_support_restore"], "FALSE");
@@ -499,8 +453,8 @@ async fn unreachable_server_fails_the_backup_with_a_start_error() {
     let mut redis = RedisServer::start(&[]);
     let id = app.adopt("gone-1", redis.port, json!({})).await;
     redis.kill();
-    let backup = start_backup(&app, &id, "rdb").await;
-    let rec = wait_backup(&app, &id, &backup).await;
+    let backup = app.start_backup(&id, "rdb").await;
+    let rec = app.wait_backup(&id, &backup).await;
     assert_eq!(
         (rec["status"].as_str(), rec["error_code"].as_str()),
         (Some("failed"), Some("dcs.08.0001")),
@@ -608,8 +562,8 @@ async fn backup_of_version(env: &str, magic: &[u8], with_functions: bool) {
     let digest = redis.digest();
     let id = app.adopt("version-1", redis.port, json!({})).await;
     for format in ["rdb", "aof"] {
-        let backup = start_backup(&app, &id, format).await;
-        let rec = wait_backup(&app, &id, &backup).await;
+        let backup = app.start_backup(&id, format).await;
+        let rec = app.wait_backup(&id, &backup).await;
         assert_eq!(rec["status"], "succeed", "{format}: {rec}");
         let files = download(&app, &id, &backup).await;
         let bytes = &files[0].1;
@@ -643,8 +597,8 @@ async fn disk_based_transfers_and_tls_servers_are_backed_up_too() {
     fill_dataset(&redis, true);
     let digest = redis.digest();
     let id = app.adopt("disk-sync", redis.port, json!({})).await;
-    let backup = start_backup(&app, &id, "rdb").await;
-    let rec = wait_backup(&app, &id, &backup).await;
+    let backup = app.start_backup(&id, "rdb").await;
+    let rec = app.wait_backup(&id, &backup).await;
     assert_eq!(rec["status"], "succeed", "{rec}");
     let files = download(&app, &id, &backup).await;
     let copy = RedisServer::start_with_rdb(Path::new("redis-server"), &files[0].1, &[]);
@@ -658,8 +612,8 @@ async fn disk_based_transfers_and_tls_servers_are_backed_up_too() {
     let id = app
         .adopt("tls-backup", tls.port, json!({"enable_ssl": true}))
         .await;
-    let backup = start_backup(&app, &id, "rdb").await;
-    let rec = wait_backup(&app, &id, &backup).await;
+    let backup = app.start_backup(&id, "rdb").await;
+    let rec = app.wait_backup(&id, &backup).await;
     assert_eq!(rec["status"], "succeed", "{rec}");
     let files = download(&app, &id, &backup).await;
     assert_eq!(&files[0].1[..9], b"REDIS0010");

@@ -22,52 +22,6 @@ async fn app_on(s3: &S3Server) -> TestApp {
     TestApp::spawn_with(move |c| c.storage = url).await
 }
 
-async fn find_backup(app: &TestApp, instance: &str, backup_id: &str) -> Value {
-    let (s, b) = app
-        .call(
-            Method::GET,
-            &app.v2(&format!("/instances/{instance}/backups?limit=1000")),
-            None,
-        )
-        .await;
-    assert_eq!(s, 200, "{b}");
-    b["backup_record_response"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["backup_id"] == backup_id)
-        .cloned()
-        .unwrap_or_else(|| panic!("backup {backup_id} not listed: {b}"))
-}
-
-/// Polls until the backup leaves waiting/backuping.
-async fn wait_backup(app: &TestApp, instance: &str, backup_id: &str) -> Value {
-    let start = Instant::now();
-    loop {
-        let rec = find_backup(app, instance, backup_id).await;
-        if !matches!(rec["status"].as_str(), Some("waiting" | "backuping")) {
-            return rec;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "backup never finished: {rec}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn start_backup(app: &TestApp, instance: &str, format: &str) -> String {
-    let (s, b) = app
-        .call(
-            Method::POST,
-            &app.v2(&format!("/instances/{instance}/backups")),
-            Some(json!({"remark": "s3", "backup_format": format})),
-        )
-        .await;
-    assert_eq!(s, 200, "{b}");
-    b["backup_id"].as_str().unwrap().to_owned()
-}
-
 async fn links(app: &TestApp, instance: &str, backup_id: &str) -> (u16, Value) {
     app.call(
         Method::POST,
@@ -132,8 +86,8 @@ async fn backup_to_s3_and_check(
     instance: &str,
     format: &str,
 ) -> (String, String, Vec<u8>) {
-    let backup = start_backup(app, instance, format).await;
-    let rec = wait_backup(app, instance, &backup).await;
+    let backup = app.start_backup(instance, format).await;
+    let rec = app.wait_backup(instance, &backup).await;
     assert_eq!(rec["status"], "succeed", "{format}: {rec}");
     assert_eq!(rec["is_support_restore"], "TRUE");
     assert!(rec["error_code"].is_null(), "{rec}");
@@ -195,7 +149,7 @@ async fn delete_and_check(app: &TestApp, s3: &S3Server, instance: &str, backup: 
     assert_eq!(s, 204, "{b}");
     let left = s3.objects(&key_prefix(app, instance, backup)).await;
     assert!(left.is_empty(), "objects left after delete: {left:?}");
-    let rec = find_backup(app, instance, backup).await;
+    let rec = app.find_backup(instance, backup).await;
     assert_eq!(rec["status"], "deleted", "{rec}");
     assert_eq!(rec["is_support_restore"], "FALSE");
     let (s, _) = links(app, instance, backup).await;
@@ -272,8 +226,8 @@ async fn cluster_backup_to_s3_has_one_object_per_shard() {
     let id = app
         .adopt("s3-cluster", cluster.first_port(), json!({}))
         .await;
-    let backup = start_backup(&app, &id, "rdb").await;
-    let rec = wait_backup(&app, &id, &backup).await;
+    let backup = app.start_backup(&id, "rdb").await;
+    let rec = app.wait_backup(&id, &backup).await;
     assert_eq!(rec["status"], "succeed", "{rec}");
     let prefix = key_prefix(&app, &id, &backup);
     let keys = s3.objects(&prefix).await;
@@ -364,10 +318,10 @@ async fn kill_s3_mid_upload(redis: &RedisServer, after_a_part: bool) {
     let mut s3 = S3Server::start();
     let app = app_on(&s3).await;
     let id = app.adopt("s3-dying", redis.port, json!({})).await;
-    let backup = start_backup(&app, &id, "rdb").await;
+    let backup = app.start_backup(&id, "rdb").await;
     let start = Instant::now();
     loop {
-        let rec = find_backup(&app, &id, &backup).await;
+        let rec = app.find_backup(&id, &backup).await;
         if rec["status"] == "backuping"
             && rec["size"].as_u64().unwrap_or(0) > 0
             && (!after_a_part || s3.requests().contains("partNumber="))
@@ -385,13 +339,13 @@ async fn kill_s3_mid_upload(redis: &RedisServer, after_a_part: bool) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     s3.kill();
-    let rec = wait_backup(&app, &id, &backup).await;
+    let rec = app.wait_backup(&id, &backup).await;
     assert_eq!(rec["status"], "failed", "{rec}");
     assert_eq!(rec["error_code"], "dcs.08.0003", "a storage failure: {rec}");
     assert_eq!(rec["is_support_restore"], "FALSE");
     // The failure is final: it never turns into succeed later.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let again = find_backup(&app, &id, &backup).await;
+    let again = app.find_backup(&id, &backup).await;
     assert_eq!(again["status"], "failed", "{again}");
     let (s, _) = links(&app, &id, &backup).await;
     assert_eq!(s, 400, "no links for a failed backup");
@@ -404,9 +358,9 @@ async fn kill_s3_mid_upload(redis: &RedisServer, after_a_part: bool) {
         !left.iter().any(|k| k.ends_with("manifest.json")),
         "a manifest for a failed backup: {left:?}"
     );
-    assert_eq!(find_backup(&app, &id, &backup).await["status"], "failed");
-    let next = start_backup(&app, &id, "rdb").await;
-    let rec = wait_backup(&app, &id, &next).await;
+    assert_eq!(app.find_backup(&id, &backup).await["status"], "failed");
+    let next = app.start_backup(&id, "rdb").await;
+    let rec = app.wait_backup(&id, &next).await;
     assert_eq!(rec["status"], "succeed", "the next backup works: {rec}");
     let keys = s3.objects(&key_prefix(&app, &id, &next)).await;
     assert_eq!(keys.len(), 2, "{keys:?}");
@@ -446,8 +400,8 @@ async fn s3_down_before_the_backup_fails_it_with_a_storage_error() {
     redis.cli(&["SET", "k", "v"]);
     let id = app.adopt("s3-down", redis.port, json!({})).await;
     s3.kill();
-    let backup = start_backup(&app, &id, "aof").await;
-    let rec = wait_backup(&app, &id, &backup).await;
+    let backup = app.start_backup(&id, "aof").await;
+    let rec = app.wait_backup(&id, &backup).await;
     assert_eq!(
         (rec["status"].as_str(), rec["error_code"].as_str()),
         (Some("failed"), Some("dcs.08.0003")),
@@ -559,8 +513,8 @@ async fn links_name_the_objects_place_in_the_bucket() {
     let redis = RedisServer::start(&["--repl-diskless-sync-delay", "0"]);
     redis.cli(&["SET", "k", "v"]);
     let id = app.adopt("s3-path", redis.port, json!({})).await;
-    let backup = start_backup(&app, &id, "rdb").await;
-    assert_eq!(wait_backup(&app, &id, &backup).await["status"], "succeed");
+    let backup = app.start_backup(&id, "rdb").await;
+    assert_eq!(app.wait_backup(&id, &backup).await["status"], "succeed");
     let (s, l) = links(&app, &id, &backup).await;
     assert_eq!(s, 200, "{l}");
     // "file_path: Paths of files in the OBS bucket" (DCS API reference).

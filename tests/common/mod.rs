@@ -279,6 +279,52 @@ impl TestApp {
         format!("/v1.0/{}{rest}", self.cred.project_id)
     }
 
+    /// Starts a manual backup (remark `test`); returns its id.
+    pub async fn start_backup(&self, instance: &str, format: &str) -> String {
+        let (s, b) = self
+            .call(
+                Method::POST,
+                &self.v2(&format!("/instances/{instance}/backups")),
+                Some(serde_json::json!({"remark": "test", "backup_format": format})),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        b["backup_id"].as_str().expect("backup_id").to_owned()
+    }
+
+    /// The backup's record as the v2 listing shows it.
+    pub async fn find_backup(&self, instance: &str, backup_id: &str) -> Value {
+        let (s, b) = self
+            .call(
+                Method::GET,
+                &self.v2(&format!("/instances/{instance}/backups?limit=1000")),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        b["backup_record_response"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["backup_id"] == backup_id))
+            .cloned()
+            .unwrap_or_else(|| panic!("backup {backup_id} not listed: {b}"))
+    }
+
+    /// Polls until the backup leaves waiting/backuping.
+    pub async fn wait_backup(&self, instance: &str, backup_id: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let rec = self.find_backup(instance, backup_id).await;
+            if !matches!(rec["status"].as_str(), Some("waiting" | "backuping")) {
+                return rec;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "backup never finished: {rec}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Adopts a Redis at `port` on loopback; returns the instance id.
     pub async fn adopt(&self, name: &str, port: u16, extra: Value) -> String {
         let mut body = serde_json::json!({
