@@ -15,6 +15,9 @@
 //! CRC64 and structure, AOF framing).
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -292,93 +295,199 @@ async fn perform(
     result
 }
 
+fn bad_file(f: &ManifestFile, why: impl std::fmt::Display) -> JobFailure {
+    fail(
+        JobError::SizeQuery,
+        format!("backup file {}: {why}", f.name),
+    )
+}
+
+/// Why a file did not pass its check.
+enum CheckError {
+    /// Reading it failed (the store's fault, not the backup's).
+    Read(std::io::Error),
+    /// Its content is wrong.
+    Bad(String),
+}
+
+impl CheckError {
+    fn into_failure(self, f: &ManifestFile) -> JobFailure {
+        match self {
+            CheckError::Read(e) => fail(JobError::Storage, format!("reading {}: {e}", f.name)),
+            CheckError::Bad(why) => bad_file(f, why),
+        }
+    }
+}
+
+/// Parses a whole file: the RDB structure and CRC64, or the AOF framing.
+fn check_content(input: impl Read, is_aof: bool) -> Result<(), CheckError> {
+    if is_aof {
+        return check_resp(input);
+    }
+    match dcs_rdb::verify(input) {
+        Ok(_) => Ok(()),
+        Err(dcs_rdb::RdbError::Io(e)) => Err(CheckError::Read(e)),
+        Err(e) => Err(CheckError::Bad(e.to_string())),
+    }
+}
+
+/// Counts the bytes read into the restore's progress.
+struct Counted<R> {
+    inner: R,
+    progress: Arc<Progress>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.done.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
 /// Reads every file back: size, BLAKE3, and a full parse.
 #[tracing::instrument(skip_all, fields(files = manifest.files.len()))]
 async fn verify_backup(
     jobs: &Jobs,
     prefix: &str,
     manifest: &Manifest,
-    progress: &Progress,
+    progress: &Arc<Progress>,
 ) -> Result<(), JobFailure> {
-    let bad = |f: &ManifestFile, why: String| {
-        fail(
-            JobError::SizeQuery,
-            format!("backup file {}: {why}", f.name),
-        )
-    };
+    let is_aof = manifest.format == "aof";
     for f in &manifest.files {
         let path = format!("{prefix}{}", f.name);
         match jobs.store.size_of(&path).await? {
             Some(n) if n == f.size => {}
-            Some(n) => return Err(bad(f, format!("{n} bytes stored, {} expected", f.size))),
-            None => return Err(bad(f, "missing".into())),
-        }
-        let mut stream = jobs.store.read_stream(&path).await?;
-        let (tx, rx) = mpsc::channel::<Bytes>(DEPTH);
-        let is_aof = manifest.format == "aof";
-        let checker = tokio::task::spawn_blocking(move || -> Result<(), String> {
-            let input = ChannelReader::new(rx);
-            if is_aof {
-                check_resp(input)
-            } else {
-                dcs_rdb::verify(input)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
+            Some(n) => {
+                return Err(bad_file(
+                    f,
+                    format!("{n} bytes stored, {} expected", f.size),
+                ))
             }
-        });
-        let mut hasher = blake3::Hasher::new();
-        let mut read_err = None;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(c) => {
-                    hasher.update(&c);
-                    progress.done.fetch_add(c.len() as u64, Ordering::Relaxed);
-                    if tx.send(c).await.is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    read_err = Some(e);
-                    break;
-                }
-            }
+            None => return Err(bad_file(f, "missing")),
         }
-        drop(tx);
-        let parsed = checker
-            .await
-            .map_err(|e| bad(f, format!("checker crashed: {e}")))?;
-        if let Some(e) = read_err {
-            return Err(fail(JobError::Storage, format!("reading {}: {e}", f.name)));
+        match jobs.store.local_path(&path) {
+            Some(local) => verify_local(local, f, is_aof, progress).await?,
+            None => verify_streamed(jobs, &path, f, is_aof, progress).await?,
         }
-        let digest = hasher.finalize().to_hex().to_string();
-        if digest != f.blake3 {
-            return Err(bad(f, "content does not match its checksum".into()));
-        }
-        parsed.map_err(|e| bad(f, e))?;
     }
     Ok(())
 }
 
+/// A local file is read twice at once from the page cache, by a thread
+/// that hashes it and one that parses it, so the check costs the time of
+/// the slower of the two.
+async fn verify_local(
+    local: PathBuf,
+    f: &ManifestFile,
+    is_aof: bool,
+    progress: &Arc<Progress>,
+) -> Result<(), JobFailure> {
+    let hashing = tokio::task::spawn_blocking({
+        let local = local.clone();
+        move || -> std::io::Result<String> {
+            let mut file = File::open(&local)?;
+            let mut hasher = blake3::Hasher::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(hasher.finalize().to_hex().to_string());
+                }
+                hasher.update(&buf[..n]);
+            }
+        }
+    });
+    let progress = Arc::clone(progress);
+    let parsing = tokio::task::spawn_blocking(move || {
+        let file = File::open(&local).map_err(CheckError::Read)?;
+        check_content(
+            Counted {
+                inner: file,
+                progress,
+            },
+            is_aof,
+        )
+    });
+    let (hashed, parsed) = tokio::join!(hashing, parsing);
+    let crashed = |e: tokio::task::JoinError| bad_file(f, format!("checker crashed: {e}"));
+    let digest = hashed
+        .map_err(crashed)?
+        .map_err(|e| CheckError::Read(e).into_failure(f))?;
+    parsed.map_err(crashed)?.map_err(|e| e.into_failure(f))?;
+    if digest != f.blake3 {
+        return Err(bad_file(f, "content does not match its checksum"));
+    }
+    Ok(())
+}
+
+/// A remote file is downloaded once: hashed as it streams in and parsed
+/// in a blocking thread at the same time.
+async fn verify_streamed(
+    jobs: &Jobs,
+    path: &str,
+    f: &ManifestFile,
+    is_aof: bool,
+    progress: &Progress,
+) -> Result<(), JobFailure> {
+    let mut stream = jobs.store.read_stream(path).await?;
+    let (tx, rx) = mpsc::channel::<Bytes>(DEPTH);
+    let checker =
+        tokio::task::spawn_blocking(move || check_content(ChannelReader::new(rx), is_aof));
+    let mut hasher = blake3::Hasher::new();
+    let mut read_err = None;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) => {
+                hasher.update(&c);
+                progress.done.fetch_add(c.len() as u64, Ordering::Relaxed);
+                if tx.send(c).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                read_err = Some(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let parsed = checker
+        .await
+        .map_err(|e| bad_file(f, format!("checker crashed: {e}")))?;
+    if let Some(e) = read_err {
+        return Err(fail(JobError::Storage, format!("reading {}: {e}", f.name)));
+    }
+    let digest = hasher.finalize().to_hex().to_string();
+    if digest != f.blake3 {
+        return Err(bad_file(f, "content does not match its checksum"));
+    }
+    parsed.map_err(|e| e.into_failure(f))?;
+    Ok(())
+}
+
 /// Checks that an AOF is a sequence of complete RESP commands.
-fn check_resp(mut input: impl std::io::Read) -> Result<(), String> {
+fn check_resp(mut input: impl Read) -> Result<(), CheckError> {
     let mut buf = BytesMut::with_capacity(1 << 20);
     let mut chunk = vec![0u8; 256 * 1024];
     loop {
         loop {
-            match parse_reply(&buf).map_err(|e| e.to_string())? {
+            match parse_reply(&buf).map_err(|e| CheckError::Bad(e.to_string()))? {
                 Some((Reply::Array(Some(_)), used)) => {
                     let _ = buf.split_to(used);
                 }
-                Some((other, _)) => return Err(format!("not a command: {other:?}")),
+                Some((other, _)) => {
+                    return Err(CheckError::Bad(format!("not a command: {other:?}")))
+                }
                 None => break,
             }
         }
-        let n = input.read(&mut chunk).map_err(|e| e.to_string())?;
+        let n = input.read(&mut chunk).map_err(CheckError::Read)?;
         if n == 0 {
             return if buf.is_empty() {
                 Ok(())
             } else {
-                Err("truncated command at the end".into())
+                Err(CheckError::Bad("truncated command at the end".into()))
             };
         }
         buf.extend_from_slice(&chunk[..n]);
@@ -536,7 +645,7 @@ async fn feed(
     node: &NodeAddr,
     file: &ManifestFile,
     prefix: &str,
-    progress: &Progress,
+    progress: &Arc<Progress>,
 ) -> Result<(), FeedError> {
     let Some(server) = jobs.feed.as_ref() else {
         return Err(FeedError::NotPossible("no replication listener".into()));
@@ -629,7 +738,7 @@ async fn feed_and_wait(
     control: &mut Conn,
     file: &ManifestFile,
     prefix: &str,
-    progress: &Progress,
+    progress: &Arc<Progress>,
 ) -> Result<(), JobFailure> {
     let connected = tokio::time::timeout(Duration::from_secs(30), registration.events.recv()).await;
     let Ok(Some(FeedEvent::Connected(replica))) = connected else {
@@ -638,33 +747,38 @@ async fn feed_and_wait(
         ));
     };
     tracing::info!(peer = %replica.peer, "target connected; sending the snapshot");
-    let (mut rd, mut wr) = replica.stream.into_split();
+    let mut link = replica.stream;
     let replid = crate::catalog::random_token(40, b"0123456789abcdef");
-    wr.write_all(format!("+FULLRESYNC {replid} 0\r\n${}\r\n", file.size).as_bytes())
+    link.write_all(format!("+FULLRESYNC {replid} 0\r\n${}\r\n", file.size).as_bytes())
         .await
         .map_err(sync_failure)?;
-    let mut stream = jobs
-        .store
-        .read_stream(&format!("{prefix}{}", file.name))
-        .await?;
-    let mut sent = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| fail(JobError::Storage, e.to_string()))?;
-        sent += chunk.len() as u64;
-        progress
-            .done
-            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        wr.write_all(&chunk)
-            .await
-            .map_err(|e| sync_failure(format!("sending the snapshot: {e}")))?;
-    }
+    let path = format!("{prefix}{}", file.name);
+    let (link, sent) = match jobs.store.local_path(&path) {
+        Some(local) => send_local(link, local, progress).await?,
+        None => {
+            let mut stream = jobs.store.read_stream(&path).await?;
+            let mut sent = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| fail(JobError::Storage, e.to_string()))?;
+                sent += chunk.len() as u64;
+                progress
+                    .done
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                link.write_all(&chunk)
+                    .await
+                    .map_err(|e| sync_failure(format!("sending the snapshot: {e}")))?;
+            }
+            link.flush().await.map_err(sync_failure)?;
+            (link, sent)
+        }
+    };
     if sent != file.size {
         return Err(fail(
             JobError::Storage,
             format!("read {sent} bytes of {}", file.size),
         ));
     }
-    wr.flush().await.map_err(sync_failure)?;
+    let (mut rd, mut wr) = link.into_split();
     // Keep the link alive (and the target's acks drained) until released.
     let keepalive = tokio::spawn(async move {
         let mut sink = vec![0u8; 4096];
@@ -702,6 +816,48 @@ async fn feed_and_wait(
     };
     keepalive.abort();
     result
+}
+
+/// Sends a local file down the replication link from a blocking thread
+/// with `sendfile(2)`: the snapshot goes from the page cache to the target
+/// without being copied through the service. Returns the link and the
+/// bytes sent.
+async fn send_local(
+    link: tokio::net::TcpStream,
+    local: PathBuf,
+    progress: &Arc<Progress>,
+) -> Result<(tokio::net::TcpStream, u64), JobFailure> {
+    /// Progress is counted per piece of this size.
+    const PIECE: usize = 8 << 20;
+    let link = link.into_std().map_err(sync_failure)?;
+    link.set_nonblocking(false).map_err(sync_failure)?;
+    // A target that stops reading fails the send instead of hanging it.
+    link.set_write_timeout(Some(Duration::from_secs(60)))
+        .map_err(sync_failure)?;
+    let progress = Arc::clone(progress);
+    let (link, sent) = tokio::task::spawn_blocking(move || {
+        let copy = || -> Result<u64, JobFailure> {
+            let file = File::open(&local)
+                .map_err(|e| fail(JobError::Storage, format!("opening the snapshot: {e}")))?;
+            let mut offset = 0u64;
+            loop {
+                let n = rustix::fs::sendfile(&link, &file, Some(&mut offset), PIECE)
+                    .map_err(|e| sync_failure(format!("sending the snapshot: {e}")))?;
+                if n == 0 {
+                    return Ok(offset);
+                }
+                progress.done.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        };
+        let sent = copy();
+        (link, sent)
+    })
+    .await
+    .map_err(|e| sync_failure(format!("sender crashed: {e}")))?;
+    let sent = sent?;
+    link.set_nonblocking(true).map_err(sync_failure)?;
+    let link = tokio::net::TcpStream::from_std(link).map_err(sync_failure)?;
+    Ok((link, sent))
 }
 
 /// One unit for the pipelines: to one master, or to every master.
@@ -748,14 +904,29 @@ async fn slice(
     let max_payload = jobs.settings.restore_max_payload;
     for f in &manifest.files {
         let path = format!("{prefix}{}", f.name);
-        let mut stream = jobs.store.read_stream(&path).await?;
+        // A local file is read by the slicing thread itself; a remote one
+        // streams in through a channel.
         let (in_tx, in_rx) = mpsc::channel::<Bytes>(DEPTH);
+        let (input, mut stream): (Box<dyn Read + Send>, _) = match jobs.store.local_path(&path) {
+            Some(local) => {
+                let file = File::open(&local)
+                    .map_err(|e| fail(JobError::Storage, format!("opening {}: {e}", f.name)))?;
+                let input = Counted {
+                    inner: file,
+                    progress: Arc::clone(progress),
+                };
+                (Box::new(input), None)
+            }
+            None => (
+                Box::new(ChannelReader::new(in_rx)),
+                Some(jobs.store.read_stream(&path).await?),
+            ),
+        };
         let (op_tx, op_rx) = mpsc::channel::<(Dest, Op)>(DEPTH * 4);
         let is_aof = manifest.format == "aof";
         let map2 = map.clone();
         let t2 = tinfo.clone();
         let producer = tokio::task::spawn_blocking(move || {
-            let input = ChannelReader::new(in_rx);
             if is_aof {
                 replay_aof(input, &map2, cluster, &op_tx)
             } else {
@@ -763,6 +934,9 @@ async fn slice(
             }
         });
         let feed = async {
+            let Some(stream) = stream.as_mut() else {
+                return Ok(());
+            };
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| fail(JobError::Storage, e.to_string()))?;
                 progress
@@ -1014,7 +1188,7 @@ fn encode_restore(
 /// where the target cannot take the encoding, decoded commands).
 #[allow(clippy::too_many_arguments)]
 fn slice_rdb(
-    input: ChannelReader,
+    input: impl Read,
     map: &SlotMap,
     cluster: bool,
     t: &TargetInfo,
@@ -1105,12 +1279,11 @@ fn slice_rdb(
 
 /// Replays an AOF's commands, routing each by its key in a cluster.
 fn replay_aof(
-    input: ChannelReader,
+    mut input: impl Read,
     map: &SlotMap,
     cluster: bool,
     tx: &mpsc::Sender<(Dest, Op)>,
 ) -> Result<(), String> {
-    let mut input = input;
     let mut batch = Batcher::new(map.masters.len(), tx);
     let mut buf = BytesMut::with_capacity(1 << 20);
     let mut chunk = vec![0u8; 256 * 1024];
@@ -1142,7 +1315,7 @@ fn replay_aof(
                 }
             }
         }
-        let n = std::io::Read::read(&mut input, &mut chunk).map_err(|e| e.to_string())?;
+        let n = input.read(&mut chunk).map_err(|e| e.to_string())?;
         if n == 0 {
             break;
         }
