@@ -26,6 +26,7 @@
 #   KEYS=1000000 VALUE=1000     DEBUG POPULATE size (~1.0 GB RDB)
 #   REPEAT=3                    runs of (a) (b) (c) (d) (median reported)
 #   CLUSTER_REPEAT=1            cluster restores (0 = skip)
+#   CASES="a b c d"             which of the standalone cases to run
 #   NO_BUILD=1                  skip `cargo build`
 #   DCS_BACKUP_BIN=path         benchmark this binary (implies NO_BUILD)
 #   BENCH_DIR=/work             where temp files go (needs ~4x the RDB size)
@@ -42,6 +43,8 @@ KEYS=${KEYS:-1000000}
 VALUE=${VALUE:-1000}
 REPEAT=${REPEAT:-3}
 CLUSTER_REPEAT=${CLUSTER_REPEAT:-1}
+CASES=" ${CASES:-a b c d} "
+has() { [[ $CASES == *" $1 "* ]]; }
 TIMEOUT=${TIMEOUT:-900}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-bench}
 export DCS_BACKUP_LOG=${DCS_BACKUP_LOG:-info}
@@ -125,8 +128,18 @@ stop_redis() {
   unset "redis_pids[$port]"
 }
 # cpu_of PID: user + system CPU seconds of a process so far
+# wait_of PID: seconds the process (main thread) spent runnable but not running
+wait_of() { awk '{printf "%.3f", $2 / 1e9}' "/proc/$1/task/$1/schedstat"; }
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz}' "/proc/$1/stat"; }
 dbsize() { redis-cli -p "$1" dbsize | tr -d '\r'; }
+# target_stats PORT: how the target spent its time (reads, RESTORE cost)
+target_stats() {
+  { redis-cli -p "$1" info stats; redis-cli -p "$1" info commandstats; } | tr -d '\r' | awk -F'[:,=]' '
+    /^total_reads_processed:/ {r = $2}
+    /^total_net_input_bytes:/ {b = $2}
+    /^cmdstat_restore:/ {for (i = 2; i < NF; i += 2) if ($i == "usec") u = $(i + 1)}
+    END {printf "reads %d (%.1f KB each), RESTORE %.2f s", r, r ? b / r / 1024 : 0, u / 1e6}'
+}
 digest() { redis-cli -p "$1" debug digest | tr -d '\r'; }
 
 # --- service ------------------------------------------------------------------
@@ -222,6 +235,13 @@ restore_into() {
   hwm_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status")
   svc_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz}' "/proc/$server_pid/stat")
   stop_sampler
+  # per-thread CPU seconds and context switches of the service
+  for t in /proc/"$server_pid"/task/*; do
+    printf '%s %s %s %s\n' "$(cat "$t/comm")" \
+      "$(awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz}' "$t/stat")" \
+      "$(awk '/^voluntary_ctxt_switches/ {print $2}' "$t/status")" \
+      "$(awk '/^nonvoluntary_ctxt_switches/ {print $2}' "$t/status")"
+  done | sort -k2 -gr > "$work/threads-$tag.txt"
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; perf_pid=""; fi
   rss_kb=$(max_of < "$work/rss-$tag.txt")
   rs_path=$(grep -o 'restore path: [a-z ]*' "$svc_log" | head -1 | sed 's/restore path: //; s/ *$//')
@@ -272,7 +292,9 @@ log "backup $backup_id in $(secs "$t0" "$(now)") s: $rdb ($rdb_bytes bytes, $src
 stop_redis "$src_port"   # free its memory; keys and digest are noted
 
 # --- (a) native load ----------------------------------------------------------
-for i in $(seq 1 "$REPEAT"); do
+scratch_port=""
+has a || has d || REPEAT_A=0
+for i in $(seq 1 "${REPEAT_A:-$REPEAT}"); do
   p=$(free_port); d="$work/native-$i"
   mkdir -p "$d"; cp "$rdb" "$d/dump.rdb"; sync
   t0=$(now)
@@ -285,22 +307,36 @@ for i in $(seq 1 "$REPEAT"); do
   log "(a) native load run $i: ${a_s} s to PONG (log: DB loaded in ${loaded} s), load $(loadavg)"
   record a "$i" "$a_s" 0 0 0 "$loaded"
   if [ "$i" -lt "$REPEAT" ]; then stop_redis "$p"; rm -rf "$d"; fi
+  scratch_port=$p; scratch_dir=$d   # the last one stays: source for (d)'s file
 done
-scratch_port=$p; scratch_dir=$d   # the last one stays: source for (d)'s file
+# (d)'s file is made now, from the last (a) server, which then goes away so
+# that no extra loaded server sits beside the timed cases.
+pipe_file="$work/restore.resp"
+if has d; then
+  t0=$(now)
+  read -r gen_keys pipe_bytes < <("$PY" "$root/bench/gen-restore-pipe.py" "$scratch_port" "$pipe_file")
+  log "generated $pipe_file: $gen_keys RESTORE commands, $pipe_bytes bytes in $(secs "$t0" "$(now)") s (not timed)"
+  [ "$gen_keys" = "$src_keys" ] || die "generator wrote $gen_keys keys"
+fi
+if [ -n "$scratch_port" ]; then stop_redis "$scratch_port"; rm -rf "$scratch_dir"; fi
 
 # --- (b) feed, (c) slice ------------------------------------------------------
 for mode in auto slice; do
   case $mode in auto) c=b ;; slice) c=c ;; esac
+  has "$c" || continue
   for i in $(seq 1 "$REPEAT"); do
     p=$(free_port); d="$work/target-$c-$i"
     start_redis "$d" "$p"; wait_ready "$p"
     start_service "$mode"   # fresh process: VmHWM is this restore's
     inst=$(adopt "target-$c-$i" "$p")
-    tcpu0=$(cpu_of "${redis_pids[$p]}")
+    tcpu0=$(cpu_of "${redis_pids[$p]}"); twait0=$(wait_of "${redis_pids[$p]}")
     restore_into "$inst" "$c-$i"
     tcpu=$(awk -v a="$tcpu0" -v b="$(cpu_of "${redis_pids[$p]}")" 'BEGIN {printf "%.2f", b - a}')
+  twait=$(awk -v a="$twait0" -v b="$(wait_of "${redis_pids[$p]}")" 'BEGIN {printf "%.2f", b - a}')
+    twait=$(awk -v a="$twait0" -v b="$(wait_of "${redis_pids[$p]}")" 'BEGIN {printf "%.2f", b - a}')
     check_target "$p" "($c) run $i"
-    log "($c) $mode run $i: ${rs_s} s via ${rs_path}, VmHWM $((hwm_kb / 1024)) MiB, sampled max RSS $((rss_kb / 1024)) MiB, CPU s: service ${svc_cpu}, target redis ${tcpu}; load $(loadavg)"
+    log "($c) target: $(target_stats "$p")"
+    log "($c) $mode run $i: ${rs_s} s via ${rs_path}, VmHWM $((hwm_kb / 1024)) MiB, sampled max RSS $((rss_kb / 1024)) MiB, CPU s: service ${svc_cpu}, target redis ${tcpu} (waited for a CPU ${twait}); load $(loadavg)"
     record "$c" "$i" "$rs_s" "$hwm_kb" "$rss_kb" "$svc_cpu" "${rs_path// /_}" "$tcpu"
     cp "$svc_log" "$work/log-$c-$i.txt"
     stop_service
@@ -309,30 +345,28 @@ for mode in auto slice; do
 done
 
 # --- (d) redis-cli --pipe -----------------------------------------------------
-pipe_file="$work/restore.resp"
-t0=$(now)
-read -r gen_keys pipe_bytes < <("$PY" "$root/bench/gen-restore-pipe.py" "$scratch_port" "$pipe_file")
-log "generated $pipe_file: $gen_keys RESTORE commands, $pipe_bytes bytes in $(secs "$t0" "$(now)") s (not timed)"
-[ "$gen_keys" = "$src_keys" ] || die "generator wrote $gen_keys keys"
-stop_redis "$scratch_port"; rm -rf "$scratch_dir"
+if has d; then
 for i in $(seq 1 "$REPEAT"); do
   p=$(free_port); d="$work/target-d-$i"
   start_redis "$d" "$p"; wait_ready "$p"
   cat "$pipe_file" > /dev/null   # page cache, as the service's store file is
-  tcpu0=$(cpu_of "${redis_pids[$p]}")
+  tcpu0=$(cpu_of "${redis_pids[$p]}"); twait0=$(wait_of "${redis_pids[$p]}")
   t0=$(now)
   { TIMEFORMAT='%U %S'; time redis-cli -p "$p" --pipe < "$pipe_file" > "$work/pipe.out" 2>&1; } 2> "$work/pipe.time"
   t1=$(now)
   tcpu=$(awk -v a="$tcpu0" -v b="$(cpu_of "${redis_pids[$p]}")" 'BEGIN {printf "%.2f", b - a}')
+  twait=$(awk -v a="$twait0" -v b="$(wait_of "${redis_pids[$p]}")" 'BEGIN {printf "%.2f", b - a}')
   grep -q 'errors: 0' "$work/pipe.out" || { cat "$work/pipe.out" >&2; die "(d) errors"; }
   check_target "$p" "(d) run $i"
+  log "(d) target: $(target_stats "$p")"
   d_s=$(secs "$t0" "$t1")
   cli_cpu=$(awk '{printf "%.2f", $1 + $2}' "$work/pipe.time")
-  log "(d) redis-cli --pipe run $i: ${d_s} s, CPU s: redis-cli ${cli_cpu}, target redis ${tcpu}; load $(loadavg)"
+  log "(d) redis-cli --pipe run $i: ${d_s} s, CPU s: redis-cli ${cli_cpu}, target redis ${tcpu} (waited for a CPU ${twait}); load $(loadavg)"
   record d "$i" "$d_s" 0 0 "$cli_cpu" - "$tcpu"
   stop_redis "$p"; rm -rf "$d"
 done
 rm -f "$pipe_file"
+fi
 
 # --- cluster ------------------------------------------------------------------
 for i in $(seq 1 "$CLUSTER_REPEAT"); do
@@ -414,11 +448,12 @@ row() { # case label
   row a "native load at start-up (exec -> PONG)"
   row b "API restore, --restore-mode auto ($(sel b 7 | head -1 | tr _ ' '))"
   row c "API restore, --restore-mode slice"
-  row d "redis-cli --pipe, same RESTORE commands ($pipe_bytes B file)"
+  row d "redis-cli --pipe, same RESTORE commands (${pipe_bytes:-?} B file)"
   row cl "API restore into 3-master cluster (slicing)"
   a=$(sel a 3 | median); b=$(sel b 3 | median); c=$(sel c 3 | median); d=$(sel d 3 | median)
+  a=${a:-0}; b=${b:-0}; c=${c:-0}; d=${d:-0}
   printf '\n(b)/(a) = %.3f (goal <= 1.25); (c)/(d) = %.3f (goal <= 1.0); max service VmHWM %.1f MiB (goal <= 200 MB)\n' \
-    "$(awk -v x="$b" -v y="$a" 'BEGIN {print x / y}')" "$(awk -v x="$c" -v y="$d" 'BEGIN {print x / y}')" \
+    "$(awk -v x="$b" -v y="$a" 'BEGIN {print y ? x / y : 0}')" "$(awk -v x="$c" -v y="$d" 'BEGIN {print y ? x / y : 0}')" \
     "$(awk '$1 ~ /^(b|c|cl)$/ {print $4}' "$raw" | max_of | awk '{print $1 / 1024}')"
   printf '(a) "DB loaded from disk" per run (s): %s\n' "$(sel a 7 | tr '\n' ' ')"
   if [ -s "$work/notes" ]; then cat "$work/notes"; fi
