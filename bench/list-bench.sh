@@ -21,7 +21,7 @@
 #   CLONES=999 CLONE_BACKUPS=990 BACKUPS=10000
 #   DCS_BACKUP_LOG=info          server log filter (default as in production)
 #   NO_BUILD=1                   skip `cargo build`
-#   KEEP=1                       keep the temp directory
+#   KEEP=1                       keep the temp directory (and the PostgreSQL database)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -73,11 +73,11 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   pids=()
-  if [ -n "$pg_db" ]; then
+  if [ -n "$pg_db" ] && [ -z "${KEEP:-}" ]; then
     psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" >/dev/null 2>&1 || true
     pg_db=""
   fi
-  if [ -z "${KEEP:-}" ]; then rm -rf "$work"; else log "kept $work"; fi
+  if [ -z "${KEEP:-}" ]; then rm -rf "$work"; else log "kept $work${pg_db:+ and database $pg_db}"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -232,7 +232,7 @@ for e in "${engines[@]}"; do
   # next engine: fresh processes and database
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   pids=()
-  if [ -n "$pg_db" ]; then
+  if [ -n "$pg_db" ] && [ -z "${KEEP:-}" ]; then
     psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" >/dev/null; pg_db=""
   fi
 done

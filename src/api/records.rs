@@ -10,7 +10,7 @@ use super::error::{ApiError, ApiResult};
 use super::params::{list_query, Version};
 use super::wire::{BackupListJson, BackupRecordJson, RestoreListJson, RestoreRecordJson};
 use super::{Caller, Shared};
-use crate::model::{InstanceId, ListQuery};
+use crate::model::{BackupRecord, InstanceId, ListQuery, Page, RestoreRecord};
 
 pub fn routes() -> Router<Shared> {
     Router::new()
@@ -47,17 +47,13 @@ async fn backups(
     id: &str,
     raw: Option<&str>,
     v: Version,
-) -> ApiResult<BackupListJson> {
+) -> ApiResult<Page<BackupRecord>> {
     let (id, q) = prepare(id, raw, v)?;
-    let page = state
+    state
         .catalog
         .list_backups(&caller.0, &id, &q)
         .await?
-        .ok_or_else(ApiError::no_instance)?;
-    Ok(BackupListJson {
-        backup_record_response: page.items.iter().map(BackupRecordJson::from).collect(),
-        total_num: page.total,
-    })
+        .ok_or_else(ApiError::no_instance)
 }
 
 async fn restores(
@@ -66,14 +62,25 @@ async fn restores(
     id: &str,
     raw: Option<&str>,
     v: Version,
-) -> ApiResult<RestoreListJson> {
+) -> ApiResult<Page<RestoreRecord>> {
     let (id, q) = prepare(id, raw, v)?;
-    let page = state
+    state
         .catalog
         .list_restores(&caller.0, &id, &q)
         .await?
-        .ok_or_else(ApiError::no_instance)?;
-    Ok(RestoreListJson {
+        .ok_or_else(ApiError::no_instance)
+}
+
+fn backup_list(page: &Page<BackupRecord>) -> Response {
+    Json(BackupListJson {
+        backup_record_response: page.items.iter().map(BackupRecordJson::from).collect(),
+        total_num: page.total,
+    })
+    .into_response()
+}
+
+fn restore_list(page: &Page<RestoreRecord>, v: Version) -> Response {
+    Json(RestoreListJson {
         restore_record_response: page
             .items
             .iter()
@@ -81,6 +88,7 @@ async fn restores(
             .collect(),
         total_num: page.total,
     })
+    .into_response()
 }
 
 /// List backup records, newest first.
@@ -105,11 +113,10 @@ pub async fn list_backups_v2(
     Extension(caller): Extension<Caller>,
     Path(path): Path<(String, String)>,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<BackupListJson>> {
+) -> ApiResult<Response> {
     let id = path.1;
-    backups(&state, &caller, &id, raw.as_deref(), Version::V2)
-        .await
-        .map(Json)
+    let page = backups(&state, &caller, &id, raw.as_deref(), Version::V2).await?;
+    Ok(backup_list(&page))
 }
 
 /// List restore records, newest first; 204 when none match.
@@ -134,11 +141,11 @@ pub async fn list_restores_v2(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let id = path.1;
-    let list = restores(&state, &caller, &id, raw.as_deref(), Version::V2).await?;
-    if list.total_num == 0 {
+    let page = restores(&state, &caller, &id, raw.as_deref(), Version::V2).await?;
+    if page.total == 0 {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    Ok(Json(list).into_response())
+    Ok(restore_list(&page, Version::V2))
 }
 
 /// v1.0: list backup records (`start` 1-based, `beginTime`/`endTime`).
@@ -157,12 +164,12 @@ pub async fn list_backups_v1(
     Extension(caller): Extension<Caller>,
     Path(path): Path<(String, String)>,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<BackupListJson>> {
+) -> ApiResult<Response> {
     let id = path.1;
-    backups(&state, &caller, &id, raw.as_deref(), Version::V1)
+    let page = backups(&state, &caller, &id, raw.as_deref(), Version::V1)
         .await
-        .map(Json)
-        .map_err(ApiError::v1)
+        .map_err(ApiError::v1)?;
+    Ok(backup_list(&page))
 }
 
 /// v1.0: list restore records, with the source instance of each.
@@ -181,10 +188,10 @@ pub async fn list_restores_v1(
     Extension(caller): Extension<Caller>,
     Path(path): Path<(String, String)>,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<RestoreListJson>> {
+) -> ApiResult<Response> {
     let id = path.1;
-    restores(&state, &caller, &id, raw.as_deref(), Version::V1)
+    let page = restores(&state, &caller, &id, raw.as_deref(), Version::V1)
         .await
-        .map(Json)
-        .map_err(ApiError::v1)
+        .map_err(ApiError::v1)?;
+    Ok(restore_list(&page, Version::V1))
 }

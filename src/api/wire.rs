@@ -6,7 +6,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use crate::model::{BackupPolicy, BackupRecord, Instance, Millis, RestoreRecord, StoredPolicy};
+use crate::model::{
+    BackupFormat, BackupPolicy, BackupRecord, Instance, Millis, RestoreRecord, StoredPolicy,
+};
 
 /// A required JSON body: empty is DCS.4004, malformed DCS.4005.
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -38,76 +40,132 @@ pub fn validate_remark(v: &Value) -> Result<String, ApiError> {
     }
 }
 
+/// A time as DCS writes it, `2019-05-10T08:31:16.166Z` (UTC, milliseconds),
+/// serialized without allocating: record listings write thousands.
+#[derive(Clone, Copy, Debug)]
+pub struct IsoTime(pub Millis);
+
+impl IsoTime {
+    fn write(self, out: &mut [u8; 24]) -> &str {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(self.0 as i128 * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let year = t.year().clamp(0, 9999) as u32;
+        let fields = [
+            (0, 4, year),
+            (5, 2, u8::from(t.month()) as u32),
+            (8, 2, t.day() as u32),
+            (11, 2, t.hour() as u32),
+            (14, 2, t.minute() as u32),
+            (17, 2, t.second() as u32),
+            (20, 3, t.millisecond() as u32),
+        ];
+        *out = *b"0000-00-00T00:00:00.000Z";
+        for (at, width, mut v) in fields {
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        }
+        // Only ASCII digits and separators were written.
+        std::str::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Serialize for IsoTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.write(&mut [0; 24]))
+    }
+}
+
 /// `2019-05-10T08:31:16.166Z`.
 pub fn iso(ms: Millis) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    IsoTime(ms).write(&mut [0; 24]).to_owned()
 }
 
-fn progress(hundredths: i64) -> String {
-    let h = hundredths.clamp(0, 10_000);
-    format!("{}.{:02}", h / 100, h % 100)
+/// Progress in hundredths of a percent, written `"12.34"` (`"0.00"`–`"100.00"`).
+#[derive(Clone, Copy, Debug)]
+pub struct Percent(pub i64);
+
+impl Serialize for Percent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let h = self.0.clamp(0, 10_000) as u32;
+        let mut out = *b"100.00";
+        let int = h / 100;
+        let mut at = 0;
+        if int >= 100 {
+            at = 3;
+        } else {
+            if int >= 10 {
+                out[at] = b'0' + (int / 10) as u8;
+                at += 1;
+            }
+            out[at] = b'0' + (int % 10) as u8;
+            at += 1;
+            out[at] = b'.';
+            out[at + 1] = b'0' + (h % 100 / 10) as u8;
+            out[at + 2] = b'0' + (h % 10) as u8;
+        }
+        s.serialize_str(std::str::from_utf8(&out[..at + 3]).unwrap_or_default())
+    }
 }
 
-/// A backup record (`backup_record_response` item, both versions).
+/// A backup record (`backup_record_response` item, both versions),
+/// borrowed from the record it shows.
 #[derive(Serialize, ToSchema)]
-pub struct BackupRecordJson {
-    pub backup_id: String,
-    pub instance_id: String,
-    pub backup_name: String,
-    pub backup_type: String,
+pub struct BackupRecordJson<'a> {
+    pub backup_id: &'a str,
+    pub instance_id: &'a str,
+    pub backup_name: &'a str,
+    pub backup_type: &'static str,
     /// `RDB` or `AOF`.
-    pub backup_format: String,
-    pub status: String,
+    pub backup_format: &'static str,
+    pub status: &'static str,
     /// `"0.00"`–`"100.00"`.
-    pub progress: String,
+    #[schema(value_type = String)]
+    pub progress: Percent,
     /// Bytes stored.
     pub size: i64,
-    pub period: Option<String>,
-    pub remark: String,
-    pub created_at: String,
-    pub execution_at: Option<String>,
-    pub updated_at: String,
-    pub error_code: Option<String>,
+    pub period: Option<&'a str>,
+    pub remark: &'a str,
+    #[schema(value_type = String)]
+    pub created_at: IsoTime,
+    #[schema(value_type = Option<String>)]
+    pub execution_at: Option<IsoTime>,
+    #[schema(value_type = String)]
+    pub updated_at: IsoTime,
+    pub error_code: Option<&'static str>,
     /// `"TRUE"` only for a succeeded backup whose files are intact.
-    pub is_support_restore: String,
+    pub is_support_restore: &'static str,
 }
 
-impl From<&BackupRecord> for BackupRecordJson {
-    fn from(b: &BackupRecord) -> Self {
+impl<'a> From<&'a BackupRecord> for BackupRecordJson<'a> {
+    fn from(b: &'a BackupRecord) -> Self {
         Self {
-            backup_id: b.id.to_string(),
-            instance_id: b.instance_id.to_string(),
-            backup_name: b.name.clone(),
-            backup_type: b.backup_type.as_str().to_owned(),
-            backup_format: b.format.as_str().to_ascii_uppercase(),
-            status: b.status.as_str().to_owned(),
-            progress: progress(b.progress),
+            backup_id: b.id.as_str(),
+            instance_id: b.instance_id.as_str(),
+            backup_name: &b.name,
+            backup_type: b.backup_type.as_str(),
+            backup_format: match b.format {
+                BackupFormat::Rdb => "RDB",
+                BackupFormat::Aof => "AOF",
+            },
+            status: b.status.as_str(),
+            progress: Percent(b.progress),
             size: b.size,
-            period: b.period.clone(),
-            remark: b.remark.clone(),
-            created_at: iso(b.created_at),
-            execution_at: b.execution_at.map(iso),
-            updated_at: iso(b.updated_at),
-            error_code: b.error.map(|e| e.code().to_owned()),
-            is_support_restore: if b.is_restorable() { "TRUE" } else { "FALSE" }.to_owned(),
+            period: b.period.as_deref(),
+            remark: &b.remark,
+            created_at: IsoTime(b.created_at),
+            execution_at: b.execution_at.map(IsoTime),
+            updated_at: IsoTime(b.updated_at),
+            error_code: b.error.map(|e| e.code()),
+            is_support_restore: if b.is_restorable() { "TRUE" } else { "FALSE" },
         }
     }
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct BackupListJson {
-    pub backup_record_response: Vec<BackupRecordJson>,
+pub struct BackupListJson<'a> {
+    pub backup_record_response: Vec<BackupRecordJson<'a>>,
     /// Number of records matching the filters.
     pub total_num: u64,
 }
@@ -115,41 +173,44 @@ pub struct BackupListJson {
 /// A restore record (`restore_record_response` item). v1.0 adds the source
 /// instance, spelled both ways the reference spells it.
 #[derive(Serialize, ToSchema)]
-pub struct RestoreRecordJson {
-    pub restore_id: String,
-    pub backup_id: String,
-    pub backup_name: String,
-    pub backup_remark: String,
-    pub restore_name: String,
-    pub restore_remark: String,
-    pub status: String,
-    pub progress: String,
-    pub created_at: String,
-    pub updated_at: String,
-    pub error_code: Option<String>,
+pub struct RestoreRecordJson<'a> {
+    pub restore_id: &'a str,
+    pub backup_id: &'a str,
+    pub backup_name: &'a str,
+    pub backup_remark: &'a str,
+    pub restore_name: &'a str,
+    pub restore_remark: &'a str,
+    pub status: &'static str,
+    #[schema(value_type = String)]
+    pub progress: Percent,
+    #[schema(value_type = String)]
+    pub created_at: IsoTime,
+    #[schema(value_type = String)]
+    pub updated_at: IsoTime,
+    pub error_code: Option<&'static str>,
     #[serde(rename = "sourceInstanceID", skip_serializing_if = "Option::is_none")]
-    pub source_instance_id_upper: Option<String>,
+    pub source_instance_id_upper: Option<&'a str>,
     #[serde(rename = "sourceInstanceId", skip_serializing_if = "Option::is_none")]
-    pub source_instance_id: Option<String>,
+    pub source_instance_id: Option<&'a str>,
     #[serde(rename = "sourceInstanceName", skip_serializing_if = "Option::is_none")]
-    pub source_instance_name: Option<String>,
+    pub source_instance_name: Option<&'a str>,
 }
 
-impl RestoreRecordJson {
-    pub fn new(r: &RestoreRecord, with_source: bool) -> Self {
-        let src = |s: &str| with_source.then(|| s.to_owned());
+impl<'a> RestoreRecordJson<'a> {
+    pub fn new(r: &'a RestoreRecord, with_source: bool) -> Self {
+        let src = |s: &'a str| with_source.then_some(s);
         Self {
-            restore_id: r.id.to_string(),
-            backup_id: r.backup_id.to_string(),
-            backup_name: r.backup_name.clone(),
-            backup_remark: r.backup_remark.clone(),
-            restore_name: r.name.clone(),
-            restore_remark: r.remark.clone(),
-            status: r.status.as_str().to_owned(),
-            progress: progress(r.progress),
-            created_at: iso(r.created_at),
-            updated_at: iso(r.updated_at),
-            error_code: r.error.map(|e| e.code().to_owned()),
+            restore_id: r.id.as_str(),
+            backup_id: r.backup_id.as_str(),
+            backup_name: &r.backup_name,
+            backup_remark: &r.backup_remark,
+            restore_name: &r.name,
+            restore_remark: &r.remark,
+            status: r.status.as_str(),
+            progress: Percent(r.progress),
+            created_at: IsoTime(r.created_at),
+            updated_at: IsoTime(r.updated_at),
+            error_code: r.error.map(|e| e.code()),
             source_instance_id_upper: src(r.source_instance_id.as_str()),
             source_instance_id: src(r.source_instance_id.as_str()),
             source_instance_name: src(&r.source_instance_name),
@@ -158,8 +219,8 @@ impl RestoreRecordJson {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct RestoreListJson {
-    pub restore_record_response: Vec<RestoreRecordJson>,
+pub struct RestoreListJson<'a> {
+    pub restore_record_response: Vec<RestoreRecordJson<'a>>,
     pub total_num: u64,
 }
 
@@ -592,8 +653,15 @@ mod tests {
     #[test]
     fn iso_has_milliseconds() {
         assert_eq!(iso(1_557_477_076_166), "2019-05-10T08:31:16.166Z");
-        assert_eq!(progress(10_000), "100.00");
-        assert_eq!(progress(1234), "12.34");
+        assert_eq!(iso(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        let pct = |h| serde_json::to_string(&Percent(h)).unwrap();
+        assert_eq!(pct(10_000), r#""100.00""#);
+        assert_eq!(pct(20_000), r#""100.00""#);
+        assert_eq!(pct(1234), r#""12.34""#);
+        assert_eq!(pct(905), r#""9.05""#);
+        assert_eq!(pct(7), r#""0.07""#);
+        assert_eq!(pct(-3), r#""0.00""#);
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! answered with index probes only: an instance's records carry a dense
 //! sequence number `seq` with `created_at` strictly increasing along it, so
 //! the number of records in a time range and the page at any offset are
-//! computed from two `(instance_id, created_at)` probes and one
-//! `(instance_id, seq)` range, whatever the number of records.
+//! computed from at most two `(instance_id, created_at)` probes and one
+//! `(instance_id, seq)` range, whatever the number of records. Records are
+//! never removed, so seqs are dense from 1 and a range with no lower bound
+//! starts at 1 without a probe.
 
 mod jobs;
 mod records;
@@ -171,7 +173,12 @@ impl Catalog {
             Db::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             tracing::Span::current().record("engine", "postgres");
-            let opts = PgConnectOptions::from_str(url)?;
+            // Every statement here is an index probe whatever its
+            // parameters, so the generic plan is always right; without
+            // this PostgreSQL re-plans statements like the listing's on
+            // every execution, and planning costs more than running them.
+            let opts = PgConnectOptions::from_str(url)?
+                .options([("plan_cache_mode", "force_generic_plan")]);
             let pool = PgPoolOptions::new()
                 // Every connection is still pinged when it returns to the pool.
                 .test_before_acquire(false)

@@ -426,6 +426,7 @@ impl Catalog {
                 .bind(q.end.unwrap_or(i64::MAX))
                 .bind(offset)
                 .bind(limit)
+                .bind(q.begin.is_some())
                 .fetch_one(pool)
                 .await)?;
         if found == 0 {
@@ -442,40 +443,45 @@ impl Catalog {
 }
 
 /// The listing statement for `table` on one engine. Parameters: $1
-/// instance, $2 project, $3/$4 created_at bounds, $5 offset, $6 limit.
+/// instance, $2 project, $3/$4 created_at bounds, $5 offset, $6 limit, $7
+/// whether there is a lower bound: without one the range starts at seq 1,
+/// since an instance's seqs are dense from 1 (records are never removed).
 /// The page's seq range is computed once in `w` so the range scan starts
 /// from the right end of the `(instance_id, seq)` index.
 fn list_sql(postgres: bool, table: &str, columns: &str) -> String {
     let object: Vec<String> = columns
         .split(',')
         .map(|c| c.trim())
-        .map(|c| format!("'{c}', r.{c}"))
+        .map(|c| format!("'{c}', p.{c}"))
         .collect();
+    // PostgreSQL turns whole rows into JSON objects (named by column) much
+    // faster than it evaluates a json_build_object call per row.
     let (greatest, page) = if postgres {
         (
             "GREATEST",
             format!(
-                "SELECT COALESCE(json_agg(json_build_object({})), '[]'::json)::text",
-                object.join(", ")
+                "SELECT COALESCE(json_agg(p), '[]'::json)::text FROM (SELECT {columns} FROM {table} r"
             ),
         )
     } else {
         (
             "MAX",
             format!(
-                "SELECT json_group_array(json_object({}))",
+                "SELECT json_group_array(json_object({})) FROM (SELECT * FROM {table} r",
                 object.join(", ")
             ),
         )
     };
+    // `b` is materialized: it is read twice, and inlined each read would
+    // probe the indexes again.
     format!(
-        "WITH b AS (SELECT \
+        "WITH b AS MATERIALIZED (SELECT \
            (SELECT COUNT(*) FROM instances WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL) AS found, \
-           (SELECT seq FROM {table} WHERE instance_id = $1 AND created_at >= $3 ORDER BY created_at ASC LIMIT 1) AS lo, \
+           CASE WHEN $7 THEN (SELECT seq FROM {table} WHERE instance_id = $1 AND created_at >= $3 ORDER BY created_at ASC LIMIT 1) ELSE 1 END AS lo, \
            (SELECT seq FROM {table} WHERE instance_id = $1 AND created_at <= $4 ORDER BY created_at DESC LIMIT 1) AS hi), \
          w AS (SELECT found, lo, hi, hi - $5 AS top, {greatest}(lo, hi - $5 - $6 + 1) AS bottom FROM b) \
          SELECT w.found, w.lo, w.hi, \
-           ({page} FROM {table} r WHERE r.instance_id = $1 AND r.seq BETWEEN w.bottom AND w.top) AS page \
+           ({page} WHERE r.instance_id = $1 AND r.seq BETWEEN w.bottom AND w.top) p) AS page \
          FROM w"
     )
 }
