@@ -47,6 +47,7 @@ pub struct NewRestore {
     pub error: Option<JobError>,
 }
 
+/// Fields in the order of [`BACKUP_COLUMNS`] (SQLite listings rely on it).
 #[derive(sqlx::FromRow, serde::Deserialize)]
 pub(crate) struct BackupRow {
     id: String,
@@ -94,6 +95,7 @@ impl TryFrom<BackupRow> for BackupRecord {
     }
 }
 
+/// Fields in the order of [`RESTORE_COLUMNS`] (SQLite listings rely on it).
 #[derive(sqlx::FromRow, serde::Deserialize)]
 struct RestoreRow {
     id: String,
@@ -405,40 +407,80 @@ impl Catalog {
     }
 
     /// Runs a listing statement built by [`list_sql`]: the instance check,
-    /// the seq bounds of the time range and the page (as a JSON array) in
-    /// one row.
-    async fn list_page<R: serde::de::DeserializeOwned>(
+    /// the seq bounds of the time range and the page's records in one
+    /// round trip.
+    async fn list_page<R>(
         &self,
         sql: &str,
         project: &ProjectId,
         instance: &InstanceId,
         q: &ListQuery,
-    ) -> Result<Option<(Vec<R>, u64)>> {
+    ) -> Result<Option<(Vec<R>, u64)>>
+    where
+        R: serde::de::DeserializeOwned
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + Send
+            + Unpin,
+    {
+        use sqlx::Row;
         let offset = i64::try_from(q.offset)
             .unwrap_or(i64::MAX / 4)
             .min(i64::MAX / 4);
         let limit = i64::try_from(q.limit).unwrap_or(1000);
-        let (found, lo, hi, page): (i64, Option<i64>, Option<i64>, Option<String>) = on_db!(&self.db, pool =>
-            sqlx::query_as(sql)
-                .bind(instance.as_str())
-                .bind(project.as_str())
-                .bind(q.begin.unwrap_or(i64::MIN))
-                .bind(q.end.unwrap_or(i64::MAX))
-                .bind(offset)
-                .bind(limit)
-                .bind(q.begin.is_some())
-                .fetch_one(pool)
-                .await)?;
+        macro_rules! query {
+            () => {
+                sqlx::query(sql)
+                    .bind(instance.as_str())
+                    .bind(project.as_str())
+                    .bind(q.begin.unwrap_or(i64::MIN))
+                    .bind(q.end.unwrap_or(i64::MAX))
+                    .bind(offset)
+                    .bind(limit)
+                    .bind(q.begin.is_some())
+            };
+        }
+        let ((found, lo, hi), records): ((i64, Option<i64>, Option<i64>), Vec<R>) = match &self.db {
+            Db::Sqlite(pool) => {
+                let row = query!().fetch_one(pool).await?;
+                let page: Option<String> = row.try_get("page")?;
+                let records = serde_json::from_str(page.as_deref().unwrap_or("[]"))
+                    .map_err(|e| CatalogError::Corrupt(format!("listing page: {e}")))?;
+                (
+                    (
+                        row.try_get("found")?,
+                        row.try_get("lo")?,
+                        row.try_get("hi")?,
+                    ),
+                    records,
+                )
+            }
+            Db::Postgres(pool) => {
+                let rows = query!().fetch_all(pool).await?;
+                let first = rows
+                    .first()
+                    .ok_or_else(|| CatalogError::Corrupt("listing returned no row".into()))?;
+                let bounds = (
+                    first.try_get("found")?,
+                    first.try_get("lo")?,
+                    first.try_get("hi")?,
+                );
+                let mut records = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    if row.try_get::<Option<String>, _>("id")?.is_some() {
+                        records.push(R::from_row(row)?);
+                    }
+                }
+                (bounds, records)
+            }
+        };
         if found == 0 {
             return Ok(None);
         }
         let (total, window) = page_window(lo, hi, q);
-        if window.is_none() {
-            return Ok(Some((vec![], total)));
-        }
-        let rows: Vec<R> = serde_json::from_str(page.as_deref().unwrap_or("[]"))
-            .map_err(|e| CatalogError::Corrupt(format!("listing page: {e}")))?;
-        Ok(Some((rows, total)))
+        Ok(Some((
+            if window.is_some() { records } else { vec![] },
+            total,
+        )))
     }
 }
 
@@ -446,44 +488,43 @@ impl Catalog {
 /// instance, $2 project, $3/$4 created_at bounds, $5 offset, $6 limit, $7
 /// whether there is a lower bound: without one the range starts at seq 1,
 /// since an instance's seqs are dense from 1 (records are never removed).
-/// The page's seq range is computed once in `w` so the range scan starts
-/// from the right end of the `(instance_id, seq)` index.
+/// `b` is materialized: it is read twice, and inlined each read would probe
+/// the indexes again.
+///
+/// The page comes back as the engine delivers it fastest. sqlx hands each
+/// SQLite row across from its worker thread on its own, so there one row
+/// carries the bounds and the page as a JSON array of arrays, one per record
+/// with its columns in the order of the row type's fields (serde reads a
+/// struct from an array in field order). PostgreSQL streams rows
+/// at once and builds JSON slowly, so there every row carries the bounds
+/// and one record (a single row with no record when the page is empty).
 fn list_sql(postgres: bool, table: &str, columns: &str) -> String {
-    let object: Vec<String> = columns
-        .split(',')
-        .map(|c| c.trim())
-        .map(|c| format!("'{c}', p.{c}"))
-        .collect();
-    // PostgreSQL turns whole rows into JSON objects (named by column) much
-    // faster than it evaluates a json_build_object call per row.
-    let (greatest, page) = if postgres {
-        (
-            "GREATEST",
-            format!(
-                "SELECT COALESCE(json_agg(p), '[]'::json)::text FROM (SELECT {columns} FROM {table} r"
-            ),
-        )
-    } else {
-        (
-            "MAX",
-            format!(
-                "SELECT json_group_array(json_object({})) FROM (SELECT * FROM {table} r",
-                object.join(", ")
-            ),
-        )
-    };
-    // `b` is materialized: it is read twice, and inlined each read would
-    // probe the indexes again.
-    format!(
+    let bounds = format!(
         "WITH b AS MATERIALIZED (SELECT \
            (SELECT COUNT(*) FROM instances WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL) AS found, \
            CASE WHEN $7 THEN (SELECT seq FROM {table} WHERE instance_id = $1 AND created_at >= $3 ORDER BY created_at ASC LIMIT 1) ELSE 1 END AS lo, \
            (SELECT seq FROM {table} WHERE instance_id = $1 AND created_at <= $4 ORDER BY created_at DESC LIMIT 1) AS hi), \
-         w AS (SELECT found, lo, hi, hi - $5 AS top, {greatest}(lo, hi - $5 - $6 + 1) AS bottom FROM b) \
-         SELECT w.found, w.lo, w.hi, \
-           ({page} WHERE r.instance_id = $1 AND r.seq BETWEEN w.bottom AND w.top) p) AS page \
-         FROM w"
-    )
+         w AS (SELECT found, lo, hi, hi - $5 AS top, {}(lo, hi - $5 - $6 + 1) AS bottom FROM b)",
+        if postgres { "GREATEST" } else { "MAX" }
+    );
+    let columns: Vec<&str> = columns.split(',').map(str::trim).collect();
+    if postgres {
+        let columns: Vec<String> = columns.iter().map(|c| format!("r.{c}")).collect();
+        format!(
+            "{bounds} SELECT w.found, w.lo, w.hi, {} \
+             FROM w LEFT JOIN {table} r ON r.instance_id = $1 AND r.seq BETWEEN w.bottom AND w.top",
+            columns.join(", ")
+        )
+    } else {
+        let columns: Vec<String> = columns.iter().map(|c| format!("r.{c}")).collect();
+        format!(
+            "{bounds} SELECT w.found, w.lo, w.hi, \
+               (SELECT json_group_array(json_array({})) FROM {table} r \
+                WHERE r.instance_id = $1 AND r.seq BETWEEN w.bottom AND w.top) AS page \
+             FROM w",
+            columns.join(", ")
+        )
+    }
 }
 
 static BACKUP_LIST_SQLITE: LazyLock<String> =
