@@ -28,7 +28,9 @@ impl ChannelReader {
 impl Read for ChannelReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
+            // Not `blocking_recv`: that refuses to run on a thread that
+            // drives a runtime of its own, as the restore's slicer does.
+            match futures::executor::block_on(self.rx.recv()) {
                 Some(b) => self.cur = b,
                 None => return Ok(0),
             }

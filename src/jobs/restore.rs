@@ -14,7 +14,7 @@
 //! backup has been read back and matched its manifest (size, BLAKE3, RDB
 //! CRC64 and structure, AOF framing).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
@@ -866,6 +866,14 @@ enum Dest {
     All,
 }
 
+/// Where one backup file's bytes come from for the slicing thread.
+enum SliceInput {
+    /// A local file, read by the slicing thread itself.
+    Local(PathBuf),
+    /// Chunks a task on the main runtime streams in from a remote store.
+    Remote(mpsc::Receiver<Bytes>),
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn slice(
     jobs: &Arc<Jobs>,
@@ -890,103 +898,184 @@ async fn slice(
             )));
         }
     }
-    // Empty every master, then stream.
-    let mut pipes = Vec::with_capacity(map.masters.len());
-    for m in &map.masters {
-        let mut c = Conn::open(&target.connection, &m.host, m.port, &jobs.redis).await?;
-        c.cmd_ok(&["FLUSHALL"]).await.map_err(sync_failure)?;
-        if tinfo.functions {
-            let _ = c.cmd(&["FUNCTION", "FLUSH"]).await;
-        }
-        pipes.push(Pipeline::start(c, WINDOW));
-    }
-    let now = now_millis();
-    let max_payload = jobs.settings.restore_max_payload;
+    let mut inputs = Vec::with_capacity(manifest.files.len());
+    let mut remote = Vec::new();
     for f in &manifest.files {
         let path = format!("{prefix}{}", f.name);
-        // A local file is read by the slicing thread itself; a remote one
-        // streams in through a channel.
-        let (in_tx, in_rx) = mpsc::channel::<Bytes>(DEPTH);
-        let (input, mut stream): (Box<dyn Read + Send>, _) = match jobs.store.local_path(&path) {
-            Some(local) => {
-                let file = File::open(&local)
-                    .map_err(|e| fail(JobError::Storage, format!("opening {}: {e}", f.name)))?;
-                let input = Counted {
-                    inner: file,
-                    progress: Arc::clone(progress),
-                };
-                (Box::new(input), None)
+        match jobs.store.local_path(&path) {
+            Some(local) => inputs.push(SliceInput::Local(local)),
+            None => {
+                let (tx, rx) = mpsc::channel::<Bytes>(DEPTH);
+                inputs.push(SliceInput::Remote(rx));
+                remote.push((path, tx));
             }
-            None => (
-                Box::new(ChannelReader::new(in_rx)),
-                Some(jobs.store.read_stream(&path).await?),
-            ),
-        };
-        let (op_tx, op_rx) = mpsc::channel::<(Dest, Op)>(DEPTH * 4);
-        let is_aof = manifest.format == "aof";
-        let map2 = map.clone();
-        let t2 = tinfo.clone();
-        let producer = tokio::task::spawn_blocking(move || {
-            if is_aof {
-                replay_aof(input, &map2, cluster, &op_tx)
-            } else {
-                slice_rdb(input, &map2, cluster, &t2, now, max_payload, &op_tx)
-            }
-        });
-        let feed = async {
-            let Some(stream) = stream.as_mut() else {
-                return Ok(());
-            };
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| fail(JobError::Storage, e.to_string()))?;
-                progress
-                    .done
-                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                if in_tx.send(chunk).await.is_err() {
-                    break;
-                }
-            }
-            drop(in_tx);
-            Ok::<_, JobFailure>(())
-        };
-        let pipes_ref = &pipes;
-        let send = async move {
-            // Owning the receiver: if sending fails, dropping it unblocks
-            // the slicer thread.
-            let mut op_rx = op_rx;
-            while let Some((dest, op)) = op_rx.recv().await {
-                match dest {
-                    Dest::One(i) => pipes_ref[i].send(op).await?,
-                    Dest::All => {
-                        for p in pipes_ref {
-                            p.send(op.clone()).await?;
-                        }
+        }
+    }
+    // Remote files stream in order, each into its channel, as the slicing
+    // thread reads them.
+    let feeder = {
+        let jobs = Arc::clone(jobs);
+        let progress = Arc::clone(progress);
+        tokio::spawn(async move {
+            for (path, tx) in remote {
+                let mut stream = jobs.store.read_stream(&path).await?;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| fail(JobError::Storage, e.to_string()))?;
+                    progress
+                        .done
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    if tx.send(chunk).await.is_err() {
+                        return Ok(());
                     }
                 }
             }
-            Ok::<_, RedisError>(())
-        };
-        let (fed, sent) = tokio::join!(feed, send);
-        let produced = producer
-            .await
-            .map_err(|e| sync_failure(format!("slicer crashed: {e}")))?;
-        fed?;
-        sent.map_err(sync_failure)?;
-        produced.map_err(sync_failure)?;
-    }
-    let mut redirects = Vec::new();
-    for p in pipes {
-        let stats = p.finish().await.map_err(sync_failure)?;
-        if stats.error_count > 0 {
-            return Err(sync_failure(format!(
-                "{} commands refused by the target, e.g. {}",
-                stats.error_count,
-                stats.errors.join("; ")
-            )));
+            Ok::<_, JobFailure>(())
+        })
+    };
+    // Parsing, encoding, writing to the masters and reading their replies
+    // take turns on one thread with a runtime of its own, as `redis-cli
+    // --pipe` does: on a machine shared with the target, every other
+    // runnable thread of the service would take CPU time from the Redis
+    // doing the loading.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let work = SliceWork {
+        jobs: Arc::clone(jobs),
+        target: target.clone(),
+        map,
+        cluster,
+        tinfo: tinfo.clone(),
+        format_aof: manifest.format == "aof",
+        progress: Arc::clone(progress),
+        now: now_millis(),
+    };
+    std::thread::Builder::new()
+        .name("restore-slicer".into())
+        .spawn(move || {
+            let result = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(work.run(inputs)),
+                Err(e) => Err(sync_failure(format!("slicer runtime: {e}"))),
+            };
+            let _ = done_tx.send(result);
+        })
+        .map_err(|e| sync_failure(format!("slicer thread: {e}")))?;
+    let sliced = done_rx
+        .await
+        .map_err(|_| sync_failure("the slicer thread crashed"))?;
+    let fed = feeder
+        .await
+        .map_err(|e| sync_failure(format!("feeder crashed: {e}")))?;
+    // A read failure explains whatever the slicer saw after it.
+    fed?;
+    sliced
+}
+
+/// What the slicing thread needs, owned.
+struct SliceWork {
+    jobs: Arc<Jobs>,
+    target: Instance,
+    map: SlotMap,
+    cluster: bool,
+    tinfo: TargetInfo,
+    format_aof: bool,
+    progress: Arc<Progress>,
+    now: i64,
+}
+
+impl SliceWork {
+    /// Empties every master, then streams every file's commands to them.
+    async fn run(self, inputs: Vec<SliceInput>) -> Result<(), JobFailure> {
+        let mut pipes = Vec::with_capacity(self.map.masters.len());
+        for m in &self.map.masters {
+            let mut c =
+                Conn::open(&self.target.connection, &m.host, m.port, &self.jobs.redis).await?;
+            c.cmd_ok(&["FLUSHALL"]).await.map_err(sync_failure)?;
+            if self.tinfo.functions {
+                let _ = c.cmd(&["FUNCTION", "FLUSH"]).await;
+            }
+            pipes.push(Pipeline::start(c, WINDOW));
         }
-        redirects.extend(stats.redirects);
+        let max_payload = self.jobs.settings.restore_max_payload;
+        for input in inputs {
+            let input: Box<dyn Read + Send> = match input {
+                SliceInput::Local(path) => {
+                    let file = File::open(&path).map_err(|e| {
+                        fail(
+                            JobError::Storage,
+                            format!("opening {}: {e}", path.display()),
+                        )
+                    })?;
+                    Box::new(Counted {
+                        inner: file,
+                        progress: Arc::clone(&self.progress),
+                    })
+                }
+                SliceInput::Remote(rx) => Box::new(ChannelReader::new(rx)),
+            };
+            let batch = Batcher::new(self.map.masters.len());
+            let result = if self.format_aof {
+                let mut source = AofReplayer::new(input, &self.map, self.cluster, batch);
+                send_all(&mut source, &pipes).await
+            } else {
+                let mut source = RdbSlicer::new(
+                    input,
+                    &self.map,
+                    self.cluster,
+                    &self.tinfo,
+                    self.now,
+                    max_payload,
+                    batch,
+                );
+                send_all(&mut source, &pipes).await
+            };
+            result?;
+        }
+        let mut redirects = Vec::new();
+        for p in pipes {
+            let stats = p.finish().await.map_err(sync_failure)?;
+            if stats.error_count > 0 {
+                return Err(sync_failure(format!(
+                    "{} commands refused by the target, e.g. {}",
+                    stats.error_count,
+                    stats.errors.join("; ")
+                )));
+            }
+            redirects.extend(stats.redirects);
+        }
+        resend_redirected(&self.jobs, &self.target, redirects).await
     }
-    resend_redirected(jobs, target, redirects).await
+}
+
+/// Something that turns a backup file into ops, a few at a time.
+trait OpSource {
+    /// Works until `out` holds an op or the input is done; false once done
+    /// (every op handed out).
+    fn fill(&mut self, out: &mut VecDeque<(Dest, Op)>) -> Result<bool, String>;
+}
+
+/// Hands a source's ops to the pipelines, yielding after each batch so the
+/// pipelines' writers and readers run on this same thread.
+async fn send_all(source: &mut dyn OpSource, pipes: &[Pipeline]) -> Result<(), JobFailure> {
+    let mut ready = VecDeque::new();
+    loop {
+        let more = source.fill(&mut ready).map_err(sync_failure)?;
+        while let Some((dest, op)) = ready.pop_front() {
+            match dest {
+                Dest::One(i) => pipes[i].send(op).await.map_err(sync_failure)?,
+                Dest::All => {
+                    for p in pipes {
+                        p.send(op.clone()).await.map_err(sync_failure)?;
+                    }
+                }
+            }
+        }
+        if !more {
+            return Ok(());
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 /// Sends ops a cluster redirected (`MOVED`/`ASK`) to where it said.
@@ -1073,88 +1162,74 @@ async fn send_raw(c: &mut Conn, op: &Op, ask: bool) -> Result<Vec<Reply>, JobFai
     Ok(out)
 }
 
-/// Per-destination buffers of encoded commands, flushed as ops.
-struct Batcher<'a> {
+/// Per-destination buffers of encoded commands, cut into ops of about
+/// [`OP_BYTES`].
+struct Batcher {
     bufs: Vec<(Vec<u8>, u32)>,
-    all: (Vec<u8>, u32),
-    tx: &'a mpsc::Sender<(Dest, Op)>,
+    /// Ops cut and not yet handed out, in order.
+    ready: VecDeque<(Dest, Op)>,
 }
 
-impl<'a> Batcher<'a> {
-    fn new(n: usize, tx: &'a mpsc::Sender<(Dest, Op)>) -> Self {
+impl Batcher {
+    fn new(n: usize) -> Self {
         Self {
             bufs: (0..n).map(|_| (Vec::with_capacity(OP_BYTES), 0)).collect(),
-            all: (Vec::new(), 0),
-            tx,
+            ready: VecDeque::new(),
         }
     }
 
-    fn push(&mut self, dest: usize, bytes: &[u8], commands: u32) -> Result<(), String> {
-        let (buf, n) = &mut self.bufs[dest];
-        buf.extend_from_slice(bytes);
-        *n += commands;
-        if buf.len() >= OP_BYTES {
-            self.flush_one(dest)?;
-        }
-        Ok(())
+    fn push(&mut self, dest: usize, bytes: &[u8], commands: u32) {
+        self.push_with(dest, commands, |buf| buf.extend_from_slice(bytes));
     }
 
     /// Like [`Self::push`], but the command is written straight into the
     /// destination's buffer (no intermediate copy of big values).
-    fn push_with(
-        &mut self,
-        dest: usize,
-        commands: u32,
-        write: impl FnOnce(&mut Vec<u8>),
-    ) -> Result<(), String> {
+    fn push_with(&mut self, dest: usize, commands: u32, write: impl FnOnce(&mut Vec<u8>)) {
         let (buf, n) = &mut self.bufs[dest];
         write(buf);
         *n += commands;
         if buf.len() >= OP_BYTES {
-            self.flush_one(dest)?;
+            self.cut(dest);
         }
-        Ok(())
     }
 
     /// A command for every master, after what each already has queued.
-    fn push_all(&mut self, bytes: &[u8]) -> Result<(), String> {
+    fn push_all(&mut self, bytes: &[u8]) {
         for i in 0..self.bufs.len() {
-            self.flush_one(i)?;
+            self.cut(i);
         }
-        self.all.0.extend_from_slice(bytes);
-        self.all.1 += 1;
-        let (b, n) = std::mem::take(&mut self.all);
-        self.tx
-            .blocking_send((
-                Dest::All,
-                Op {
-                    bytes: Bytes::from(b),
-                    replies: n,
-                },
-            ))
-            .map_err(|_| "pipelines stopped".to_owned())
+        self.ready.push_back((
+            Dest::All,
+            Op {
+                bytes: Bytes::copy_from_slice(bytes),
+                replies: 1,
+            },
+        ));
     }
 
-    fn flush_one(&mut self, dest: usize) -> Result<(), String> {
+    fn cut(&mut self, dest: usize) {
         let (buf, n) = &mut self.bufs[dest];
         if *n == 0 {
-            return Ok(());
+            return;
         }
         let op = Op {
-            bytes: Bytes::from(std::mem::take(buf)),
+            bytes: Bytes::from(std::mem::replace(buf, Vec::with_capacity(OP_BYTES))),
             replies: std::mem::take(n),
         };
-        buf.reserve(OP_BYTES);
-        self.tx
-            .blocking_send((Dest::One(dest), op))
-            .map_err(|_| "pipelines stopped".to_owned())
+        self.ready.push_back((Dest::One(dest), op));
     }
 
-    fn finish(mut self) -> Result<(), String> {
+    fn finish(&mut self) {
         for i in 0..self.bufs.len() {
-            self.flush_one(i)?;
+            self.cut(i);
         }
-        Ok(())
+    }
+
+    /// Moves the cut ops to `out`; true if there were any.
+    fn hand_out(&mut self, out: &mut VecDeque<(Dest, Op)>) -> bool {
+        let any = !self.ready.is_empty();
+        out.append(&mut self.ready);
+        any
     }
 }
 
@@ -1186,66 +1261,105 @@ fn encode_restore(
 
 /// Cuts each key's value out of the RDB and turns it into RESTORE (or,
 /// where the target cannot take the encoding, decoded commands).
-#[allow(clippy::too_many_arguments)]
-fn slice_rdb(
-    input: impl Read,
-    map: &SlotMap,
+struct RdbSlicer<'a, R: Read> {
+    reader: RdbReader<R>,
+    map: &'a SlotMap,
     cluster: bool,
-    t: &TargetInfo,
+    t: &'a TargetInfo,
     now: i64,
     max_payload: usize,
-    tx: &mpsc::Sender<(Dest, Op)>,
-) -> Result<(), String> {
-    let mut reader = RdbReader::new(input, ReadMode::Raw).require_eof_after_trailer(true);
-    let mut batch = Batcher::new(map.masters.len(), tx);
-    let mut version = 0u32;
-    let mut flavor = Flavor::Redis;
-    let mut db = 0u64;
-    let mut cmd = Vec::with_capacity(1024);
-    let aof = AofOptions {
-        now_ms: Some(now),
-        legacy_streams: t.legacy_streams,
-        ..AofOptions::default()
-    };
-    let (mut restored, mut decoded, mut expired) = (0u64, 0u64, 0u64);
-    while let Some(item) = reader.next_item().map_err(|e| e.to_string())? {
+    batch: Batcher,
+    version: u32,
+    flavor: Flavor,
+    db: u64,
+    cmd: Vec<u8>,
+    aof: AofOptions,
+    restored: u64,
+    decoded: u64,
+    expired: u64,
+    done: bool,
+}
+
+impl<'a, R: Read> RdbSlicer<'a, R> {
+    fn new(
+        input: R,
+        map: &'a SlotMap,
+        cluster: bool,
+        t: &'a TargetInfo,
+        now: i64,
+        max_payload: usize,
+        batch: Batcher,
+    ) -> Self {
+        Self {
+            reader: RdbReader::new(input, ReadMode::Raw).require_eof_after_trailer(true),
+            map,
+            cluster,
+            t,
+            now,
+            max_payload,
+            batch,
+            version: 0,
+            flavor: Flavor::Redis,
+            db: 0,
+            cmd: Vec::with_capacity(1024),
+            aof: AofOptions {
+                now_ms: Some(now),
+                legacy_streams: t.legacy_streams,
+                ..AofOptions::default()
+            },
+            restored: 0,
+            decoded: 0,
+            expired: 0,
+            done: false,
+        }
+    }
+
+    fn item(&mut self, item: Item) -> Result<(), String> {
         match item {
             Item::Header { magic, version: v } => {
-                version = v;
-                flavor = Flavor::of_header(magic, v);
+                self.version = v;
+                self.flavor = Flavor::of_header(magic, v);
             }
             Item::SelectDb(n) => {
-                db = n;
-                if !cluster {
-                    cmd.clear();
-                    encode_command(&mut cmd, &[b"SELECT".as_slice(), n.to_string().as_bytes()]);
-                    batch.push(0, &cmd, 1)?;
+                self.db = n;
+                if !self.cluster {
+                    self.cmd.clear();
+                    encode_command(
+                        &mut self.cmd,
+                        &[b"SELECT".as_slice(), n.to_string().as_bytes()],
+                    );
+                    self.batch.push(0, &self.cmd, 1);
                 }
             }
-            Item::Function { code } if t.functions => {
-                cmd.clear();
+            Item::Function { code } if self.t.functions => {
+                self.cmd.clear();
                 encode_command(
-                    &mut cmd,
+                    &mut self.cmd,
                     &[b"FUNCTION".as_slice(), b"LOAD", b"REPLACE", &code],
                 );
-                batch.push_all(&cmd)?;
+                self.batch.push_all(&self.cmd);
             }
             Item::Key(k) => {
-                if k.expire_ms.is_some_and(|e| e <= now) {
-                    expired += 1;
-                    continue;
+                if k.expire_ms.is_some_and(|e| e <= self.now) {
+                    self.expired += 1;
+                    return Ok(());
                 }
-                if cluster && db != 0 {
+                if self.cluster && self.db != 0 {
                     return Err(format!(
-                        "key in database {db}: a cluster has only database 0"
+                        "key in database {}: a cluster has only database 0",
+                        self.db
                     ));
                 }
-                let dest = if cluster { map.node_of(&k.key) } else { 0 };
+                let (t, flavor, version) = (self.t, self.flavor, self.version);
+                let dest = if self.cluster {
+                    self.map.node_of(&k.key)
+                } else {
+                    0
+                };
                 let raw = k.raw.as_deref().ok_or("reader kept no raw value")?;
                 let native = min_rdb_version_for_type(k.rdb_type, flavor)
                     .is_some_and(|min| min <= t.rdb_version && (flavor == t.flavor || min <= 11));
-                cmd.clear();
-                if native && raw.len() <= max_payload {
+                if native && raw.len() <= self.max_payload {
                     // Stamp the lowest version that describes the encoding
                     // the target knows: its own if the file's is newer.
                     // Valkey refuses the version numbers only Redis used (12–79).
@@ -1255,41 +1369,81 @@ fn slice_rdb(
                         t.rdb_version.min(11)
                     };
                     let stamp = version.min(cap) as u16;
-                    batch.push_with(dest, 1, |out| {
+                    self.batch.push_with(dest, 1, |out| {
                         encode_restore(out, &k.key, k.expire_ms, k.rdb_type, raw, stamp)
-                    })?;
-                    restored += 1;
+                    });
+                    self.restored += 1;
                 } else {
                     let value = decode_value(k.rdb_type, raw, flavor).map_err(|e| e.to_string())?;
-                    let n = write_key_commands(&mut cmd, &k.key, &value, k.expire_ms, &aof)
-                        .map_err(|e| e.to_string())?;
+                    self.cmd.clear();
+                    let n =
+                        write_key_commands(&mut self.cmd, &k.key, &value, k.expire_ms, &self.aof)
+                            .map_err(|e| e.to_string())?;
                     if n > 0 {
-                        batch.push(dest, &cmd, n as u32)?;
+                        self.batch.push(dest, &self.cmd, n as u32);
                     }
-                    decoded += 1;
+                    self.decoded += 1;
                 }
             }
             _ => {}
         }
+        Ok(())
     }
-    batch.finish()?;
-    tracing::info!(restored, decoded, expired, "RDB sliced");
-    Ok(())
+}
+
+impl<R: Read> OpSource for RdbSlicer<'_, R> {
+    fn fill(&mut self, out: &mut VecDeque<(Dest, Op)>) -> Result<bool, String> {
+        while !self.done {
+            if self.batch.hand_out(out) {
+                return Ok(true);
+            }
+            match self.reader.next_item().map_err(|e| e.to_string())? {
+                Some(item) => self.item(item)?,
+                None => {
+                    self.batch.finish();
+                    self.done = true;
+                    tracing::info!(
+                        restored = self.restored,
+                        decoded = self.decoded,
+                        expired = self.expired,
+                        "RDB sliced"
+                    );
+                }
+            }
+        }
+        self.batch.hand_out(out);
+        Ok(false)
+    }
 }
 
 /// Replays an AOF's commands, routing each by its key in a cluster.
-fn replay_aof(
-    mut input: impl Read,
-    map: &SlotMap,
+struct AofReplayer<'a, R: Read> {
+    input: R,
+    map: &'a SlotMap,
     cluster: bool,
-    tx: &mpsc::Sender<(Dest, Op)>,
-) -> Result<(), String> {
-    let mut batch = Batcher::new(map.masters.len(), tx);
-    let mut buf = BytesMut::with_capacity(1 << 20);
-    let mut chunk = vec![0u8; 256 * 1024];
-    loop {
-        while let Some((reply, used)) = parse_reply(&buf).map_err(|e| e.to_string())? {
-            let raw = buf.split_to(used);
+    batch: Batcher,
+    buf: BytesMut,
+    chunk: Vec<u8>,
+    done: bool,
+}
+
+impl<'a, R: Read> AofReplayer<'a, R> {
+    fn new(input: R, map: &'a SlotMap, cluster: bool, batch: Batcher) -> Self {
+        Self {
+            input,
+            map,
+            cluster,
+            batch,
+            buf: BytesMut::with_capacity(1 << 20),
+            chunk: vec![0u8; 256 * 1024],
+            done: false,
+        }
+    }
+
+    /// Batches every complete command in the buffer.
+    fn drain(&mut self) -> Result<(), String> {
+        while let Some((reply, used)) = parse_reply(&self.buf).map_err(|e| e.to_string())? {
+            let raw = self.buf.split_to(used);
             let Reply::Array(Some(args)) = reply else {
                 return Err("AOF holds a non-command".into());
             };
@@ -1303,28 +1457,46 @@ fn replay_aof(
                 _ => None,
             };
             match name.as_str() {
-                "SELECT" if cluster => {}
-                "SELECT" => batch.push(0, &raw, 1)?,
-                "FUNCTION" | "MULTI" | "EXEC" => batch.push_all(&raw)?,
+                "SELECT" if self.cluster => {}
+                "SELECT" => self.batch.push(0, &raw, 1),
+                "FUNCTION" | "MULTI" | "EXEC" => self.batch.push_all(&raw),
                 _ => {
-                    let dest = match (cluster, key) {
-                        (true, Some(k)) => map.node_of(k),
+                    let dest = match (self.cluster, key) {
+                        (true, Some(k)) => self.map.node_of(k),
                         _ => 0,
                     };
-                    batch.push(dest, &raw, 1)?;
+                    self.batch.push(dest, &raw, 1);
                 }
             }
         }
-        let n = input.read(&mut chunk).map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
+        Ok(())
+    }
+}
+
+impl<R: Read> OpSource for AofReplayer<'_, R> {
+    fn fill(&mut self, out: &mut VecDeque<(Dest, Op)>) -> Result<bool, String> {
+        while !self.done {
+            if self.batch.hand_out(out) {
+                return Ok(true);
+            }
+            let n = self
+                .input
+                .read(&mut self.chunk)
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                if !self.buf.is_empty() {
+                    return Err("truncated AOF".into());
+                }
+                self.batch.finish();
+                self.done = true;
+            } else {
+                self.buf.extend_from_slice(&self.chunk[..n]);
+                self.drain()?;
+            }
         }
-        buf.extend_from_slice(&chunk[..n]);
+        self.batch.hand_out(out);
+        Ok(false)
     }
-    if !buf.is_empty() {
-        return Err("truncated AOF".into());
-    }
-    batch.finish()
 }
 
 #[cfg(test)]
