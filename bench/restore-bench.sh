@@ -344,7 +344,7 @@ for mode in auto slice; do
   twait=$(awk -v a="$twait0" -v b="$(wait_of "${redis_pids[$p]}")" 'BEGIN {printf "%.2f", b - a}')
     twait=$(awk -v a="$twait0" -v b="$(wait_of "${redis_pids[$p]}")" 'BEGIN {printf "%.2f", b - a}')
     check_target "$p" "($c) run $i"
-    log "($c) target: $(target_stats "$p")"
+    [ "$c" = b ] || log "($c) target: $(target_stats "$p")"   # a feed is no client traffic
     log "($c) $mode run $i: ${rs_s} s via ${rs_path}, VmHWM $((hwm_kb / 1024)) MiB, sampled max RSS $((rss_kb / 1024)) MiB, CPU s: service ${svc_cpu}, target redis ${tcpu} (waited for a CPU ${twait}); load $(loadavg)"
     record "$c" "$i" "$rs_s" "$hwm_kb" "$rss_kb" "$svc_cpu" "${rs_path// /_}" "$tcpu"
     cp "$svc_log" "$work/log-$c-$i.txt"
