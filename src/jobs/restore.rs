@@ -1050,9 +1050,25 @@ impl SliceWork {
 
 /// Something that turns a backup file into ops, a few at a time.
 trait OpSource {
+    /// Turns the next piece of input into commands in the batch; false once
+    /// the input is done (and the batch finished).
+    fn step(&mut self) -> Result<bool, String>;
+
+    fn batch(&mut self) -> &mut Batcher;
+
     /// Works until `out` holds an op or the input is done; false once done
     /// (every op handed out).
-    fn fill(&mut self, out: &mut VecDeque<(Dest, Op)>) -> Result<bool, String>;
+    fn fill(&mut self, out: &mut VecDeque<(Dest, Op)>) -> Result<bool, String> {
+        loop {
+            if self.batch().hand_out(out) {
+                return Ok(true);
+            }
+            if !self.step()? {
+                self.batch().hand_out(out);
+                return Ok(false);
+            }
+        }
+    }
 }
 
 /// Hands a source's ops to the pipelines, yielding after each batch so the
@@ -1392,27 +1408,28 @@ impl<'a, R: Read> RdbSlicer<'a, R> {
 }
 
 impl<R: Read> OpSource for RdbSlicer<'_, R> {
-    fn fill(&mut self, out: &mut VecDeque<(Dest, Op)>) -> Result<bool, String> {
-        while !self.done {
-            if self.batch.hand_out(out) {
-                return Ok(true);
-            }
-            match self.reader.next_item().map_err(|e| e.to_string())? {
-                Some(item) => self.item(item)?,
-                None => {
-                    self.batch.finish();
-                    self.done = true;
-                    tracing::info!(
-                        restored = self.restored,
-                        decoded = self.decoded,
-                        expired = self.expired,
-                        "RDB sliced"
-                    );
-                }
+    fn step(&mut self) -> Result<bool, String> {
+        if self.done {
+            return Ok(false);
+        }
+        match self.reader.next_item().map_err(|e| e.to_string())? {
+            Some(item) => self.item(item)?,
+            None => {
+                self.batch.finish();
+                self.done = true;
+                tracing::info!(
+                    restored = self.restored,
+                    decoded = self.decoded,
+                    expired = self.expired,
+                    "RDB sliced"
+                );
             }
         }
-        self.batch.hand_out(out);
-        Ok(false)
+        Ok(!self.done)
+    }
+
+    fn batch(&mut self) -> &mut Batcher {
+        &mut self.batch
     }
 }
 
@@ -1474,28 +1491,29 @@ impl<'a, R: Read> AofReplayer<'a, R> {
 }
 
 impl<R: Read> OpSource for AofReplayer<'_, R> {
-    fn fill(&mut self, out: &mut VecDeque<(Dest, Op)>) -> Result<bool, String> {
-        while !self.done {
-            if self.batch.hand_out(out) {
-                return Ok(true);
-            }
-            let n = self
-                .input
-                .read(&mut self.chunk)
-                .map_err(|e| e.to_string())?;
-            if n == 0 {
-                if !self.buf.is_empty() {
-                    return Err("truncated AOF".into());
-                }
-                self.batch.finish();
-                self.done = true;
-            } else {
-                self.buf.extend_from_slice(&self.chunk[..n]);
-                self.drain()?;
-            }
+    fn step(&mut self) -> Result<bool, String> {
+        if self.done {
+            return Ok(false);
         }
-        self.batch.hand_out(out);
-        Ok(false)
+        let n = self
+            .input
+            .read(&mut self.chunk)
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            if !self.buf.is_empty() {
+                return Err("truncated AOF".into());
+            }
+            self.batch.finish();
+            self.done = true;
+        } else {
+            self.buf.extend_from_slice(&self.chunk[..n]);
+            self.drain()?;
+        }
+        Ok(!self.done)
+    }
+
+    fn batch(&mut self) -> &mut Batcher {
+        &mut self.batch
     }
 }
 
