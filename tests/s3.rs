@@ -561,38 +561,8 @@ async fn restores_from_s3_by_feed_slicing_and_replay() {
             redis.cli(&["DEL", "list:big"]);
             assert_ne!(redis.digest(), digest);
 
-            let (s, b) = app
-                .call(
-                    Method::POST,
-                    &app.v2(&format!("/instances/{instance}/restores")),
-                    Some(json!({"backup_id": backup})),
-                )
-                .await;
-            assert_eq!(s, 200, "{b}");
-            let restore = b["restore_id"].as_str().unwrap().to_owned();
-            let start = Instant::now();
-            let rec = loop {
-                let (_, b) = app
-                    .call(
-                        Method::GET,
-                        &app.v2(&format!("/instances/{instance}/restores?limit=1000")),
-                        None,
-                    )
-                    .await;
-                let rec = b["restore_record_response"]
-                    .as_array()
-                    .and_then(|a| a.iter().find(|r| r["restore_id"] == restore.as_str()))
-                    .cloned()
-                    .unwrap_or_default();
-                if matches!(rec["status"].as_str(), Some("succeed" | "failed")) {
-                    break rec;
-                }
-                assert!(
-                    start.elapsed() < Duration::from_secs(90),
-                    "restore never finished: {rec}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            };
+            let restore = app.start_restore(&instance, &backup).await;
+            let rec = app.wait_restore(&instance, &restore).await;
             assert_eq!(rec["status"], "succeed", "{mode:?} {format}: {rec}");
             let path = app
                 .catalog()
@@ -609,4 +579,38 @@ async fn restores_from_s3_by_feed_slicing_and_replay() {
             assert_eq!(redis.info_field("replication", "role"), "master");
         }
     }
+}
+
+/// A stored object with one byte flipped is caught while it streams back
+/// from the bucket: the restore fails with dcs.08.0006 and the target keeps
+/// its data and its role.
+#[tokio::test]
+async fn a_corrupted_object_fails_the_restore_before_the_target_is_touched() {
+    let s3 = S3Server::start();
+    let app = app_on(&s3).await;
+    let redis = RedisServer::start(&["--repl-diskless-sync-delay", "0"]);
+    fill_dataset(&redis, false);
+    let instance = app.adopt("s3-corrupt", redis.port, json!({})).await;
+    let backup = app.start_backup(&instance, "rdb").await;
+    let rec = app.wait_backup(&instance, &backup).await;
+    assert_eq!(rec["status"], "succeed", "{rec}");
+    let key = s3
+        .objects(&key_prefix(&app, &instance, &backup))
+        .await
+        .into_iter()
+        .find(|k| k.ends_with(".rdb"))
+        .expect("rdb object");
+    let mut bytes = s3.get(&key).await.expect("object");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    s3.put(&key, bytes).await;
+    redis.cli(&["SET", "added-after-backup", "x"]);
+    let digest = redis.digest();
+
+    let restore = app.start_restore(&instance, &backup).await;
+    let rec = app.wait_restore(&instance, &restore).await;
+    assert_eq!(rec["status"], "failed", "{rec}");
+    assert_eq!(rec["error_code"], "dcs.08.0006", "{rec}");
+    assert_eq!(redis.digest(), digest, "target untouched");
+    assert_eq!(redis.info_field("replication", "role"), "master");
 }

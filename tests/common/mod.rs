@@ -325,6 +325,46 @@ impl TestApp {
         }
     }
 
+    /// Starts a restore of `backup_id` into `instance`; returns its id.
+    pub async fn start_restore(&self, instance: &str, backup_id: &str) -> String {
+        let (s, b) = self
+            .call(
+                Method::POST,
+                &self.v2(&format!("/instances/{instance}/restores")),
+                Some(serde_json::json!({"backup_id": backup_id})),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        b["restore_id"].as_str().expect("restore_id").to_owned()
+    }
+
+    /// Polls until the restore is `succeed` or `failed`; returns its record.
+    pub async fn wait_restore(&self, instance: &str, restore_id: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let (_, b) = self
+                .call(
+                    Method::GET,
+                    &self.v2(&format!("/instances/{instance}/restores?limit=1000")),
+                    None,
+                )
+                .await;
+            let rec = b["restore_record_response"]
+                .as_array()
+                .and_then(|a| a.iter().find(|r| r["restore_id"] == restore_id))
+                .cloned()
+                .unwrap_or_default();
+            if matches!(rec["status"].as_str(), Some("succeed" | "failed")) {
+                return rec;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "restore never finished: {rec}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Adopts a Redis at `port` on loopback; returns the instance id.
     pub async fn adopt(&self, name: &str, port: u16, extra: Value) -> String {
         let mut body = serde_json::json!({

@@ -206,6 +206,20 @@ impl S3Server {
         }
     }
 
+    /// Replaces one object's bytes, straight on the server.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) {
+        let path: String = key.split('/').map(enc).collect::<Vec<_>>().join("/");
+        let resp = self
+            .http
+            .put(format!("{}/{}/{path}", self.endpoint(), self.bucket))
+            .header("Authorization", AUTH)
+            .body(bytes)
+            .send()
+            .await
+            .expect("put object");
+        assert!(resp.status().is_success(), "put {key}: {}", resp.status());
+    }
+
     /// SIGTERM, then waits for the process to end.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
