@@ -69,14 +69,8 @@ impl Catalog {
     #[tracing::instrument(skip_all, fields(backup = %b.id, instance = %b.instance_id))]
     pub async fn enqueue_backup(&self, b: &NewBackup) -> Result<BackupRecord> {
         let job = JobId::generate();
-        self.insert_job(
-            &job,
-            JobKind::Backup,
-            &b.instance_id,
-            b.id.as_str(),
-            b.created_at,
-        )
-        .await?;
+        self.insert_job(&job, JobKind::Backup, &b.instance_id, b.id.as_str())
+            .await?;
         match self.insert_backup(b).await {
             Ok(rec) => {
                 self.release_job_hold(&job).await?;
@@ -93,14 +87,8 @@ impl Catalog {
     #[tracing::instrument(skip_all, fields(restore = %r.id, instance = %r.instance_id))]
     pub async fn enqueue_restore(&self, r: &NewRestore) -> Result<RestoreRecord> {
         let job = JobId::generate();
-        self.insert_job(
-            &job,
-            JobKind::Restore,
-            &r.instance_id,
-            r.id.as_str(),
-            r.created_at,
-        )
-        .await?;
+        self.insert_job(&job, JobKind::Restore, &r.instance_id, r.id.as_str())
+            .await?;
         match self.insert_restore(r).await {
             Ok(rec) => {
                 self.release_job_hold(&job).await?;
@@ -115,15 +103,17 @@ impl Catalog {
 
     /// Takes the instance's job slot in state `held`: not claimable until
     /// its record exists ([`Self::release_job_hold`]). A crash in between
-    /// leaves a held job that [`Self::sweep_held_jobs`] removes.
+    /// leaves a held job that [`Self::sweep_held_jobs`] settles. The job's
+    /// time is the machine's, not the record's (a scheduler's clock may be
+    /// another): the sweep compares it with real time.
     async fn insert_job(
         &self,
         id: &JobId,
         kind: JobKind,
         instance: &InstanceId,
         record_id: &str,
-        now: Millis,
     ) -> Result<()> {
+        let now = crate::model::now_millis();
         let res = on_db!(&self.db, pool => sqlx::query(
             "INSERT INTO jobs (id, kind, instance_id, record_id, state, owner, lease_until, attempts, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, 'held', NULL, NULL, 0, $5, $5)")
@@ -152,15 +142,21 @@ impl Catalog {
         Ok(())
     }
 
-    /// Removes held jobs older than `before` whose record was never written
-    /// (the service died between the two inserts), freeing their instance.
+    /// Settles held jobs older than `before`, left by a service that died
+    /// between its inserts: one whose record was never written is removed,
+    /// freeing its instance; one whose record was written is queued, so the
+    /// record does not stay `waiting` for ever.
     pub async fn sweep_held_jobs(&self, before: Millis) -> Result<u64> {
-        let done = on_db!(&self.db, pool => sqlx::query(
+        let removed = on_db!(&self.db, pool => sqlx::query(
             "DELETE FROM jobs WHERE state = 'held' AND created_at < $1 \
              AND record_id NOT IN (SELECT id FROM backups) AND record_id NOT IN (SELECT id FROM restores)")
             .bind(before)
             .execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(done)
+        let queued = on_db!(&self.db, pool => sqlx::query(
+            "UPDATE jobs SET state = 'queued' WHERE state = 'held' AND created_at < $1")
+            .bind(before)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(removed + queued)
     }
 
     /// Ends the leases `owner` holds: called when a node starts, since any

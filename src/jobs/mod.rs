@@ -155,7 +155,10 @@ impl Jobs {
         let scheduler = tokio::spawn(Arc::clone(&self).scheduler_loop(shutdown.clone()));
         if let Ok(n) = self.catalog.sweep_held_jobs(now_millis() - 60_000).await {
             if n > 0 {
-                tracing::warn!(n, "removed jobs left without a record by an earlier crash");
+                tracing::warn!(
+                    n,
+                    "settled jobs an earlier crash left between their two inserts"
+                );
             }
         }
         loop {
