@@ -14,43 +14,6 @@ use common::{
 use dcs_backup::jobs::restore::RestoreMode;
 use serde_json::{json, Value};
 
-async fn wait_record(app: &TestApp, instance: &str, kind: &str, id: &str) -> Value {
-    let start = Instant::now();
-    loop {
-        let (s, b) = app
-            .call(
-                Method::GET,
-                &app.v2(&format!("/instances/{instance}/{kind}?limit=1000")),
-                None,
-            )
-            .await;
-        assert!(s == 200 || s == 204, "{b}");
-        let key = if kind == "backups" {
-            "backup_record_response"
-        } else {
-            "restore_record_response"
-        };
-        let id_key = if kind == "backups" {
-            "backup_id"
-        } else {
-            "restore_id"
-        };
-        if let Some(rec) = b[key]
-            .as_array()
-            .and_then(|a| a.iter().find(|r| r[id_key] == id))
-        {
-            if matches!(rec["status"].as_str(), Some("succeed" | "failed")) {
-                return rec.clone();
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "{kind} {id} never finished: {b}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn backup(app: &TestApp, instance: &str, format: &str) -> String {
     let (s, b) = app
         .call(
@@ -61,27 +24,15 @@ async fn backup(app: &TestApp, instance: &str, format: &str) -> String {
         .await;
     assert_eq!(s, 200, "{b}");
     let id = b["backup_id"].as_str().unwrap().to_owned();
-    let rec = wait_record(app, instance, "backups", &id).await;
+    let rec = app.wait_backup(instance, &id).await;
     assert_eq!(rec["status"], "succeed", "{rec}");
     id
 }
 
-async fn start_restore(app: &TestApp, instance: &str, backup_id: &str) -> String {
-    let (s, b) = app
-        .call(
-            Method::POST,
-            &app.v2(&format!("/instances/{instance}/restores")),
-            Some(json!({"backup_id": backup_id, "remark": "test restore"})),
-        )
-        .await;
-    assert_eq!(s, 200, "{b}");
-    b["restore_id"].as_str().unwrap().to_owned()
-}
-
 /// Restores and returns (record, path taken).
 async fn restore(app: &TestApp, instance: &str, backup_id: &str) -> (Value, String) {
-    let id = start_restore(app, instance, backup_id).await;
-    let rec = wait_record(app, instance, "restores", &id).await;
+    let id = app.start_restore(instance, backup_id).await;
+    let rec = app.wait_restore(instance, &id).await;
     let path = app
         .catalog()
         .restore_detail(&id)
@@ -478,10 +429,10 @@ async fn restore_requests_are_checked() {
         matches!(r["error_code"].as_str(), Some("DCS.4096" | "DCS.4087")),
         "{r}"
     );
-    wait_record(&app, &id, "backups", &b2).await;
+    app.wait_backup(&id, &b2).await;
     redis.cli(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
     redis.cli(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
-    let rid = start_restore(&app, &id, &b2).await;
+    let rid = app.start_restore(&id, &b2).await;
     let (s, r) = app
         .call(
             Method::POST,
@@ -492,7 +443,7 @@ async fn restore_requests_are_checked() {
     if s == 400 {
         assert_eq!(r["error_code"], "DCS.4097", "{r}");
     }
-    let rec = wait_record(&app, &id, "restores", &rid).await;
+    let rec = app.wait_restore(&id, &rid).await;
     assert_eq!(rec["status"], "succeed", "{rec}");
 }
 
@@ -623,7 +574,7 @@ async fn target_killed_mid_restore_fails_with_a_sync_error_and_the_service_stays
     let b = backup(&app, &sid, "rdb").await;
     let mut target = RedisServer::start(&[]);
     let tid = app.adopt("doomed", target.port, json!({})).await;
-    let rid = start_restore(&app, &tid, &b).await;
+    let rid = app.start_restore(&tid, &b).await;
     let start = Instant::now();
     while target.dbsize(0) == 0 {
         assert!(
@@ -633,7 +584,7 @@ async fn target_killed_mid_restore_fails_with_a_sync_error_and_the_service_stays
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     target.kill();
-    let rec = wait_record(&app, &tid, "restores", &rid).await;
+    let rec = app.wait_restore(&tid, &rid).await;
     assert_eq!(rec["status"], "failed", "{rec}");
     assert_eq!(rec["error_code"], "dcs.08.0007");
     let r = app.http.get(app.url("/health")).send().await.unwrap();

@@ -325,13 +325,14 @@ impl TestApp {
         }
     }
 
-    /// Starts a restore of `backup_id` into `instance`; returns its id.
+    /// Starts a restore of `backup_id` into `instance` (remark
+    /// `test restore`); returns its id.
     pub async fn start_restore(&self, instance: &str, backup_id: &str) -> String {
         let (s, b) = self
             .call(
                 Method::POST,
                 &self.v2(&format!("/instances/{instance}/restores")),
-                Some(serde_json::json!({"backup_id": backup_id})),
+                Some(serde_json::json!({"backup_id": backup_id, "remark": "test restore"})),
             )
             .await;
         assert_eq!(s, 200, "{b}");
@@ -342,13 +343,14 @@ impl TestApp {
     pub async fn wait_restore(&self, instance: &str, restore_id: &str) -> Value {
         let start = Instant::now();
         loop {
-            let (_, b) = self
+            let (s, b) = self
                 .call(
                     Method::GET,
                     &self.v2(&format!("/instances/{instance}/restores?limit=1000")),
                     None,
                 )
                 .await;
+            assert!(s == 200 || s == 204, "{b}");
             let rec = b["restore_record_response"]
                 .as_array()
                 .and_then(|a| a.iter().find(|r| r["restore_id"] == restore_id))
@@ -358,7 +360,7 @@ impl TestApp {
                 return rec;
             }
             assert!(
-                start.elapsed() < Duration::from_secs(90),
+                start.elapsed() < Duration::from_secs(120),
                 "restore never finished: {rec}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
