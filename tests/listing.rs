@@ -253,6 +253,25 @@ async fn time_bounds_are_inclusive_whole_seconds_in_every_spelling() {
             .filter(|&&x| x >= t / 1000 * 1000)
             .count()
     );
+    let (_, b) = f
+        .get(&f.backups_v2(&format!("end_time={}&offset=2&limit=5", sec(t))))
+        .await;
+    let upto: Vec<i64> = f
+        .backup_times
+        .iter()
+        .copied()
+        .filter(|&x| x <= t / 1000 * 1000 + 999)
+        .collect();
+    assert_eq!(b["total_num"], upto.len());
+    // Newest first: the page starts at the third newest record up to `t`.
+    let first = parse_iso(
+        b["backup_record_response"][0]["created_at"]
+            .as_str()
+            .unwrap(),
+    );
+    let mut newest = upto.clone();
+    newest.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(first / 1000, newest[2] / 1000);
     // Paging inside a window.
     let (lo, hi) = (f.backup_times[100], f.backup_times[199]);
     let (_, b) = f

@@ -361,10 +361,7 @@ impl Catalog {
         instance: &InstanceId,
         q: &ListQuery,
     ) -> Result<Option<Page<BackupRecord>>> {
-        let sql = match self.db {
-            Db::Sqlite(_) => &*BACKUP_LIST_SQLITE,
-            Db::Postgres(_) => &*BACKUP_LIST_POSTGRES,
-        };
+        let sql = list_statement(&BACKUP_LISTS, matches!(self.db, Db::Postgres(_)), q);
         let Some((rows, total)) = self
             .list_page::<BackupRow>(sql, project, instance, q)
             .await?
@@ -388,10 +385,7 @@ impl Catalog {
         instance: &InstanceId,
         q: &ListQuery,
     ) -> Result<Option<Page<RestoreRecord>>> {
-        let sql = match self.db {
-            Db::Sqlite(_) => &*RESTORE_LIST_SQLITE,
-            Db::Postgres(_) => &*RESTORE_LIST_POSTGRES,
-        };
+        let sql = list_statement(&RESTORE_LISTS, matches!(self.db, Db::Postgres(_)), q);
         let Some((rows, total)) = self
             .list_page::<RestoreRow>(sql, project, instance, q)
             .await?
@@ -427,17 +421,22 @@ impl Catalog {
             .unwrap_or(i64::MAX / 4)
             .min(i64::MAX / 4);
         let limit = i64::try_from(q.limit).unwrap_or(1000);
+        // The statement takes a time bound only if the query has it.
         macro_rules! query {
-            () => {
-                sqlx::query(sql)
+            () => {{
+                let mut query = sqlx::query(sql)
                     .bind(instance.as_str())
                     .bind(project.as_str())
-                    .bind(q.begin.unwrap_or(i64::MIN))
-                    .bind(q.end.unwrap_or(i64::MAX))
                     .bind(offset)
-                    .bind(limit)
-                    .bind(q.begin.is_some())
-            };
+                    .bind(limit);
+                if let Some(begin) = q.begin {
+                    query = query.bind(begin);
+                }
+                if let Some(end) = q.end {
+                    query = query.bind(end);
+                }
+                query
+            }};
         }
         let ((found, lo, hi), records): ((i64, Option<i64>, Option<i64>), Vec<R>) = match &self.db {
             Db::Sqlite(pool) => {
@@ -484,39 +483,45 @@ impl Catalog {
     }
 }
 
-/// The listing statement for `table` on one engine. Parameters: $1
-/// instance, $2 project, $3/$4 created_at bounds, $5 offset, $6 limit, $7
-/// whether there is a lower bound: without one the range starts at seq 1,
-/// since an instance's seqs are dense from 1 (records are never removed).
-/// `b` is materialized: it is read twice, and inlined each read would probe
-/// the indexes again.
-///
-/// The page comes back as the engine delivers it fastest. sqlx hands each
-/// SQLite row across from its worker thread on its own, so there one row
-/// carries the bounds and the page as a JSON array of arrays, one per record
-/// with its columns in the order of the row type's fields (serde reads a
-/// struct from an array in field order). PostgreSQL streams rows
-/// at once and builds JSON slowly, so there every row carries the bounds
-/// and one record (a single row with no record when the page is empty).
-fn list_sql(postgres: bool, table: &str, columns: &str) -> String {
+/// The listing statement for `table` on one engine, for a query with or
+/// without each time bound. Parameters: $1 instance, $2 project, $3
+/// offset, $4 limit, then the `created_at` lower bound and the upper bound
+/// where the query has them. Without a lower bound the range starts at seq
+/// 1, since an instance's seqs are dense from 1 (records are never
+/// removed); without an upper bound it ends at the newest seq, read from
+/// the `(instance_id, seq)` index the page is read from, so a plain listing
+/// touches one index of the table. `b` is materialized: it is read twice,
+/// and inlined each read would probe the indexes again.
+fn list_sql(postgres: bool, table: &str, columns: &str, begin: bool, end: bool) -> String {
+    let lo = if begin {
+        format!("(SELECT seq FROM {table} WHERE instance_id = $1 AND created_at >= $5 ORDER BY created_at ASC LIMIT 1)")
+    } else {
+        "CAST(1 AS BIGINT)".to_owned()
+    };
+    let hi = if end {
+        let n = if begin { 6 } else { 5 };
+        format!("(SELECT seq FROM {table} WHERE instance_id = $1 AND created_at <= ${n} ORDER BY created_at DESC LIMIT 1)")
+    } else {
+        format!("(SELECT MAX(seq) FROM {table} WHERE instance_id = $1)")
+    };
     let bounds = format!(
         "WITH b AS MATERIALIZED (SELECT \
            (SELECT COUNT(*) FROM instances WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL) AS found, \
-           CASE WHEN $7 THEN (SELECT seq FROM {table} WHERE instance_id = $1 AND created_at >= $3 ORDER BY created_at ASC LIMIT 1) ELSE 1 END AS lo, \
-           (SELECT seq FROM {table} WHERE instance_id = $1 AND created_at <= $4 ORDER BY created_at DESC LIMIT 1) AS hi), \
-         w AS (SELECT found, lo, hi, hi - $5 AS top, {}(lo, hi - $5 - $6 + 1) AS bottom FROM b)",
+           {lo} AS lo, {hi} AS hi), \
+         w AS (SELECT found, lo, hi, hi - $3 AS top, {}(lo, hi - $3 - $4 + 1) AS bottom FROM b)",
         if postgres { "GREATEST" } else { "MAX" }
     );
-    let columns: Vec<&str> = columns.split(',').map(str::trim).collect();
+    let columns: Vec<String> = columns
+        .split(',')
+        .map(|c| format!("r.{}", c.trim()))
+        .collect();
     if postgres {
-        let columns: Vec<String> = columns.iter().map(|c| format!("r.{c}")).collect();
         format!(
             "{bounds} SELECT w.found, w.lo, w.hi, {} \
              FROM w LEFT JOIN {table} r ON r.instance_id = $1 AND r.seq BETWEEN w.bottom AND w.top",
             columns.join(", ")
         )
     } else {
-        let columns: Vec<String> = columns.iter().map(|c| format!("r.{c}")).collect();
         format!(
             "{bounds} SELECT w.found, w.lo, w.hi, \
                (SELECT json_group_array(json_array({})) FROM {table} r \
@@ -527,14 +532,24 @@ fn list_sql(postgres: bool, table: &str, columns: &str) -> String {
     }
 }
 
-static BACKUP_LIST_SQLITE: LazyLock<String> =
-    LazyLock::new(|| list_sql(false, "backups", BACKUP_COLUMNS));
-static BACKUP_LIST_POSTGRES: LazyLock<String> =
-    LazyLock::new(|| list_sql(true, "backups", BACKUP_COLUMNS));
-static RESTORE_LIST_SQLITE: LazyLock<String> =
-    LazyLock::new(|| list_sql(false, "restores", RESTORE_COLUMNS));
-static RESTORE_LIST_POSTGRES: LazyLock<String> =
-    LazyLock::new(|| list_sql(true, "restores", RESTORE_COLUMNS));
+/// A table's listing statements: `[engine][begin as usize * 2 + end as usize]`.
+type ListStatements = [[String; 4]; 2];
+
+fn list_statements(table: &str, columns: &str) -> ListStatements {
+    [false, true].map(|postgres| {
+        [(false, false), (false, true), (true, false), (true, true)]
+            .map(|(begin, end)| list_sql(postgres, table, columns, begin, end))
+    })
+}
+
+fn list_statement<'a>(all: &'a ListStatements, postgres: bool, q: &ListQuery) -> &'a str {
+    &all[usize::from(postgres)][usize::from(q.begin.is_some()) * 2 + usize::from(q.end.is_some())]
+}
+
+static BACKUP_LISTS: LazyLock<ListStatements> =
+    LazyLock::new(|| list_statements("backups", BACKUP_COLUMNS));
+static RESTORE_LISTS: LazyLock<ListStatements> =
+    LazyLock::new(|| list_statements("restores", RESTORE_COLUMNS));
 
 static BACKUP_BY_ID: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE id = $1"));
