@@ -25,7 +25,9 @@
 # Usage: bench/restore-bench.sh
 # Environment:
 #   KEYS=1000000 VALUE=1000     DEBUG POPULATE size (~1.0 GB RDB)
-#   REPEAT=3                    runs of (a) (b) (c) (d) (median reported)
+#   REPEAT=3                    rounds; each runs (a) (b) (c) (d) once, in an
+#                               order rotated per round; reported: each
+#                               round's (b)/(a) and (c)/(d) and their medians
 #   CLUSTER_REPEAT=1            cluster restores (0 = skip)
 #   CASES="a b c d"             which of the standalone cases to run
 #   NO_BUILD=1                  skip `cargo build`
@@ -300,17 +302,28 @@ log "backup $backup_id in $(secs "$t0" "$(now)") s: $rdb ($rdb_bytes bytes, $src
 [ "$rdb_bytes" -ge 1000000000 ] || log "WARNING: RDB below 1 GB; raise KEYS or VALUE"
 stop_redis "$src_port"   # free its memory; keys and digest are noted
 
-# --- (a) native load ----------------------------------------------------------
+# --- (d)'s file, from an untimed warm-up load --------------------------------
 # One untimed load first: on this VM the first processes to touch fresh
 # memory after a while load up to 2x slower, and (a) is the physical limit.
+# (d)'s file is made from that server, which then goes away so that no
+# extra loaded server sits beside the timed cases.
 p=$(free_port); d="$work/native-warmup"
 mkdir -p "$d"; cp "$rdb" "$d/dump.rdb"
 start_redis "$d" "$p" --dbfilename dump.rdb; wait_ready "$p"
 log "warm-up load: $(grep -o 'DB loaded from disk: [0-9.]* seconds' "$d/redis.log" | awk '{print $5}') s (not counted)"
+pipe_file="$work/restore.resp"
+if has d; then
+  t0=$(now)
+  read -r gen_keys pipe_bytes < <("$PY" "$root/bench/gen-restore-pipe.py" "$p" "$pipe_file")
+  log "generated $pipe_file: $gen_keys RESTORE commands, $pipe_bytes bytes in $(secs "$t0" "$(now)") s (not timed)"
+  [ "$gen_keys" = "$src_keys" ] || die "generator wrote $gen_keys keys"
+fi
 stop_redis "$p"; rm -rf "$d"
-scratch_port=""
-has a || has d || REPEAT_A=0
-for i in $(seq 1 "${REPEAT_A:-$REPEAT}"); do
+
+# --- the cases ----------------------------------------------------------------
+# (a) native load: exec -> PING answers PONG
+run_a() {
+  local i=$1 p d t0 t1 loaded n a_s
   p=$(free_port); d="$work/native-$i"
   mkdir -p "$d"; cp "$rdb" "$d/dump.rdb"; sync
   t0=$(now)
@@ -322,47 +335,33 @@ for i in $(seq 1 "${REPEAT_A:-$REPEAT}"); do
   a_s=$(secs "$t0" "$t1")
   log "(a) native load run $i: ${a_s} s to PONG (log: DB loaded in ${loaded} s), load $(loadavg)"
   record a "$i" "$a_s" 0 0 0 "$loaded"
-  if [ "$i" -lt "$REPEAT" ]; then stop_redis "$p"; rm -rf "$d"; fi
-  scratch_port=$p; scratch_dir=$d   # the last one stays: source for (d)'s file
-done
-# (d)'s file is made now, from the last (a) server, which then goes away so
-# that no extra loaded server sits beside the timed cases.
-pipe_file="$work/restore.resp"
-if has d; then
-  t0=$(now)
-  read -r gen_keys pipe_bytes < <("$PY" "$root/bench/gen-restore-pipe.py" "$scratch_port" "$pipe_file")
-  log "generated $pipe_file: $gen_keys RESTORE commands, $pipe_bytes bytes in $(secs "$t0" "$(now)") s (not timed)"
-  [ "$gen_keys" = "$src_keys" ] || die "generator wrote $gen_keys keys"
-fi
-if [ -n "$scratch_port" ]; then stop_redis "$scratch_port"; rm -rf "$scratch_dir"; fi
+  stop_redis "$p"; rm -rf "$d"
+}
 
-# --- (b) feed, (c) slice ------------------------------------------------------
-for mode in auto slice; do
-  case $mode in auto) c=b ;; slice) c=c ;; esac
-  has "$c" || continue
-  for i in $(seq 1 "$REPEAT"); do
-    p=$(free_port); d="$work/target-$c-$i"
-    start_redis "$d" "$p"; wait_ready "$p"
-    start_service "$mode"   # fresh process: VmHWM is this restore's
-    inst=$(adopt "target-$c-$i" "$p")
-    tcpu0=$(cpu_of "${redis_pids[$p]}"); twait0=$(wait_of "${redis_pids[$p]}")
-    restore_into "$inst" "$c-$i"
-    tcpu=$(awk -v a="$tcpu0" -v b="$(cpu_of "${redis_pids[$p]}")" 'BEGIN {printf "%.2f", b - a}')
+# (b) / (c): a restore through the API with --restore-mode MODE
+run_api() {
+  local c=$1 i=$2 mode p d inst tcpu0 twait0 tcpu twait
+  case $c in b) mode=auto ;; c) mode=slice ;; esac
+  p=$(free_port); d="$work/target-$c-$i"
+  start_redis "$d" "$p"; wait_ready "$p"
+  start_service "$mode"   # fresh process: VmHWM is this restore's
+  inst=$(adopt "target-$c-$i" "$p")
+  tcpu0=$(cpu_of "${redis_pids[$p]}"); twait0=$(wait_of "${redis_pids[$p]}")
+  restore_into "$inst" "$c-$i"
+  tcpu=$(awk -v a="$tcpu0" -v b="$(cpu_of "${redis_pids[$p]}")" 'BEGIN {printf "%.2f", b - a}')
   twait=$(awk -v a="$twait0" -v b="$(wait_of "${redis_pids[$p]}")" 'BEGIN {printf "%.2f", b - a}')
-    twait=$(awk -v a="$twait0" -v b="$(wait_of "${redis_pids[$p]}")" 'BEGIN {printf "%.2f", b - a}')
-    check_target "$p" "($c) run $i"
-    [ "$c" = b ] || log "($c) target: $(target_stats "$p")"   # a feed is no client traffic
-    log "($c) $mode run $i: ${rs_s} s via ${rs_path}, VmHWM $((hwm_kb / 1024)) MiB, sampled max RSS $((rss_kb / 1024)) MiB, CPU s: service ${svc_cpu}, target redis ${tcpu} (waited for a CPU ${twait}); load $(loadavg)"
-    record "$c" "$i" "$rs_s" "$hwm_kb" "$rss_kb" "$svc_cpu" "${rs_path// /_}" "$tcpu"
-    cp "$svc_log" "$work/log-$c-$i.txt"
-    stop_service
-    stop_redis "$p"; rm -rf "$d"
-  done
-done
+  check_target "$p" "($c) run $i"
+  [ "$c" = b ] || log "($c) target: $(target_stats "$p")"   # a feed is no client traffic
+  log "($c) $mode run $i: ${rs_s} s via ${rs_path}, VmHWM $((hwm_kb / 1024)) MiB, sampled max RSS $((rss_kb / 1024)) MiB, CPU s: service ${svc_cpu}, target redis ${tcpu} (waited for a CPU ${twait}); load $(loadavg)"
+  record "$c" "$i" "$rs_s" "$hwm_kb" "$rss_kb" "$svc_cpu" "${rs_path// /_}" "$tcpu"
+  cp "$svc_log" "$work/log-$c-$i.txt"
+  stop_service
+  stop_redis "$p"; rm -rf "$d"
+}
 
-# --- (d) redis-cli --pipe -----------------------------------------------------
-if has d; then
-for i in $(seq 1 "$REPEAT"); do
+# (d) redis-cli --pipe of the same RESTORE commands
+run_d() {
+  local i=$1 p d t0 t1 tcpu twait tcpu0 twait0 d_s cli_cpu
   p=$(free_port); d="$work/target-d-$i"
   start_redis "$d" "$p"; wait_ready "$p"
   cat "$pipe_file" > /dev/null   # page cache, as the service's store file is
@@ -380,9 +379,25 @@ for i in $(seq 1 "$REPEAT"); do
   log "(d) redis-cli --pipe run $i: ${d_s} s, CPU s: redis-cli ${cli_cpu}, target redis ${tcpu} (waited for a CPU ${twait}); load $(loadavg)"
   record d "$i" "$d_s" 0 0 "$cli_cpu" - "$tcpu"
   stop_redis "$p"; rm -rf "$d"
+}
+
+# Rounds: every case once per round, the order rotated from round to round,
+# so that the VM's drift (its speed moves by +-20 % over minutes here) falls
+# on all cases alike; each round gives its own (b)/(a) and (c)/(d).
+order=()
+for c in a b c d; do has "$c" && order+=("$c"); done
+for i in $(seq 1 "$REPEAT"); do
+  n=${#order[@]}
+  for k in $(seq 0 $((n - 1))); do
+    c=${order[$(((k + i - 1) % n))]}
+    case $c in
+      a) run_a "$i" ;;
+      b | c) run_api "$c" "$i" ;;
+      d) run_d "$i" ;;
+    esac
+  done
 done
 rm -f "$pipe_file"
-fi
 
 # --- cluster ------------------------------------------------------------------
 for i in $(seq 1 "$CLUSTER_REPEAT"); do
@@ -466,9 +481,14 @@ row() { # case label
   row c "API restore, --restore-mode slice"
   row d "redis-cli --pipe, same RESTORE commands (${pipe_bytes:-?} B file)"
   row cl "API restore into 3-master cluster (slicing)"
+  # per-round ratios: the two cases of a ratio ran in the same round
+  ratios() { awk -v x="$1" -v y="$2" '$1 == x {v[$2] = $3} $1 == y {w[$2] = $3} END {for (r in v) if (r in w && w[r] > 0) printf "%.3f\n", v[r] / w[r]}' "$raw"; }
+  ba=$(ratios b a | median); cd=$(ratios c d | median)
+  [ -z "$ba" ] || printf '\nper round (b)/(a): %s-> median %s (goal <= 1.25)\n' "$(ratios b a | tr '\n' ' ')" "$ba"
+  [ -z "$cd" ] || printf 'per round (c)/(d): %s-> median %s (goal <= 1.0)\n' "$(ratios c d | tr '\n' ' ')" "$cd"
   a=$(sel a 3 | median); b=$(sel b 3 | median); c=$(sel c 3 | median); d=$(sel d 3 | median)
   a=${a:-0}; b=${b:-0}; c=${c:-0}; d=${d:-0}
-  printf '\n(b)/(a) = %.3f (goal <= 1.25); (c)/(d) = %.3f (goal <= 1.0); max service VmHWM %.1f MiB (goal <= 200 MB)\n' \
+  printf '\nmedian (b) / median (a) = %.3f; median (c) / median (d) = %.3f; max service VmHWM %.1f MiB (goal <= 200 MB)\n' \
     "$(awk -v x="$b" -v y="$a" 'BEGIN {print y ? x / y : 0}')" "$(awk -v x="$c" -v y="$d" 'BEGIN {print y ? x / y : 0}')" \
     "$(awk '$1 ~ /^(b|c|cl)$/ {print $4}' "$raw" | max_of | awk '{print $1 / 1024}')"
   printf '(a) "DB loaded from disk" per run (s): %s\n' "$(sel a 7 | tr '\n' ' ')"
