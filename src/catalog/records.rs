@@ -492,6 +492,14 @@ impl Catalog {
 /// the `(instance_id, seq)` index the page is read from, so a plain listing
 /// touches one index of the table. `b` is materialized: it is read twice,
 /// and inlined each read would probe the indexes again.
+///
+/// The page comes back as the engine delivers it fastest. sqlx hands each
+/// SQLite row across from its worker thread on its own, so there one row
+/// carries the bounds and the page as a JSON array of arrays, one per record
+/// with its columns in the order of the row type's fields (serde reads a
+/// struct from an array in field order). PostgreSQL streams rows
+/// at once and builds JSON slowly, so there every row carries the bounds
+/// and one record (a single row with no record when the page is empty).
 fn list_sql(postgres: bool, table: &str, columns: &str, begin: bool, end: bool) -> String {
     let lo = if begin {
         format!("(SELECT seq FROM {table} WHERE instance_id = $1 AND created_at >= $5 ORDER BY created_at ASC LIMIT 1)")
