@@ -620,3 +620,125 @@ async fn disk_based_transfers_and_tls_servers_are_backed_up_too() {
     let (_d, file) = write_temp(&files[0].1, &files[0].0);
     check_tool("redis-check-rdb", &file);
 }
+
+/// Runs one statement on the catalog a test app uses, outside the service:
+/// how a test leaves the rows a crash would have left.
+async fn catalog_sql(url: &str, sql: &str, args: (&str, &str, &str, i64)) {
+    let (id, instance, record, at) = args;
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url)
+            .await
+            .expect("sqlite catalog");
+        sqlx::query(sql)
+            .bind(id)
+            .bind(instance)
+            .bind(record)
+            .bind(at)
+            .execute(&pool)
+            .await
+            .expect("statement");
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.expect("postgres catalog");
+        sqlx::query(sql)
+            .bind(id)
+            .bind(instance)
+            .bind(record)
+            .bind(at)
+            .execute(&pool)
+            .await
+            .expect("statement");
+        pool.close().await;
+    }
+}
+
+/// A service that died between inserting a job and releasing it leaves the
+/// job `held`. The next start settles every held job older than a minute:
+/// one whose record was never written is removed, so its instance takes
+/// backups again; one whose record was written is queued and run, so the
+/// record does not stay `waiting` for ever.
+#[tokio::test]
+async fn held_jobs_a_crash_left_are_settled_by_the_next_start() {
+    use dcs_backup::model::{now_millis, BackupStatus, BackupType, InstanceId};
+    let app = TestApp::spawn().await;
+    let (a, b) = (RedisServer::start(&[]), RedisServer::start(&[]));
+    a.cli(&["SET", "a", "1"]);
+    b.cli(&["SET", "b", "2"]);
+    let ia = app.adopt("held-a", a.port, json!({})).await;
+    let ib = app.adopt("held-b", b.port, json!({})).await;
+    let inst_b = app
+        .catalog()
+        .instance_any(&InstanceId::parse(&ib).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut waiting = dcs_backup::dev::synthetic_backup(&inst_b, 1, now_millis());
+    waiting.status = BackupStatus::Waiting;
+    waiting.backup_type = BackupType::Manual;
+    waiting.error = None;
+    let rec = app.catalog().insert_backup(&waiting).await.unwrap();
+    let insert = "INSERT INTO jobs (id, kind, instance_id, record_id, state, owner, lease_until, \
+                  attempts, created_at, updated_at) \
+                  VALUES ($1, 'backup', $2, $3, 'held', NULL, NULL, 0, $4, $4)";
+    let two_minutes_ago = now_millis() - 120_000;
+    // `a`: died before its record was written.
+    let never_written = dcs_backup::model::BackupId::generate();
+    catalog_sql(
+        &app.database_url,
+        insert,
+        (
+            dcs_backup::model::JobId::generate().as_str(),
+            &ia,
+            never_written.as_str(),
+            two_minutes_ago,
+        ),
+    )
+    .await;
+    // `b`: died after writing its record, before releasing the job.
+    catalog_sql(
+        &app.database_url,
+        insert,
+        (
+            dcs_backup::model::JobId::generate().as_str(),
+            &ib,
+            rec.id.as_str(),
+            two_minutes_ago,
+        ),
+    )
+    .await;
+    // Until a start settles them, the held jobs keep both instances busy.
+    for id in [&ia, &ib] {
+        let (s, body) = app
+            .call(
+                Method::POST,
+                &app.v2(&format!("/instances/{id}/backups")),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(
+            (s, body["error_code"].as_str()),
+            (400, Some("DCS.4096")),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        app.find_backup(&ib, rec.id.as_str()).await["status"],
+        "waiting"
+    );
+
+    // A node starts on the same catalog.
+    let node = TestApp::spawn_replica_of(&app, |_| {}).await;
+    let done = node.wait_backup(&ib, rec.id.as_str()).await;
+    assert_eq!(done["status"], "succeed", "{done}");
+    let id = node.start_backup(&ia, "rdb").await;
+    let done = node.wait_backup(&ia, &id).await;
+    assert_eq!(done["status"], "succeed", "{done}");
+    let (_, list) = node
+        .call(
+            Method::GET,
+            &node.v2(&format!("/instances/{ia}/backups")),
+            None,
+        )
+        .await;
+    assert_eq!(list["total_num"], 1, "the lost job left no record: {list}");
+}
