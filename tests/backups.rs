@@ -625,30 +625,18 @@ async fn disk_based_transfers_and_tls_servers_are_backed_up_too() {
 /// how a test leaves the rows a crash would have left.
 async fn catalog_sql(url: &str, sql: &str, args: (&str, &str, &str, i64)) {
     let (id, instance, record, at) = args;
+    macro_rules! run {
+        ($pool:expr) => {{
+            let pool = $pool.expect("catalog");
+            let query = sqlx::query(sql).bind(id).bind(instance).bind(record);
+            query.bind(at).execute(&pool).await.expect("statement");
+            pool.close().await;
+        }};
+    }
     if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url)
-            .await
-            .expect("sqlite catalog");
-        sqlx::query(sql)
-            .bind(id)
-            .bind(instance)
-            .bind(record)
-            .bind(at)
-            .execute(&pool)
-            .await
-            .expect("statement");
-        pool.close().await;
+        run!(sqlx::SqlitePool::connect(url).await)
     } else {
-        let pool = sqlx::PgPool::connect(url).await.expect("postgres catalog");
-        sqlx::query(sql)
-            .bind(id)
-            .bind(instance)
-            .bind(record)
-            .bind(at)
-            .execute(&pool)
-            .await
-            .expect("statement");
-        pool.close().await;
+        run!(sqlx::PgPool::connect(url).await)
     }
 }
 
