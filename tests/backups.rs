@@ -621,14 +621,20 @@ async fn disk_based_transfers_and_tls_servers_are_backed_up_too() {
     check_tool("redis-check-rdb", &file);
 }
 
-/// Runs one statement on the catalog a test app uses, outside the service:
-/// how a test leaves the rows a crash would have left.
-async fn catalog_sql(url: &str, sql: &str, args: (&str, &str, &str, i64)) {
-    let (id, instance, record, at) = args;
+/// Writes, outside the service, the job row a service that died between
+/// its two inserts leaves: `held`, for `record`, created at `at`.
+async fn leave_held_job(url: &str, instance: &str, record: &str, at: i64) {
+    let sql = "INSERT INTO jobs (id, kind, instance_id, record_id, state, owner, lease_until, \
+               attempts, created_at, updated_at) \
+               VALUES ($1, 'backup', $2, $3, 'held', NULL, NULL, 0, $4, $4)";
+    let id = dcs_backup::model::JobId::generate();
     macro_rules! run {
         ($pool:expr) => {{
             let pool = $pool.expect("catalog");
-            let query = sqlx::query(sql).bind(id).bind(instance).bind(record);
+            let query = sqlx::query(sql)
+                .bind(id.as_str())
+                .bind(instance)
+                .bind(record);
             query.bind(at).execute(&pool).await.expect("statement");
             pool.close().await;
         }};
@@ -665,35 +671,18 @@ async fn held_jobs_a_crash_left_are_settled_by_the_next_start() {
     waiting.backup_type = BackupType::Manual;
     waiting.error = None;
     let rec = app.catalog().insert_backup(&waiting).await.unwrap();
-    let insert = "INSERT INTO jobs (id, kind, instance_id, record_id, state, owner, lease_until, \
-                  attempts, created_at, updated_at) \
-                  VALUES ($1, 'backup', $2, $3, 'held', NULL, NULL, 0, $4, $4)";
     let two_minutes_ago = now_millis() - 120_000;
     // `a`: died before its record was written.
     let never_written = dcs_backup::model::BackupId::generate();
-    catalog_sql(
+    leave_held_job(
         &app.database_url,
-        insert,
-        (
-            dcs_backup::model::JobId::generate().as_str(),
-            &ia,
-            never_written.as_str(),
-            two_minutes_ago,
-        ),
+        &ia,
+        never_written.as_str(),
+        two_minutes_ago,
     )
     .await;
     // `b`: died after writing its record, before releasing the job.
-    catalog_sql(
-        &app.database_url,
-        insert,
-        (
-            dcs_backup::model::JobId::generate().as_str(),
-            &ib,
-            rec.id.as_str(),
-            two_minutes_ago,
-        ),
-    )
-    .await;
+    leave_held_job(&app.database_url, &ib, rec.id.as_str(), two_minutes_ago).await;
     // Until a start settles them, the held jobs keep both instances busy.
     for id in [&ia, &ib] {
         let (s, body) = app

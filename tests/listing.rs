@@ -256,7 +256,7 @@ async fn time_bounds_are_inclusive_whole_seconds_in_every_spelling() {
     let (_, b) = f
         .get(&f.backups_v2(&format!("end_time={}&offset=2&limit=5", sec(t))))
         .await;
-    let upto: Vec<i64> = f
+    let mut upto: Vec<i64> = f
         .backup_times
         .iter()
         .copied()
@@ -269,9 +269,8 @@ async fn time_bounds_are_inclusive_whole_seconds_in_every_spelling() {
             .as_str()
             .unwrap(),
     );
-    let mut newest = upto.clone();
-    newest.sort_unstable_by(|a, b| b.cmp(a));
-    assert_eq!(first / 1000, newest[2] / 1000);
+    upto.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(first / 1000, upto[2] / 1000);
     // Paging inside a window.
     let (lo, hi) = (f.backup_times[100], f.backup_times[199]);
     let (_, b) = f
