@@ -1,6 +1,7 @@
 //! Backup and restore records: inserting them in `seq` order and listing
 //! them with index probes only.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use super::{is_unique_violation, on_db, Catalog, CatalogError, Db, Result};
@@ -47,8 +48,7 @@ pub struct NewRestore {
     pub error: Option<JobError>,
 }
 
-/// Fields in the order of [`BACKUP_COLUMNS`] (SQLite listings rely on it).
-#[derive(sqlx::FromRow, serde::Deserialize)]
+#[derive(sqlx::FromRow)]
 pub(crate) struct BackupRow {
     id: String,
     instance_id: String,
@@ -95,8 +95,7 @@ impl TryFrom<BackupRow> for BackupRecord {
     }
 }
 
-/// Fields in the order of [`RESTORE_COLUMNS`] (SQLite listings rely on it).
-#[derive(sqlx::FromRow, serde::Deserialize)]
+#[derive(sqlx::FromRow)]
 struct RestoreRow {
     id: String,
     instance_id: String,
@@ -141,6 +140,190 @@ impl TryFrom<RestoreRow> for RestoreRecord {
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
+    }
+}
+
+/// A record as a listing reads it: the columns of [`Listed::COLUMNS`] in
+/// order, borrowed from the row or JSON text they came in (a page's
+/// strings are copied once, into the record). The instance and project are
+/// the listing's own, so they are not read back.
+trait Listed: Sized {
+    /// The listed columns; the instance and project are not among them.
+    const COLUMNS: &'static str;
+    /// The columns as borrowed values. serde reads a struct from a JSON
+    /// array in field order, so its fields follow `COLUMNS`.
+    type Parts<'a>: serde::Deserialize<'a>;
+
+    /// Reads the parts from a PostgreSQL listing row, whose record columns
+    /// start at `at`.
+    fn pg_parts(row: &sqlx::postgres::PgRow, at: usize) -> Result<Self::Parts<'_>>;
+
+    fn from_parts(p: Self::Parts<'_>, instance: &InstanceId, project: &ProjectId) -> Result<Self>;
+
+    fn created_at(&self) -> Millis;
+}
+
+#[derive(serde::Deserialize)]
+struct BackupParts<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    backup_type: Cow<'a, str>,
+    #[serde(borrow)]
+    format: Cow<'a, str>,
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+    progress: i64,
+    size: i64,
+    #[serde(borrow)]
+    period: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    remark: Cow<'a, str>,
+    created_at: i64,
+    execution_at: Option<i64>,
+    updated_at: i64,
+    #[serde(borrow)]
+    error_code: Option<Cow<'a, str>>,
+}
+
+/// Reads column `i` of a PostgreSQL row, borrowing text.
+fn pg<'r, T>(row: &'r sqlx::postgres::PgRow, i: usize) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    use sqlx::Row;
+    Ok(row.try_get(i)?)
+}
+
+fn borrowed(s: Option<&str>) -> Option<Cow<'_, str>> {
+    s.map(Cow::Borrowed)
+}
+
+impl Listed for BackupRecord {
+    const COLUMNS: &'static str = "id, name, backup_type, format, status, progress, size, \
+         period, remark, created_at, execution_at, updated_at, error_code";
+    type Parts<'a> = BackupParts<'a>;
+
+    fn pg_parts(row: &sqlx::postgres::PgRow, at: usize) -> Result<BackupParts<'_>> {
+        Ok(BackupParts {
+            id: Cow::Borrowed(pg(row, at)?),
+            name: Cow::Borrowed(pg(row, at + 1)?),
+            backup_type: Cow::Borrowed(pg(row, at + 2)?),
+            format: Cow::Borrowed(pg(row, at + 3)?),
+            status: Cow::Borrowed(pg(row, at + 4)?),
+            progress: pg(row, at + 5)?,
+            size: pg(row, at + 6)?,
+            period: borrowed(pg(row, at + 7)?),
+            remark: Cow::Borrowed(pg(row, at + 8)?),
+            created_at: pg(row, at + 9)?,
+            execution_at: pg(row, at + 10)?,
+            updated_at: pg(row, at + 11)?,
+            error_code: borrowed(pg(row, at + 12)?),
+        })
+    }
+
+    fn from_parts(p: BackupParts<'_>, instance: &InstanceId, project: &ProjectId) -> Result<Self> {
+        let bad = |what: &str| CatalogError::Corrupt(format!("backup {}: {what}", p.id));
+        Ok(BackupRecord {
+            backup_type: BackupType::parse(&p.backup_type).ok_or_else(|| bad("type"))?,
+            format: BackupFormat::parse(&p.format).ok_or_else(|| bad("format"))?,
+            status: BackupStatus::parse(&p.status).ok_or_else(|| bad("status"))?,
+            error: p.error_code.as_deref().and_then(JobError::parse),
+            id: BackupId::from_stored(p.id.into_owned()),
+            instance_id: instance.clone(),
+            project_id: project.clone(),
+            name: p.name.into_owned(),
+            progress: p.progress,
+            size: p.size,
+            period: p.period.map(Cow::into_owned),
+            remark: p.remark.into_owned(),
+            created_at: p.created_at,
+            execution_at: p.execution_at,
+            updated_at: p.updated_at,
+        })
+    }
+
+    fn created_at(&self) -> Millis {
+        self.created_at
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct RestoreParts<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    backup_id: Cow<'a, str>,
+    #[serde(borrow)]
+    backup_name: Cow<'a, str>,
+    #[serde(borrow)]
+    backup_remark: Cow<'a, str>,
+    #[serde(borrow)]
+    source_instance_id: Cow<'a, str>,
+    #[serde(borrow)]
+    source_instance_name: Cow<'a, str>,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    remark: Cow<'a, str>,
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+    progress: i64,
+    created_at: i64,
+    updated_at: i64,
+    #[serde(borrow)]
+    error_code: Option<Cow<'a, str>>,
+}
+
+impl Listed for RestoreRecord {
+    const COLUMNS: &'static str = "id, backup_id, backup_name, backup_remark, \
+         source_instance_id, source_instance_name, name, remark, status, progress, created_at, \
+         updated_at, error_code";
+    type Parts<'a> = RestoreParts<'a>;
+
+    fn pg_parts(row: &sqlx::postgres::PgRow, at: usize) -> Result<RestoreParts<'_>> {
+        Ok(RestoreParts {
+            id: Cow::Borrowed(pg(row, at)?),
+            backup_id: Cow::Borrowed(pg(row, at + 1)?),
+            backup_name: Cow::Borrowed(pg(row, at + 2)?),
+            backup_remark: Cow::Borrowed(pg(row, at + 3)?),
+            source_instance_id: Cow::Borrowed(pg(row, at + 4)?),
+            source_instance_name: Cow::Borrowed(pg(row, at + 5)?),
+            name: Cow::Borrowed(pg(row, at + 6)?),
+            remark: Cow::Borrowed(pg(row, at + 7)?),
+            status: Cow::Borrowed(pg(row, at + 8)?),
+            progress: pg(row, at + 9)?,
+            created_at: pg(row, at + 10)?,
+            updated_at: pg(row, at + 11)?,
+            error_code: borrowed(pg(row, at + 12)?),
+        })
+    }
+
+    fn from_parts(p: RestoreParts<'_>, instance: &InstanceId, project: &ProjectId) -> Result<Self> {
+        let bad = |what: &str| CatalogError::Corrupt(format!("restore {}: {what}", p.id));
+        Ok(RestoreRecord {
+            status: RestoreStatus::parse(&p.status).ok_or_else(|| bad("status"))?,
+            error: p.error_code.as_deref().and_then(JobError::parse),
+            id: RestoreId::from_stored(p.id.into_owned()),
+            instance_id: instance.clone(),
+            project_id: project.clone(),
+            backup_id: BackupId::from_stored(p.backup_id.into_owned()),
+            backup_name: p.backup_name.into_owned(),
+            backup_remark: p.backup_remark.into_owned(),
+            source_instance_id: InstanceId::from_stored(p.source_instance_id.into_owned()),
+            source_instance_name: p.source_instance_name.into_owned(),
+            name: p.name.into_owned(),
+            remark: p.remark.into_owned(),
+            progress: p.progress,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        })
+    }
+
+    fn created_at(&self) -> Millis {
+        self.created_at
     }
 }
 
@@ -361,19 +544,7 @@ impl Catalog {
         instance: &InstanceId,
         q: &ListQuery,
     ) -> Result<Option<Page<BackupRecord>>> {
-        let sql = list_statement(&BACKUP_LISTS, matches!(self.db, Db::Postgres(_)), q);
-        let Some((rows, total)) = self
-            .list_page::<BackupRow>(sql, project, instance, q)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let mut items = rows
-            .into_iter()
-            .map(BackupRecord::try_from)
-            .collect::<Result<Vec<_>>>()?;
-        items.sort_by_key(|r| std::cmp::Reverse(r.created_at));
-        Ok(Some(Page { items, total }))
+        self.list_page(&BACKUP_LISTS, project, instance, q).await
     }
 
     /// One page of an instance's restore records, newest first; `None` if
@@ -385,38 +556,21 @@ impl Catalog {
         instance: &InstanceId,
         q: &ListQuery,
     ) -> Result<Option<Page<RestoreRecord>>> {
-        let sql = list_statement(&RESTORE_LISTS, matches!(self.db, Db::Postgres(_)), q);
-        let Some((rows, total)) = self
-            .list_page::<RestoreRow>(sql, project, instance, q)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let mut items = rows
-            .into_iter()
-            .map(RestoreRecord::try_from)
-            .collect::<Result<Vec<_>>>()?;
-        items.sort_by_key(|r| std::cmp::Reverse(r.created_at));
-        Ok(Some(Page { items, total }))
+        self.list_page(&RESTORE_LISTS, project, instance, q).await
     }
 
     /// Runs a listing statement built by [`list_sql`]: the instance check,
     /// the seq bounds of the time range and the page's records in one
     /// round trip.
-    async fn list_page<R>(
+    async fn list_page<T: Listed>(
         &self,
-        sql: &str,
+        statements: &ListStatements,
         project: &ProjectId,
         instance: &InstanceId,
         q: &ListQuery,
-    ) -> Result<Option<(Vec<R>, u64)>>
-    where
-        R: serde::de::DeserializeOwned
-            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
-            + Send
-            + Unpin,
-    {
+    ) -> Result<Option<Page<T>>> {
         use sqlx::Row;
+        let sql = list_statement(statements, matches!(self.db, Db::Postgres(_)), q);
         let offset = i64::try_from(q.offset)
             .unwrap_or(i64::MAX / 4)
             .min(i64::MAX / 4);
@@ -438,48 +592,44 @@ impl Catalog {
                 query
             }};
         }
-        let ((found, lo, hi), records): ((i64, Option<i64>, Option<i64>), Vec<R>) = match &self.db {
+        let (lo, hi, mut items): (Option<i64>, Option<i64>, Vec<T>) = match &self.db {
             Db::Sqlite(pool) => {
                 let row = query!().fetch_one(pool).await?;
-                let page: Option<String> = row.try_get("page")?;
-                let records = serde_json::from_str(page.as_deref().unwrap_or("[]"))
+                if row.try_get::<i64, _>(0)? == 0 {
+                    return Ok(None);
+                }
+                let page: Option<&str> = row.try_get(3)?;
+                let parts: Vec<T::Parts<'_>> = serde_json::from_str(page.unwrap_or("[]"))
                     .map_err(|e| CatalogError::Corrupt(format!("listing page: {e}")))?;
-                (
-                    (
-                        row.try_get("found")?,
-                        row.try_get("lo")?,
-                        row.try_get("hi")?,
-                    ),
-                    records,
-                )
+                let items = parts
+                    .into_iter()
+                    .map(|p| T::from_parts(p, instance, project))
+                    .collect::<Result<_>>()?;
+                (row.try_get(1)?, row.try_get(2)?, items)
             }
             Db::Postgres(pool) => {
                 let rows = query!().fetch_all(pool).await?;
-                let first = rows
-                    .first()
-                    .ok_or_else(|| CatalogError::Corrupt("listing returned no row".into()))?;
-                let bounds = (
-                    first.try_get("found")?,
-                    first.try_get("lo")?,
-                    first.try_get("hi")?,
-                );
-                let mut records = Vec::with_capacity(rows.len());
+                // No row: the instance is not the project's.
+                let Some(first) = rows.first() else {
+                    return Ok(None);
+                };
+                let mut items = Vec::with_capacity(rows.len());
                 for row in &rows {
-                    if row.try_get::<Option<String>, _>("id")?.is_some() {
-                        records.push(R::from_row(row)?);
+                    // A range with no record on the page leaves one row
+                    // with the bounds only.
+                    if row.try_get::<Option<&str>, _>(2)?.is_some() {
+                        items.push(T::from_parts(T::pg_parts(row, 2)?, instance, project)?);
                     }
                 }
-                (bounds, records)
+                (first.try_get(0)?, first.try_get(1)?, items)
             }
         };
-        if found == 0 {
-            return Ok(None);
-        }
         let (total, window) = page_window(lo, hi, q);
-        Ok(Some((
-            if window.is_some() { records } else { vec![] },
-            total,
-        )))
+        if window.is_none() {
+            items.clear();
+        }
+        items.sort_by_key(|r| std::cmp::Reverse(r.created_at()));
+        Ok(Some(Page { items, total }))
     }
 }
 
@@ -490,54 +640,69 @@ impl Catalog {
 /// 1, since an instance's seqs are dense from 1 (records are never
 /// removed); without an upper bound it ends at the newest seq, read from
 /// the `(instance_id, seq)` index the page is read from, so a plain listing
-/// touches one index of the table. `b` is materialized: it is read twice,
-/// and inlined each read would probe the indexes again.
+/// touches one index of the table.
 ///
 /// The page comes back as the engine delivers it fastest. sqlx hands each
 /// SQLite row across from its worker thread on its own, so there one row
-/// carries the bounds and the page as a JSON array of arrays, one per record
-/// with its columns in the order of the row type's fields (serde reads a
-/// struct from an array in field order). PostgreSQL streams rows
-/// at once and builds JSON slowly, so there every row carries the bounds
-/// and one record (a single row with no record when the page is empty).
+/// carries `found`, the bounds and the page as a JSON array of arrays, one
+/// per record with the [`Listed::COLUMNS`] in order. PostgreSQL streams
+/// rows at once and builds JSON slowly, so there every row carries the
+/// bounds and one record's columns (a single row with no record when the
+/// page is empty, and no row when the instance is not the project's); each
+/// bound is read once, through a `LATERAL ... LIMIT 1` the page's range
+/// refers to.
 fn list_sql(postgres: bool, table: &str, columns: &str, begin: bool, end: bool) -> String {
-    let lo = if begin {
-        format!("(SELECT seq FROM {table} WHERE instance_id = $1 AND created_at >= $5 ORDER BY created_at ASC LIMIT 1)")
-    } else {
-        "CAST(1 AS BIGINT)".to_owned()
-    };
-    let hi = if end {
-        let n = if begin { 6 } else { 5 };
-        format!("(SELECT seq FROM {table} WHERE instance_id = $1 AND created_at <= ${n} ORDER BY created_at DESC LIMIT 1)")
-    } else {
-        format!("(SELECT MAX(seq) FROM {table} WHERE instance_id = $1)")
-    };
-    let bounds = format!(
-        "WITH b AS MATERIALIZED (SELECT \
-           (SELECT COUNT(*) FROM instances WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL) AS found, \
-           {lo} AS lo, {hi} AS hi), \
-         w AS (SELECT found, lo, hi, hi - $3 AS top, {}(lo, hi - $3 - $4 + 1) AS bottom FROM b)",
-        if postgres { "GREATEST" } else { "MAX" }
-    );
+    let end_param = if begin { 6 } else { 5 };
     let columns: Vec<String> = columns
         .split(',')
         .map(|c| format!("r.{}", c.trim()))
         .collect();
+    let columns = columns.join(", ");
     if postgres {
-        format!(
-            "{bounds} SELECT w.found, w.lo, w.hi, {} \
-             FROM w LEFT JOIN {table} r ON r.instance_id = $1 AND r.seq BETWEEN w.bottom AND w.top",
-            columns.join(", ")
-        )
-    } else {
-        format!(
-            "{bounds} SELECT w.found, w.lo, w.hi, \
-               (SELECT json_group_array(json_array({})) FROM {table} r \
-                WHERE r.instance_id = $1 AND r.seq BETWEEN w.bottom AND w.top) AS page \
-             FROM w",
-            columns.join(", ")
-        )
+        let (lo, lo_join) = if begin {
+            (
+                "l.lo",
+                format!("LEFT JOIN LATERAL (SELECT seq AS lo FROM {table} WHERE instance_id = $1 AND created_at >= $5 ORDER BY created_at ASC LIMIT 1) l ON true"),
+            )
+        } else {
+            ("CAST(1 AS BIGINT)", String::new())
+        };
+        let hi = if end {
+            format!("SELECT seq AS hi FROM {table} WHERE instance_id = $1 AND created_at <= ${end_param} ORDER BY created_at DESC LIMIT 1")
+        } else {
+            format!(
+                "SELECT seq AS hi FROM {table} WHERE instance_id = $1 ORDER BY seq DESC LIMIT 1"
+            )
+        };
+        return format!(
+            "SELECT {lo} AS lo, h.hi, {columns} FROM instances i {lo_join} \
+             LEFT JOIN LATERAL ({hi}) h ON true \
+             LEFT JOIN {table} r ON r.instance_id = $1 AND r.seq BETWEEN GREATEST({lo}, h.hi - $3 - $4 + 1) AND h.hi - $3 \
+             WHERE i.id = $1 AND i.project_id = $2 AND i.deleted_at IS NULL"
+        );
     }
+    let lo = if begin {
+        format!("(SELECT seq FROM {table} WHERE instance_id = $1 AND created_at >= $5 ORDER BY created_at ASC LIMIT 1)")
+    } else {
+        "1".to_owned()
+    };
+    let hi = if end {
+        format!("(SELECT seq FROM {table} WHERE instance_id = $1 AND created_at <= ${end_param} ORDER BY created_at DESC LIMIT 1)")
+    } else {
+        format!("(SELECT MAX(seq) FROM {table} WHERE instance_id = $1)")
+    };
+    // `b` is materialized: it is read twice, and inlined each read would
+    // probe the indexes again.
+    format!(
+        "WITH b AS MATERIALIZED (SELECT \
+           (SELECT COUNT(*) FROM instances WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL) AS found, \
+           {lo} AS lo, {hi} AS hi), \
+         w AS (SELECT found, lo, hi, hi - $3 AS top, MAX(lo, hi - $3 - $4 + 1) AS bottom FROM b) \
+         SELECT w.found, w.lo, w.hi, \
+           (SELECT json_group_array(json_array({columns})) FROM {table} r \
+            WHERE r.instance_id = $1 AND r.seq BETWEEN w.bottom AND w.top) AS page \
+         FROM w"
+    )
 }
 
 /// A table's listing statements: `[engine][begin as usize * 2 + end as usize]`.
@@ -555,9 +720,9 @@ fn list_statement<'a>(all: &'a ListStatements, postgres: bool, q: &ListQuery) ->
 }
 
 static BACKUP_LISTS: LazyLock<ListStatements> =
-    LazyLock::new(|| list_statements("backups", BACKUP_COLUMNS));
+    LazyLock::new(|| list_statements("backups", BackupRecord::COLUMNS));
 static RESTORE_LISTS: LazyLock<ListStatements> =
-    LazyLock::new(|| list_statements("restores", RESTORE_COLUMNS));
+    LazyLock::new(|| list_statements("restores", RestoreRecord::COLUMNS));
 
 static BACKUP_BY_ID: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE id = $1"));
