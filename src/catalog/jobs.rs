@@ -179,7 +179,7 @@ impl Catalog {
         lease_until: Millis,
     ) -> Result<Option<ClaimedJob>> {
         let row: Option<(String, String, String, String, i64)> = match &self.db {
-            Db::Sqlite(pool) => {
+            Db::Sqlite(pool, _) => {
                 sqlx::query_as(CLAIM_SQLITE)
                     .bind(owner)
                     .bind(lease_until)

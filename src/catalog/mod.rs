@@ -12,6 +12,7 @@
 //! starts at 1 without a probe.
 
 mod jobs;
+mod reads;
 mod records;
 mod schedule;
 
@@ -40,6 +41,10 @@ pub enum CatalogError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database url {0:?}: use sqlite://PATH or postgres://...")]
     BadUrl(String),
+    #[error("database url {0:?} names an in-memory SQLite catalog, which would lose every record when the service stops: use sqlite://PATH")]
+    InMemory(String),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("the instance already has a {0} job running")]
@@ -48,10 +53,11 @@ pub enum CatalogError {
 
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 
-/// The two engines; queries are written once and run on either.
+/// The two engines; queries are written once and run on either. A SQLite
+/// catalog also has its own read connections for listings (see `reads`).
 #[derive(Clone, Debug)]
 pub(crate) enum Db {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePool, std::sync::Arc<reads::Reads>),
     Postgres(PgPool),
 }
 
@@ -59,7 +65,7 @@ pub(crate) enum Db {
 macro_rules! on_db {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            $crate::catalog::Db::Sqlite($pool) => $body,
+            $crate::catalog::Db::Sqlite($pool, _) => $body,
             $crate::catalog::Db::Postgres($pool) => $body,
         }
     };
@@ -150,18 +156,28 @@ fn policy_json(p: &Option<StoredPolicy>) -> Result<Option<String>> {
         .map_err(|e| CatalogError::Corrupt(e.to_string()))
 }
 
+/// Whether a `sqlite:` url names a database that lives only in memory.
+fn is_in_memory(url: &str) -> bool {
+    let (db, params) = url.split_once('?').unwrap_or((url, ""));
+    db.ends_with(":memory:") || params.split('&').any(|p| p == "mode=memory")
+}
+
 impl Catalog {
     /// Opens the store at `url` and brings its schema up to date.
     #[tracing::instrument(skip_all, fields(engine))]
     pub async fn connect(url: &str) -> Result<Self> {
         let db = if url.starts_with("sqlite:") {
             tracing::Span::current().record("engine", "sqlite");
+            if is_in_memory(url) {
+                return Err(CatalogError::InMemory(url.to_owned()));
+            }
             let opts = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
+            let path = opts.get_filename().to_owned();
             let pool = SqlitePoolOptions::new()
                 // Every connection is still pinged when it returns to the pool.
                 .test_before_acquire(false)
@@ -170,7 +186,8 @@ impl Catalog {
                 .connect_with(opts)
                 .await?;
             sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-            Db::Sqlite(pool)
+            let reads = reads::Reads::new(path);
+            Db::Sqlite(pool, std::sync::Arc::new(reads))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             tracing::Span::current().record("engine", "postgres");
             // Every statement here is an index probe whatever its
@@ -197,7 +214,7 @@ impl Catalog {
 
     pub fn engine(&self) -> &'static str {
         match self.db {
-            Db::Sqlite(_) => "sqlite",
+            Db::Sqlite(..) => "sqlite",
             Db::Postgres(_) => "postgres",
         }
     }
@@ -457,4 +474,22 @@ pub fn random_token(len: usize, alphabet: &[u8]) -> String {
 /// True when the error is a unique-constraint violation.
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_in_memory_sqlite_catalog_is_refused() {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://x.db?mode=memory",
+            "sqlite:x.db?mode=memory&cache=shared",
+        ] {
+            let e = Catalog::connect(url).await.err();
+            assert!(matches!(e, Some(CatalogError::InMemory(_))), "{url}: {e:?}");
+        }
+        assert!(!is_in_memory("sqlite:///tmp/memory.db"));
+    }
 }

@@ -1,7 +1,6 @@
 //! Backup and restore records: inserting them in `seq` order and listing
 //! them with index probes only.
 
-use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use super::{is_unique_violation, on_db, Catalog, CatalogError, Db, Result};
@@ -144,48 +143,23 @@ impl TryFrom<RestoreRow> for RestoreRecord {
 }
 
 /// A record as a listing reads it: the columns of [`Listed::COLUMNS`] in
-/// order, borrowed from the row or JSON text they came in (a page's
-/// strings are copied once, into the record). The instance and project are
-/// the listing's own, so they are not read back.
-trait Listed: Sized {
+/// order, borrowed from the row they came in (a page's strings are copied
+/// once, into the record). The instance and project are the listing's own,
+/// so they are not read back.
+trait Listed: Sized + Send + 'static {
     /// The listed columns; the instance and project are not among them.
     const COLUMNS: &'static str;
-    /// The columns as borrowed values. serde reads a struct from a JSON
-    /// array in field order, so its fields follow `COLUMNS`.
-    type Parts<'a>: serde::Deserialize<'a>;
+    type Parts<'a>;
 
-    /// Reads the parts from a PostgreSQL listing row, whose record columns
-    /// start at `at`.
+    /// Reads the parts from a PostgreSQL listing row, from column `at`.
     fn pg_parts(row: &sqlx::postgres::PgRow, at: usize) -> Result<Self::Parts<'_>>;
+
+    /// Reads the parts from a SQLite listing row, from column `at`.
+    fn sqlite_parts<'r>(row: &'r rusqlite::Row<'_>, at: usize) -> Result<Self::Parts<'r>>;
 
     fn from_parts(p: Self::Parts<'_>, instance: &InstanceId, project: &ProjectId) -> Result<Self>;
 
     fn created_at(&self) -> Millis;
-}
-
-#[derive(serde::Deserialize)]
-struct BackupParts<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(borrow)]
-    backup_type: Cow<'a, str>,
-    #[serde(borrow)]
-    format: Cow<'a, str>,
-    #[serde(borrow)]
-    status: Cow<'a, str>,
-    progress: i64,
-    size: i64,
-    #[serde(borrow)]
-    period: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    remark: Cow<'a, str>,
-    created_at: i64,
-    execution_at: Option<i64>,
-    updated_at: i64,
-    #[serde(borrow)]
-    error_code: Option<Cow<'a, str>>,
 }
 
 /// Reads column `i` of a PostgreSQL row, borrowing text.
@@ -197,8 +171,69 @@ where
     Ok(row.try_get(i)?)
 }
 
-fn borrowed(s: Option<&str>) -> Option<Cow<'_, str>> {
-    s.map(Cow::Borrowed)
+/// Reads column `i` of a SQLite row, borrowing text.
+fn lite<'r, T: LiteValue<'r>>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<T> {
+    T::read(row.get_ref(i)?).map_err(|e| CatalogError::Corrupt(format!("listing column {i}: {e}")))
+}
+
+/// A column value read from a SQLite row without copying it.
+trait LiteValue<'r>: Sized {
+    fn read(v: rusqlite::types::ValueRef<'r>) -> rusqlite::types::FromSqlResult<Self>;
+}
+
+impl<'r> LiteValue<'r> for &'r str {
+    fn read(v: rusqlite::types::ValueRef<'r>) -> rusqlite::types::FromSqlResult<Self> {
+        v.as_str()
+    }
+}
+
+impl<'r> LiteValue<'r> for Option<&'r str> {
+    fn read(v: rusqlite::types::ValueRef<'r>) -> rusqlite::types::FromSqlResult<Self> {
+        v.as_str_or_null()
+    }
+}
+
+impl<'r> LiteValue<'r> for i64 {
+    fn read(v: rusqlite::types::ValueRef<'r>) -> rusqlite::types::FromSqlResult<Self> {
+        v.as_i64()
+    }
+}
+
+impl<'r> LiteValue<'r> for Option<i64> {
+    fn read(v: rusqlite::types::ValueRef<'r>) -> rusqlite::types::FromSqlResult<Self> {
+        v.as_i64_or_null()
+    }
+}
+
+pub(crate) struct BackupParts<'a> {
+    id: &'a str,
+    name: &'a str,
+    backup_type: &'a str,
+    format: &'a str,
+    status: &'a str,
+    progress: i64,
+    size: i64,
+    period: Option<&'a str>,
+    remark: &'a str,
+    created_at: i64,
+    execution_at: Option<i64>,
+    updated_at: i64,
+    error_code: Option<&'a str>,
+}
+
+/// Builds the parts of a record from a row of either engine, reading
+/// column `at + k` for the k-th field with `$get`.
+macro_rules! parts {
+    ($ty:ident, $get:ident, $row:expr, $at:expr, [$($field:ident),+ $(,)?]) => {{
+        let mut _k = $at;
+        $ty {
+            $($field: {
+                let v = $get($row, _k)?;
+                _k += 1;
+                v
+            },)+
+        }
+    }};
 }
 
 impl Listed for BackupRecord {
@@ -207,38 +242,68 @@ impl Listed for BackupRecord {
     type Parts<'a> = BackupParts<'a>;
 
     fn pg_parts(row: &sqlx::postgres::PgRow, at: usize) -> Result<BackupParts<'_>> {
-        Ok(BackupParts {
-            id: Cow::Borrowed(pg(row, at)?),
-            name: Cow::Borrowed(pg(row, at + 1)?),
-            backup_type: Cow::Borrowed(pg(row, at + 2)?),
-            format: Cow::Borrowed(pg(row, at + 3)?),
-            status: Cow::Borrowed(pg(row, at + 4)?),
-            progress: pg(row, at + 5)?,
-            size: pg(row, at + 6)?,
-            period: borrowed(pg(row, at + 7)?),
-            remark: Cow::Borrowed(pg(row, at + 8)?),
-            created_at: pg(row, at + 9)?,
-            execution_at: pg(row, at + 10)?,
-            updated_at: pg(row, at + 11)?,
-            error_code: borrowed(pg(row, at + 12)?),
-        })
+        Ok(parts!(
+            BackupParts,
+            pg,
+            row,
+            at,
+            [
+                id,
+                name,
+                backup_type,
+                format,
+                status,
+                progress,
+                size,
+                period,
+                remark,
+                created_at,
+                execution_at,
+                updated_at,
+                error_code,
+            ]
+        ))
+    }
+
+    fn sqlite_parts<'r>(row: &'r rusqlite::Row<'_>, at: usize) -> Result<BackupParts<'r>> {
+        Ok(parts!(
+            BackupParts,
+            lite,
+            row,
+            at,
+            [
+                id,
+                name,
+                backup_type,
+                format,
+                status,
+                progress,
+                size,
+                period,
+                remark,
+                created_at,
+                execution_at,
+                updated_at,
+                error_code,
+            ]
+        ))
     }
 
     fn from_parts(p: BackupParts<'_>, instance: &InstanceId, project: &ProjectId) -> Result<Self> {
         let bad = |what: &str| CatalogError::Corrupt(format!("backup {}: {what}", p.id));
         Ok(BackupRecord {
-            backup_type: BackupType::parse(&p.backup_type).ok_or_else(|| bad("type"))?,
-            format: BackupFormat::parse(&p.format).ok_or_else(|| bad("format"))?,
-            status: BackupStatus::parse(&p.status).ok_or_else(|| bad("status"))?,
-            error: p.error_code.as_deref().and_then(JobError::parse),
-            id: BackupId::from_stored(p.id.into_owned()),
+            backup_type: BackupType::parse(p.backup_type).ok_or_else(|| bad("type"))?,
+            format: BackupFormat::parse(p.format).ok_or_else(|| bad("format"))?,
+            status: BackupStatus::parse(p.status).ok_or_else(|| bad("status"))?,
+            error: p.error_code.and_then(JobError::parse),
+            id: BackupId::from_stored(p.id.to_owned()),
             instance_id: instance.clone(),
             project_id: project.clone(),
-            name: p.name.into_owned(),
+            name: p.name.to_owned(),
             progress: p.progress,
             size: p.size,
-            period: p.period.map(Cow::into_owned),
-            remark: p.remark.into_owned(),
+            period: p.period.map(str::to_owned),
+            remark: p.remark.to_owned(),
             created_at: p.created_at,
             execution_at: p.execution_at,
             updated_at: p.updated_at,
@@ -250,31 +315,20 @@ impl Listed for BackupRecord {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct RestoreParts<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    #[serde(borrow)]
-    backup_id: Cow<'a, str>,
-    #[serde(borrow)]
-    backup_name: Cow<'a, str>,
-    #[serde(borrow)]
-    backup_remark: Cow<'a, str>,
-    #[serde(borrow)]
-    source_instance_id: Cow<'a, str>,
-    #[serde(borrow)]
-    source_instance_name: Cow<'a, str>,
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(borrow)]
-    remark: Cow<'a, str>,
-    #[serde(borrow)]
-    status: Cow<'a, str>,
+pub(crate) struct RestoreParts<'a> {
+    id: &'a str,
+    backup_id: &'a str,
+    backup_name: &'a str,
+    backup_remark: &'a str,
+    source_instance_id: &'a str,
+    source_instance_name: &'a str,
+    name: &'a str,
+    remark: &'a str,
+    status: &'a str,
     progress: i64,
     created_at: i64,
     updated_at: i64,
-    #[serde(borrow)]
-    error_code: Option<Cow<'a, str>>,
+    error_code: Option<&'a str>,
 }
 
 impl Listed for RestoreRecord {
@@ -284,38 +338,68 @@ impl Listed for RestoreRecord {
     type Parts<'a> = RestoreParts<'a>;
 
     fn pg_parts(row: &sqlx::postgres::PgRow, at: usize) -> Result<RestoreParts<'_>> {
-        Ok(RestoreParts {
-            id: Cow::Borrowed(pg(row, at)?),
-            backup_id: Cow::Borrowed(pg(row, at + 1)?),
-            backup_name: Cow::Borrowed(pg(row, at + 2)?),
-            backup_remark: Cow::Borrowed(pg(row, at + 3)?),
-            source_instance_id: Cow::Borrowed(pg(row, at + 4)?),
-            source_instance_name: Cow::Borrowed(pg(row, at + 5)?),
-            name: Cow::Borrowed(pg(row, at + 6)?),
-            remark: Cow::Borrowed(pg(row, at + 7)?),
-            status: Cow::Borrowed(pg(row, at + 8)?),
-            progress: pg(row, at + 9)?,
-            created_at: pg(row, at + 10)?,
-            updated_at: pg(row, at + 11)?,
-            error_code: borrowed(pg(row, at + 12)?),
-        })
+        Ok(parts!(
+            RestoreParts,
+            pg,
+            row,
+            at,
+            [
+                id,
+                backup_id,
+                backup_name,
+                backup_remark,
+                source_instance_id,
+                source_instance_name,
+                name,
+                remark,
+                status,
+                progress,
+                created_at,
+                updated_at,
+                error_code,
+            ]
+        ))
+    }
+
+    fn sqlite_parts<'r>(row: &'r rusqlite::Row<'_>, at: usize) -> Result<RestoreParts<'r>> {
+        Ok(parts!(
+            RestoreParts,
+            lite,
+            row,
+            at,
+            [
+                id,
+                backup_id,
+                backup_name,
+                backup_remark,
+                source_instance_id,
+                source_instance_name,
+                name,
+                remark,
+                status,
+                progress,
+                created_at,
+                updated_at,
+                error_code,
+            ]
+        ))
     }
 
     fn from_parts(p: RestoreParts<'_>, instance: &InstanceId, project: &ProjectId) -> Result<Self> {
         let bad = |what: &str| CatalogError::Corrupt(format!("restore {}: {what}", p.id));
         Ok(RestoreRecord {
-            status: RestoreStatus::parse(&p.status).ok_or_else(|| bad("status"))?,
-            error: p.error_code.as_deref().and_then(JobError::parse),
-            id: RestoreId::from_stored(p.id.into_owned()),
+            status: RestoreStatus::parse(p.status).ok_or_else(|| bad("status"))?,
+            error: p.error_code.and_then(JobError::parse),
+            id: RestoreId::from_stored(p.id.to_owned()),
             instance_id: instance.clone(),
             project_id: project.clone(),
-            backup_id: BackupId::from_stored(p.backup_id.into_owned()),
-            backup_name: p.backup_name.into_owned(),
-            backup_remark: p.backup_remark.into_owned(),
-            source_instance_id: InstanceId::from_stored(p.source_instance_id.into_owned()),
-            source_instance_name: p.source_instance_name.into_owned(),
-            name: p.name.into_owned(),
-            remark: p.remark.into_owned(),
+            backup_id: BackupId::from_stored(p.backup_id.to_owned()),
+            backup_name: p.backup_name.to_owned(),
+            backup_remark: p.backup_remark.to_owned(),
+            source_instance_id: InstanceId::from_stored(p.source_instance_id.to_owned()),
+            source_instance_name: p.source_instance_name.to_owned(),
+            name: p.name.to_owned(),
+            remark: p.remark.to_owned(),
             progress: p.progress,
             created_at: p.created_at,
             updated_at: p.updated_at,
@@ -414,7 +498,7 @@ fn page_window(lo: Option<i64>, hi: Option<i64>, q: &ListQuery) -> (u64, Option<
 impl Catalog {
     fn sql(&self) -> &'static TableSql {
         match self.db {
-            Db::Sqlite(_) => &SQLITE,
+            Db::Sqlite(..) => &SQLITE,
             Db::Postgres(_) => &POSTGRES,
         }
     }
@@ -564,20 +648,38 @@ impl Catalog {
     /// round trip.
     async fn list_page<T: Listed>(
         &self,
-        statements: &ListStatements,
+        statements: &'static ListStatements,
         project: &ProjectId,
         instance: &InstanceId,
         q: &ListQuery,
     ) -> Result<Option<Page<T>>> {
         use sqlx::Row;
-        let sql = list_statement(statements, matches!(self.db, Db::Postgres(_)), q);
+        let sql: &'static str = list_statement(statements, matches!(self.db, Db::Postgres(_)), q);
         let offset = i64::try_from(q.offset)
             .unwrap_or(i64::MAX / 4)
             .min(i64::MAX / 4);
         let limit = i64::try_from(q.limit).unwrap_or(1000);
         // The statement takes a time bound only if the query has it.
-        macro_rules! query {
-            () => {{
+        let (lo, hi, mut items): (Option<i64>, Option<i64>, Vec<T>) = match &self.db {
+            Db::Sqlite(_, reads) => {
+                use rusqlite::types::Value;
+                let mut args = vec![
+                    Value::Text(instance.as_str().to_owned()),
+                    Value::Text(project.as_str().to_owned()),
+                    Value::Integer(offset),
+                    Value::Integer(limit),
+                ];
+                args.extend(q.begin.into_iter().chain(q.end).map(Value::Integer));
+                let (inst, proj) = (instance.clone(), project.clone());
+                let read = move |row: &rusqlite::Row<'_>| {
+                    T::from_parts(T::sqlite_parts(row, 2)?, &inst, &proj)
+                };
+                let Some(listing) = reads.list(sql, args, q.limit, read).await? else {
+                    return Ok(None);
+                };
+                (listing.lo, listing.hi, listing.items)
+            }
+            Db::Postgres(pool) => {
                 let mut query = sqlx::query(sql)
                     .bind(instance.as_str())
                     .bind(project.as_str())
@@ -589,26 +691,7 @@ impl Catalog {
                 if let Some(end) = q.end {
                     query = query.bind(end);
                 }
-                query
-            }};
-        }
-        let (lo, hi, mut items): (Option<i64>, Option<i64>, Vec<T>) = match &self.db {
-            Db::Sqlite(pool) => {
-                let row = query!().fetch_one(pool).await?;
-                if row.try_get::<i64, _>(0)? == 0 {
-                    return Ok(None);
-                }
-                let page: Option<&str> = row.try_get(3)?;
-                let parts: Vec<T::Parts<'_>> = serde_json::from_str(page.unwrap_or("[]"))
-                    .map_err(|e| CatalogError::Corrupt(format!("listing page: {e}")))?;
-                let items = parts
-                    .into_iter()
-                    .map(|p| T::from_parts(p, instance, project))
-                    .collect::<Result<_>>()?;
-                (row.try_get(1)?, row.try_get(2)?, items)
-            }
-            Db::Postgres(pool) => {
-                let rows = query!().fetch_all(pool).await?;
+                let rows = query.fetch_all(pool).await?;
                 // No row: the instance is not the project's.
                 let Some(first) = rows.first() else {
                     return Ok(None);
@@ -642,15 +725,12 @@ impl Catalog {
 /// the `(instance_id, seq)` index the page is read from, so a plain listing
 /// touches one index of the table.
 ///
-/// The page comes back as the engine delivers it fastest. sqlx hands each
-/// SQLite row across from its worker thread on its own, so there one row
-/// carries `found`, the bounds and the page as a JSON array of arrays, one
-/// per record with the [`Listed::COLUMNS`] in order. PostgreSQL streams
-/// rows at once and builds JSON slowly, so there every row carries the
-/// bounds and one record's columns (a single row with no record when the
-/// page is empty, and no row when the instance is not the project's); each
-/// bound is read once, through a `LATERAL ... LIMIT 1` the page's range
-/// refers to.
+/// Both engines return one row per record of the page, each carrying the
+/// bounds first (`lo`, `hi`) and then the record's [`Listed::COLUMNS`]; a
+/// page with no record is one row of bounds and NULLs, and an instance that
+/// is not the project's gives no row. On PostgreSQL each bound is read once
+/// through a `LATERAL ... LIMIT 1` the page's range refers to; SQLite has
+/// no LATERAL, so there the bounds are a materialized CTE.
 fn list_sql(postgres: bool, table: &str, columns: &str, begin: bool, end: bool) -> String {
     let end_param = if begin { 6 } else { 5 };
     let columns: Vec<String> = columns
@@ -692,17 +772,18 @@ fn list_sql(postgres: bool, table: &str, columns: &str, begin: bool, end: bool) 
         format!("(SELECT MAX(seq) FROM {table} WHERE instance_id = $1)")
     };
     // `b` is materialized: it is read twice, and inlined each read would
-    // probe the indexes again.
-    format!(
+    // probe the indexes again. Parameters are numbered `?n` here: the
+    // SQLite listing reads bind them by position (see `reads`).
+    let sql = format!(
         "WITH b AS MATERIALIZED (SELECT \
            (SELECT COUNT(*) FROM instances WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL) AS found, \
            {lo} AS lo, {hi} AS hi), \
          w AS (SELECT found, lo, hi, hi - $3 AS top, MAX(lo, hi - $3 - $4 + 1) AS bottom FROM b) \
-         SELECT w.found, w.lo, w.hi, \
-           (SELECT json_group_array(json_array({columns})) FROM {table} r \
-            WHERE r.instance_id = $1 AND r.seq BETWEEN w.bottom AND w.top) AS page \
-         FROM w"
-    )
+         SELECT w.lo, w.hi, {columns} \
+         FROM w LEFT JOIN {table} r ON r.instance_id = $1 AND r.seq BETWEEN w.bottom AND w.top \
+         WHERE w.found"
+    );
+    sql.replace('$', "?")
 }
 
 /// A table's listing statements: `[engine][begin as usize * 2 + end as usize]`.
