@@ -142,171 +142,84 @@ impl TryFrom<RestoreRow> for RestoreRecord {
     }
 }
 
-/// A record as a listing reads it: the columns of [`Listed::COLUMNS`] in
-/// order, borrowed from the row they came in (a page's strings are copied
-/// once, into the record). The instance and project are the listing's own,
-/// so they are not read back.
+/// A record type as a listing reads it: the columns of
+/// [`Listed::COLUMNS`], in order from column 2 of a listing row (after the
+/// bounds). The instance and project are the listing's own, so they are
+/// not read back.
 trait Listed: Sized + Send + 'static {
-    /// The listed columns; the instance and project are not among them.
     const COLUMNS: &'static str;
-    type Parts<'a>;
 
-    /// Reads the parts from a PostgreSQL listing row, from column `at`.
-    fn pg_parts(row: &sqlx::postgres::PgRow, at: usize) -> Result<Self::Parts<'_>>;
-
-    /// Reads the parts from a SQLite listing row, from column `at`.
-    fn sqlite_parts<'r>(row: &'r rusqlite::Row<'_>, at: usize) -> Result<Self::Parts<'r>>;
-
-    fn from_parts(p: Self::Parts<'_>, instance: &InstanceId, project: &ProjectId) -> Result<Self>;
+    fn read<'r>(row: impl Columns<'r>, instance: &InstanceId, project: &ProjectId) -> Result<Self>;
 
     fn created_at(&self) -> Millis;
 }
 
-/// Reads column `i` of a PostgreSQL row, borrowing text.
-fn pg<'r, T>(row: &'r sqlx::postgres::PgRow, i: usize) -> Result<T>
-where
-    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-{
-    use sqlx::Row;
-    Ok(row.try_get(i)?)
+/// A row of either engine, read by column position; text is borrowed from
+/// the row, so a page's strings are copied once, into its records.
+trait Columns<'r>: Copy {
+    fn text(self, i: usize) -> Result<&'r str>;
+    fn text_or_null(self, i: usize) -> Result<Option<&'r str>>;
+    fn int(self, i: usize) -> Result<i64>;
+    fn int_or_null(self, i: usize) -> Result<Option<i64>>;
 }
 
-/// Reads column `i` of a SQLite row, borrowing text.
-fn lite<'r, T: LiteValue<'r>>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<T> {
-    T::read(row.get_ref(i)?).map_err(|e| CatalogError::Corrupt(format!("listing column {i}: {e}")))
-}
-
-/// A column value read from a SQLite row without copying it.
-trait LiteValue<'r>: Sized {
-    fn read(v: rusqlite::types::ValueRef<'r>) -> rusqlite::types::FromSqlResult<Self>;
-}
-
-impl<'r> LiteValue<'r> for &'r str {
-    fn read(v: rusqlite::types::ValueRef<'r>) -> rusqlite::types::FromSqlResult<Self> {
-        v.as_str()
+impl<'r> Columns<'r> for &'r sqlx::postgres::PgRow {
+    fn text(self, i: usize) -> Result<&'r str> {
+        Ok(sqlx::Row::try_get(self, i)?)
+    }
+    fn text_or_null(self, i: usize) -> Result<Option<&'r str>> {
+        Ok(sqlx::Row::try_get(self, i)?)
+    }
+    fn int(self, i: usize) -> Result<i64> {
+        Ok(sqlx::Row::try_get(self, i)?)
+    }
+    fn int_or_null(self, i: usize) -> Result<Option<i64>> {
+        Ok(sqlx::Row::try_get(self, i)?)
     }
 }
 
-impl<'r> LiteValue<'r> for Option<&'r str> {
-    fn read(v: rusqlite::types::ValueRef<'r>) -> rusqlite::types::FromSqlResult<Self> {
-        v.as_str_or_null()
+impl<'r> Columns<'r> for &'r rusqlite::Row<'_> {
+    fn text(self, i: usize) -> Result<&'r str> {
+        lite(i, self.get_ref(i)?.as_str())
+    }
+    fn text_or_null(self, i: usize) -> Result<Option<&'r str>> {
+        lite(i, self.get_ref(i)?.as_str_or_null())
+    }
+    fn int(self, i: usize) -> Result<i64> {
+        lite(i, self.get_ref(i)?.as_i64())
+    }
+    fn int_or_null(self, i: usize) -> Result<Option<i64>> {
+        lite(i, self.get_ref(i)?.as_i64_or_null())
     }
 }
 
-impl<'r> LiteValue<'r> for i64 {
-    fn read(v: rusqlite::types::ValueRef<'r>) -> rusqlite::types::FromSqlResult<Self> {
-        v.as_i64()
-    }
-}
-
-impl<'r> LiteValue<'r> for Option<i64> {
-    fn read(v: rusqlite::types::ValueRef<'r>) -> rusqlite::types::FromSqlResult<Self> {
-        v.as_i64_or_null()
-    }
-}
-
-pub(crate) struct BackupParts<'a> {
-    id: &'a str,
-    name: &'a str,
-    backup_type: &'a str,
-    format: &'a str,
-    status: &'a str,
-    progress: i64,
-    size: i64,
-    period: Option<&'a str>,
-    remark: &'a str,
-    created_at: i64,
-    execution_at: Option<i64>,
-    updated_at: i64,
-    error_code: Option<&'a str>,
-}
-
-/// Builds the parts of a record from a row of either engine, reading
-/// column `at + k` for the k-th field with `$get`.
-macro_rules! parts {
-    ($ty:ident, $get:ident, $row:expr, $at:expr, [$($field:ident),+ $(,)?]) => {{
-        let mut _k = $at;
-        $ty {
-            $($field: {
-                let v = $get($row, _k)?;
-                _k += 1;
-                v
-            },)+
-        }
-    }};
+fn lite<T>(i: usize, v: rusqlite::types::FromSqlResult<T>) -> Result<T> {
+    v.map_err(|e| CatalogError::Corrupt(format!("listing column {i}: {e}")))
 }
 
 impl Listed for BackupRecord {
     const COLUMNS: &'static str = "id, name, backup_type, format, status, progress, size, \
          period, remark, created_at, execution_at, updated_at, error_code";
-    type Parts<'a> = BackupParts<'a>;
 
-    fn pg_parts(row: &sqlx::postgres::PgRow, at: usize) -> Result<BackupParts<'_>> {
-        Ok(parts!(
-            BackupParts,
-            pg,
-            row,
-            at,
-            [
-                id,
-                name,
-                backup_type,
-                format,
-                status,
-                progress,
-                size,
-                period,
-                remark,
-                created_at,
-                execution_at,
-                updated_at,
-                error_code,
-            ]
-        ))
-    }
-
-    fn sqlite_parts<'r>(row: &'r rusqlite::Row<'_>, at: usize) -> Result<BackupParts<'r>> {
-        Ok(parts!(
-            BackupParts,
-            lite,
-            row,
-            at,
-            [
-                id,
-                name,
-                backup_type,
-                format,
-                status,
-                progress,
-                size,
-                period,
-                remark,
-                created_at,
-                execution_at,
-                updated_at,
-                error_code,
-            ]
-        ))
-    }
-
-    fn from_parts(p: BackupParts<'_>, instance: &InstanceId, project: &ProjectId) -> Result<Self> {
-        let bad = |what: &str| CatalogError::Corrupt(format!("backup {}: {what}", p.id));
+    fn read<'r>(r: impl Columns<'r>, instance: &InstanceId, project: &ProjectId) -> Result<Self> {
+        let id = r.text(2)?;
+        let bad = |what: &str| CatalogError::Corrupt(format!("backup {id}: {what}"));
         Ok(BackupRecord {
-            backup_type: BackupType::parse(p.backup_type).ok_or_else(|| bad("type"))?,
-            format: BackupFormat::parse(p.format).ok_or_else(|| bad("format"))?,
-            status: BackupStatus::parse(p.status).ok_or_else(|| bad("status"))?,
-            error: p.error_code.and_then(JobError::parse),
-            id: BackupId::from_stored(p.id.to_owned()),
+            id: BackupId::from_stored(id.to_owned()),
             instance_id: instance.clone(),
             project_id: project.clone(),
-            name: p.name.to_owned(),
-            progress: p.progress,
-            size: p.size,
-            period: p.period.map(str::to_owned),
-            remark: p.remark.to_owned(),
-            created_at: p.created_at,
-            execution_at: p.execution_at,
-            updated_at: p.updated_at,
+            name: r.text(3)?.to_owned(),
+            backup_type: BackupType::parse(r.text(4)?).ok_or_else(|| bad("type"))?,
+            format: BackupFormat::parse(r.text(5)?).ok_or_else(|| bad("format"))?,
+            status: BackupStatus::parse(r.text(6)?).ok_or_else(|| bad("status"))?,
+            progress: r.int(7)?,
+            size: r.int(8)?,
+            period: r.text_or_null(9)?.map(str::to_owned),
+            remark: r.text(10)?.to_owned(),
+            created_at: r.int(11)?,
+            execution_at: r.int_or_null(12)?,
+            updated_at: r.int(13)?,
+            error: r.text_or_null(14)?.and_then(JobError::parse),
         })
     }
 
@@ -315,94 +228,30 @@ impl Listed for BackupRecord {
     }
 }
 
-pub(crate) struct RestoreParts<'a> {
-    id: &'a str,
-    backup_id: &'a str,
-    backup_name: &'a str,
-    backup_remark: &'a str,
-    source_instance_id: &'a str,
-    source_instance_name: &'a str,
-    name: &'a str,
-    remark: &'a str,
-    status: &'a str,
-    progress: i64,
-    created_at: i64,
-    updated_at: i64,
-    error_code: Option<&'a str>,
-}
-
 impl Listed for RestoreRecord {
     const COLUMNS: &'static str = "id, backup_id, backup_name, backup_remark, \
          source_instance_id, source_instance_name, name, remark, status, progress, created_at, \
          updated_at, error_code";
-    type Parts<'a> = RestoreParts<'a>;
 
-    fn pg_parts(row: &sqlx::postgres::PgRow, at: usize) -> Result<RestoreParts<'_>> {
-        Ok(parts!(
-            RestoreParts,
-            pg,
-            row,
-            at,
-            [
-                id,
-                backup_id,
-                backup_name,
-                backup_remark,
-                source_instance_id,
-                source_instance_name,
-                name,
-                remark,
-                status,
-                progress,
-                created_at,
-                updated_at,
-                error_code,
-            ]
-        ))
-    }
-
-    fn sqlite_parts<'r>(row: &'r rusqlite::Row<'_>, at: usize) -> Result<RestoreParts<'r>> {
-        Ok(parts!(
-            RestoreParts,
-            lite,
-            row,
-            at,
-            [
-                id,
-                backup_id,
-                backup_name,
-                backup_remark,
-                source_instance_id,
-                source_instance_name,
-                name,
-                remark,
-                status,
-                progress,
-                created_at,
-                updated_at,
-                error_code,
-            ]
-        ))
-    }
-
-    fn from_parts(p: RestoreParts<'_>, instance: &InstanceId, project: &ProjectId) -> Result<Self> {
-        let bad = |what: &str| CatalogError::Corrupt(format!("restore {}: {what}", p.id));
+    fn read<'r>(r: impl Columns<'r>, instance: &InstanceId, project: &ProjectId) -> Result<Self> {
+        let id = r.text(2)?;
+        let bad = |what: &str| CatalogError::Corrupt(format!("restore {id}: {what}"));
         Ok(RestoreRecord {
-            status: RestoreStatus::parse(p.status).ok_or_else(|| bad("status"))?,
-            error: p.error_code.and_then(JobError::parse),
-            id: RestoreId::from_stored(p.id.to_owned()),
+            id: RestoreId::from_stored(id.to_owned()),
             instance_id: instance.clone(),
             project_id: project.clone(),
-            backup_id: BackupId::from_stored(p.backup_id.to_owned()),
-            backup_name: p.backup_name.to_owned(),
-            backup_remark: p.backup_remark.to_owned(),
-            source_instance_id: InstanceId::from_stored(p.source_instance_id.to_owned()),
-            source_instance_name: p.source_instance_name.to_owned(),
-            name: p.name.to_owned(),
-            remark: p.remark.to_owned(),
-            progress: p.progress,
-            created_at: p.created_at,
-            updated_at: p.updated_at,
+            backup_id: BackupId::from_stored(r.text(3)?.to_owned()),
+            backup_name: r.text(4)?.to_owned(),
+            backup_remark: r.text(5)?.to_owned(),
+            source_instance_id: InstanceId::from_stored(r.text(6)?.to_owned()),
+            source_instance_name: r.text(7)?.to_owned(),
+            name: r.text(8)?.to_owned(),
+            remark: r.text(9)?.to_owned(),
+            status: RestoreStatus::parse(r.text(10)?).ok_or_else(|| bad("status"))?,
+            progress: r.int(11)?,
+            created_at: r.int(12)?,
+            updated_at: r.int(13)?,
+            error: r.text_or_null(14)?.and_then(JobError::parse),
         })
     }
 
@@ -671,9 +520,7 @@ impl Catalog {
                 ];
                 args.extend(q.begin.into_iter().chain(q.end).map(Value::Integer));
                 let (inst, proj) = (instance.clone(), project.clone());
-                let read = move |row: &rusqlite::Row<'_>| {
-                    T::from_parts(T::sqlite_parts(row, 2)?, &inst, &proj)
-                };
+                let read = move |row: &rusqlite::Row<'_>| T::read(row, &inst, &proj);
                 let Some(listing) = reads.list(sql, args, q.limit, read).await? else {
                     return Ok(None);
                 };
@@ -701,7 +548,7 @@ impl Catalog {
                     // A range with no record on the page leaves one row
                     // with the bounds only.
                     if row.try_get::<Option<&str>, _>(2)?.is_some() {
-                        items.push(T::from_parts(T::pg_parts(row, 2)?, instance, project)?);
+                        items.push(T::read(row, instance, project)?);
                     }
                 }
                 (first.try_get(0)?, first.try_get(1)?, items)
