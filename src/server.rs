@@ -12,7 +12,7 @@ use crate::api::{self, AppState, Shared};
 use crate::catalog::{Catalog, CatalogError, Credential};
 use crate::config::Config;
 use crate::jobs::Jobs;
-use crate::model::{ProjectId, Secret};
+use crate::model::Secret;
 use crate::redis::{ConnectOptions, TlsSettings};
 use crate::storage::{StorageError, Store};
 
@@ -160,18 +160,17 @@ fn node_id(data_dir: &Path) -> std::io::Result<String> {
     }
 }
 
-/// On a catalog with no credential, creates a project and a credential and
+/// On a catalog that never had a credential, creates a project and a credential and
 /// writes them to `DATA_DIR/credentials.json` (mode 0600).
 async fn bootstrap_credentials(catalog: &Catalog, data_dir: &Path) -> Result<(), StartError> {
     let err = |source| StartError::Catalog {
         url: catalog.engine().into(),
         source,
     };
-    if catalog.credential_count().await.map_err(err)? > 0 {
+    let Some(cred) = catalog.bootstrap_credential().await.map_err(err)? else {
         return Ok(());
-    }
-    let project = ProjectId::generate();
-    let cred = catalog.create_credential(&project).await.map_err(err)?;
+    };
+    let project = &cred.project_id;
     let path = data_dir.join("credentials.json");
     write_credentials_file(&path, &cred)
         .map_err(|e| StartError::Credentials(path.display().to_string(), e))?;

@@ -314,3 +314,72 @@ async fn unknown_urls_are_404_in_the_dcs_shape() {
     let (s, b) = decode(app.http.get(app.url("/v3/nothing")).send().await.unwrap()).await;
     assert_eq!((s, b["error_code"].as_str()), (404, Some("DCS.4001")));
 }
+
+/// Replicas started at once on an empty catalog create one project and
+/// one credential between them, written by the one that created it; a
+/// later start on the same catalog creates none.
+#[tokio::test]
+async fn replicas_starting_at_once_on_an_empty_catalog_create_one_credential() {
+    let db = common::TestDb::new().await;
+    let shared = tempfile::tempdir().unwrap();
+    let url = db
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", shared.path().join("catalog.db").display()));
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let starts = dirs.iter().map(|d| {
+        let config = dcs_backup::config::Config::for_dir(d.path(), Some(url.clone()));
+        async move { dcs_backup::server::prepare(&config).await.map(|_| ()) }
+    });
+    for started in futures::future::join_all(starts).await {
+        started.expect("every replica starts");
+    }
+    let written: Vec<_> = dirs
+        .iter()
+        .filter(|d| d.path().join("credentials.json").exists())
+        .collect();
+    assert_eq!(written.len(), 1, "one replica wrote credentials.json");
+    let catalog = dcs_backup::catalog::Catalog::connect(&url).await.unwrap();
+    let cred: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(written[0].path().join("credentials.json")).unwrap(),
+    )
+    .unwrap();
+    let found = catalog
+        .credential(cred["ak"].as_str().unwrap())
+        .await
+        .unwrap()
+        .expect("the written credential is in the catalog");
+    assert_eq!(found.project_id.as_str(), cred["project_id"]);
+
+    assert_eq!(sql_count(&url, "SELECT COUNT(*) FROM credentials").await, 1);
+    assert_eq!(sql_count(&url, "SELECT COUNT(*) FROM projects").await, 1);
+
+    // A later start creates none, nor does one on a catalog from before
+    // the bootstrap was recorded.
+    for forget in [false, true] {
+        if forget {
+            sql_count(&url, "DELETE FROM settings WHERE key = 'bootstrapped'").await;
+        }
+        let later = tempfile::tempdir().unwrap();
+        let config = dcs_backup::config::Config::for_dir(later.path(), Some(url.clone()));
+        dcs_backup::server::prepare(&config).await.unwrap();
+        assert!(!later.path().join("credentials.json").exists());
+        assert_eq!(sql_count(&url, "SELECT COUNT(*) FROM credentials").await, 1);
+    }
+    catalog.close().await;
+}
+
+/// Runs one statement on the catalog at `url`; a count if it returns one.
+async fn sql_count(url: &str, sql: &str) -> i64 {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let n = sqlx::query_scalar(sql).fetch_optional(&pool).await.unwrap();
+        pool.close().await;
+        n.unwrap_or(0)
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let n = sqlx::query_scalar(sql).fetch_optional(&pool).await.unwrap();
+        pool.close().await;
+        n.unwrap_or(0)
+    }
+}

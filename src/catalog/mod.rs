@@ -45,6 +45,8 @@ pub enum CatalogError {
     InMemory(String),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("cannot lock {0} to migrate it: {1}")]
+    Lock(String, std::io::Error),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("the instance already has a {0} job running")]
@@ -156,6 +158,53 @@ fn policy_json(p: &Option<StoredPolicy>) -> Result<Option<String>> {
         .map_err(|e| CatalogError::Corrupt(e.to_string()))
 }
 
+/// Inserts a project (if new) and a credential of it.
+async fn insert_credential<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    project: &ProjectId,
+    ak: &str,
+    sk: &str,
+    now: Millis,
+) -> Result<()>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    sqlx::query(
+        "INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(project.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("INSERT INTO credentials (ak, sk, project_id, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(ak)
+        .bind(sk)
+        .bind(project.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Waits for an exclusive advisory lock on `path`, held until the file
+/// returned is dropped.
+async fn lock_file(path: &std::path::Path) -> Result<std::fs::File> {
+    let path = path.to_owned();
+    let shown = path.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| CatalogError::Lock(shown.clone(), std::io::Error::other(e)))?
+    .map_err(|e| CatalogError::Lock(shown, e))
+}
+
 /// Whether a `sqlite:` url names a database that lives only in memory.
 fn is_in_memory(url: &str) -> bool {
     let (db, params) = url.split_once('?').unwrap_or((url, ""));
@@ -185,7 +234,13 @@ impl Catalog {
                 .min_connections(1)
                 .connect_with(opts)
                 .await?;
+            // sqlx takes no lock around SQLite migrations, so replicas
+            // starting at once on a new file would each apply the first
+            // one; an advisory lock on the file makes them take turns
+            // (SQLite's own locks are fcntl ones, which flock leaves alone).
+            let turn = lock_file(&path).await?;
             sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+            drop(turn);
             let reads = reads::Reads::new(path);
             Db::Sqlite(pool, std::sync::Arc::new(reads))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -232,12 +287,6 @@ impl Catalog {
 
     // ---- projects, credentials, settings ----------------------------------
 
-    pub async fn credential_count(&self) -> Result<i64> {
-        let n: i64 = on_db!(&self.db, pool =>
-            sqlx::query_scalar("SELECT COUNT(*) FROM credentials").fetch_one(pool).await)?;
-        Ok(n)
-    }
-
     /// Creates the project if it is new, then a fresh credential for it.
     pub async fn create_credential(&self, project_id: &ProjectId) -> Result<Credential> {
         let now = crate::model::now_millis();
@@ -245,18 +294,7 @@ impl Catalog {
         let sk = random_token(40, ALNUM);
         on_db!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-                .bind(project_id.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("INSERT INTO credentials (ak, sk, project_id, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(&ak)
-                .bind(&sk)
-                .bind(project_id.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            insert_credential(&mut tx, project_id, &ak, &sk, now).await?;
             tx.commit().await?;
         });
         Ok(Credential {
@@ -264,6 +302,40 @@ impl Catalog {
             ak,
             sk: Secret::new(sk),
         })
+    }
+
+    /// On a catalog that has never had a credential, creates a project and
+    /// its credential and returns it; `None` if the catalog has or had one.
+    /// Replicas starting at once on an empty catalog create one between
+    /// them: the first to write the `bootstrapped` setting does it, in the
+    /// same transaction, and the others wait on that row and find it.
+    pub async fn bootstrap_credential(&self) -> Result<Option<Credential>> {
+        let now = crate::model::now_millis();
+        let project = ProjectId::generate();
+        let ak = random_token(20, ALNUM_UPPER);
+        let sk = random_token(40, ALNUM);
+        let created = on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let first = sqlx::query("INSERT INTO settings (key, value) VALUES ('bootstrapped', $1) ON CONFLICT (key) DO NOTHING")
+                .bind(now.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() == 1;
+            // A catalog from before the setting existed has credentials.
+            let fresh = first && sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM credentials")
+                .fetch_one(&mut *tx)
+                .await? == 0;
+            if fresh {
+                insert_credential(&mut tx, &project, &ak, &sk, now).await?;
+            }
+            tx.commit().await?;
+            fresh
+        });
+        Ok(created.then(|| Credential {
+            project_id: project,
+            ak,
+            sk: Secret::new(sk),
+        }))
     }
 
     /// Looks up an access key.
