@@ -190,13 +190,16 @@ where
     Ok(())
 }
 
-/// Waits for an exclusive advisory lock on `path`, held until the file
-/// returned is dropped.
-async fn lock_file(path: &std::path::Path) -> Result<std::fs::File> {
-    let path = path.to_owned();
+/// Waits for an exclusive advisory lock on `path` (created if missing),
+/// held until the file returned is dropped.
+async fn lock_file(path: std::path::PathBuf) -> Result<std::fs::File> {
     let shown = path.display().to_string();
     tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path)?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
         file.lock()?;
         Ok(file)
     })
@@ -227,6 +230,15 @@ impl Catalog {
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
             let path = opts.get_filename().to_owned();
+            // sqlx takes no lock around SQLite migrations, so replicas
+            // starting at once on a new file would each create it, switch
+            // it to WAL and apply the first migration; an advisory lock
+            // makes them take turns. It is taken on a file of its own:
+            // closing a descriptor of the database file would drop the
+            // fcntl locks SQLite holds on it in this process.
+            let mut lock_path = path.clone().into_os_string();
+            lock_path.push("-migrations.lock");
+            let turn = lock_file(lock_path.into()).await?;
             let pool = SqlitePoolOptions::new()
                 // Every connection is still pinged when it returns to the pool.
                 .test_before_acquire(false)
@@ -234,11 +246,6 @@ impl Catalog {
                 .min_connections(1)
                 .connect_with(opts)
                 .await?;
-            // sqlx takes no lock around SQLite migrations, so replicas
-            // starting at once on a new file would each apply the first
-            // one; an advisory lock on the file makes them take turns
-            // (SQLite's own locks are fcntl ones, which flock leaves alone).
-            let turn = lock_file(&path).await?;
             sqlx::migrate!("migrations/sqlite").run(&pool).await?;
             drop(turn);
             let reads = reads::Reads::new(path);
