@@ -158,12 +158,19 @@ fn policy_json(p: &Option<StoredPolicy>) -> Result<Option<String>> {
         .map_err(|e| CatalogError::Corrupt(e.to_string()))
 }
 
-/// Inserts a project (if new) and a credential of it.
+/// A new credential of `project`, with a fresh access key and secret.
+fn fresh_credential(project: ProjectId) -> Credential {
+    Credential {
+        project_id: project,
+        ak: random_token(20, ALNUM_UPPER),
+        sk: Secret::new(random_token(40, ALNUM)),
+    }
+}
+
+/// Inserts a credential and its project (if new).
 async fn insert_credential<'c, DB>(
     tx: &mut sqlx::Transaction<'c, DB>,
-    project: &ProjectId,
-    ak: &str,
-    sk: &str,
+    cred: &Credential,
     now: Millis,
 ) -> Result<()>
 where
@@ -176,14 +183,14 @@ where
     sqlx::query(
         "INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
     )
-    .bind(project.as_str())
+    .bind(cred.project_id.as_str())
     .bind(now)
     .execute(&mut **tx)
     .await?;
     sqlx::query("INSERT INTO credentials (ak, sk, project_id, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(ak)
-        .bind(sk)
-        .bind(project.as_str())
+        .bind(cred.ak.as_str())
+        .bind(cred.sk.expose())
+        .bind(cred.project_id.as_str())
         .bind(now)
         .execute(&mut **tx)
         .await?;
@@ -297,18 +304,13 @@ impl Catalog {
     /// Creates the project if it is new, then a fresh credential for it.
     pub async fn create_credential(&self, project_id: &ProjectId) -> Result<Credential> {
         let now = crate::model::now_millis();
-        let ak = random_token(20, ALNUM_UPPER);
-        let sk = random_token(40, ALNUM);
+        let cred = fresh_credential(project_id.clone());
         on_db!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            insert_credential(&mut tx, project_id, &ak, &sk, now).await?;
+            insert_credential(&mut tx, &cred, now).await?;
             tx.commit().await?;
         });
-        Ok(Credential {
-            project_id: project_id.clone(),
-            ak,
-            sk: Secret::new(sk),
-        })
+        Ok(cred)
     }
 
     /// On a catalog that has never had a credential, creates a project and
@@ -318,9 +320,7 @@ impl Catalog {
     /// same transaction, and the others wait on that row and find it.
     pub async fn bootstrap_credential(&self) -> Result<Option<Credential>> {
         let now = crate::model::now_millis();
-        let project = ProjectId::generate();
-        let ak = random_token(20, ALNUM_UPPER);
-        let sk = random_token(40, ALNUM);
+        let cred = fresh_credential(ProjectId::generate());
         let created = on_db!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             let first = sqlx::query("INSERT INTO settings (key, value) VALUES ('bootstrapped', $1) ON CONFLICT (key) DO NOTHING")
@@ -333,16 +333,12 @@ impl Catalog {
                 .fetch_one(&mut *tx)
                 .await? == 0;
             if fresh {
-                insert_credential(&mut tx, &project, &ak, &sk, now).await?;
+                insert_credential(&mut tx, &cred, now).await?;
             }
             tx.commit().await?;
             fresh
         });
-        Ok(created.then(|| Credential {
-            project_id: project,
-            ak,
-            sk: Secret::new(sk),
-        }))
+        Ok(created.then_some(cred))
     }
 
     /// Looks up an access key.

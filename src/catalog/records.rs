@@ -508,7 +508,7 @@ impl Catalog {
             .unwrap_or(i64::MAX / 4)
             .min(i64::MAX / 4);
         let limit = i64::try_from(q.limit).unwrap_or(1000);
-        // The statement takes a time bound only if the query has it.
+        // Each statement takes a time bound only if the query has it.
         let (lo, hi, mut items): (Option<i64>, Option<i64>, Vec<T>) = match &self.db {
             Db::Sqlite(_, reads) => {
                 use rusqlite::types::Value;
