@@ -134,6 +134,11 @@ pub struct ServeArgs {
     /// Port of the replication feed listener [default: a free port, logged]
     #[arg(long, env = "DCS_BACKUP_REPLICATION_PORT")]
     pub replication_port: Option<u16>,
+    /// Address the replication feed listener binds, HOST or HOST:PORT
+    /// [default: 127.0.0.1]. Restore targets on other machines need an
+    /// address they reach (with --advertise-addr if it differs).
+    #[arg(long, env = "DCS_BACKUP_REPLICATION_LISTEN")]
+    pub replication_listen: Option<String>,
     /// PEM file of CA certificates trusted for TLS connections to Redis
     #[arg(long, env = "DCS_BACKUP_REDIS_CA_FILE")]
     pub redis_ca_file: Option<PathBuf>,
@@ -161,6 +166,7 @@ pub struct FileConfig {
     pub storage: Option<String>,
     pub advertise_addr: Option<String>,
     pub replication_port: Option<u16>,
+    pub replication_listen: Option<String>,
     pub redis_ca_file: Option<PathBuf>,
     pub public_url: Option<String>,
     pub restore_mode: Option<String>,
@@ -200,6 +206,9 @@ pub struct Config {
     pub storage: StorageUrl,
     pub advertise_addr: Option<String>,
     pub replication_port: Option<u16>,
+    /// Bind host (and port) of the replication listener.
+    pub replication_listen: Option<String>,
+    pub feed_limits: crate::redis::feed::FeedLimits,
     pub redis_ca_file: Option<PathBuf>,
     pub public_url: Option<String>,
     pub jobs: crate::jobs::JobSettings,
@@ -263,6 +272,8 @@ impl Config {
             database_url,
             advertise_addr: args.advertise_addr.clone().or(file.advertise_addr),
             replication_port: args.replication_port.or(file.replication_port),
+            replication_listen: args.replication_listen.clone().or(file.replication_listen),
+            feed_limits: Default::default(),
             redis_ca_file: args.redis_ca_file.clone().or(file.redis_ca_file),
             public_url: args.public_url.clone().or(file.public_url),
             jobs: {
@@ -291,6 +302,8 @@ impl Config {
             },
             advertise_addr: None,
             replication_port: None,
+            replication_listen: None,
+            feed_limits: Default::default(),
             redis_ca_file: None,
             public_url: None,
             jobs: crate::jobs::JobSettings::default(),

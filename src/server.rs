@@ -105,18 +105,20 @@ pub async fn prepare(config: &Config) -> Result<Shared, StartError> {
     Ok(Arc::new(state))
 }
 
-/// The replication listener restores feed targets from: on the listen
-/// host, at `--replication-port` or a free port, advertised as
-/// `--advertise-addr` or the listen host.
+/// The replication listener restores feed targets from: bound to
+/// `--replication-listen` (loopback by default, never the API's host),
+/// at `--replication-port` or a free port, advertised as
+/// `--advertise-addr` or the bind host.
 async fn start_feed(
     config: &Config,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Arc<crate::redis::feed::FeedServer>, StartError> {
-    let host = config
-        .listen
-        .rsplit_once(':')
-        .map(|(h, _)| h.trim_matches(['[', ']']).to_owned())
+    let listen = config
+        .replication_listen
+        .clone()
         .unwrap_or_else(|| "127.0.0.1".into());
+    let (host, port) = split_host_port(&listen);
+    let port = port.or(config.replication_port).unwrap_or(0);
     let ip: std::net::IpAddr = match host.parse() {
         Ok(ip) => ip,
         Err(_) => tokio::net::lookup_host((host.as_str(), 0))
@@ -124,23 +126,46 @@ async fn start_feed(
             .ok()
             .and_then(|mut a| a.next())
             .map(|a| a.ip())
-            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+            .ok_or_else(|| {
+                StartError::Replication(
+                    listen.clone(),
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "cannot resolve the host"),
+                )
+            })?,
     };
     let advertise = match &config.advertise_addr {
         Some(a) => a.clone(),
         None if ip.is_unspecified() => {
-            tracing::warn!("listening on all addresses without --advertise-addr: restore targets are told 127.0.0.1");
+            tracing::warn!("the replication listener is on all addresses without --advertise-addr: restore targets are told 127.0.0.1");
             "127.0.0.1".into()
         }
         None => host.clone(),
     };
-    let bind = std::net::SocketAddr::new(ip, config.replication_port.unwrap_or(0));
-    let feed = crate::redis::feed::FeedServer::start(bind, advertise, stop)
-        .await
-        .map_err(|e| StartError::Replication(bind.to_string(), e))?;
+    let bind = std::net::SocketAddr::new(ip, port);
+    let feed =
+        crate::redis::feed::FeedServer::start(bind, advertise, config.feed_limits.clone(), stop)
+            .await
+            .map_err(|e| StartError::Replication(bind.to_string(), e))?;
     let (h, p) = feed.advertised();
     tracing::info!(listen = %feed.local_addr(), advertised = %format!("{h}:{p}"), "replication listener for restores");
     Ok(feed)
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn split_host_port(s: &str) -> (String, Option<u16>) {
+    if let Some(rest) = s.strip_prefix('[') {
+        if let Some((h, tail)) = rest.split_once(']') {
+            let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
+            return (h.to_owned(), port);
+        }
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => match p.parse() {
+            Ok(port) => (h.to_owned(), Some(port)),
+            Err(_) => (s.to_owned(), None),
+        },
+        _ => (s.to_owned(), None),
+    }
 }
 
 const LINK_KEY_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -224,6 +249,18 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splits_listen_addresses() {
+        assert_eq!(split_host_port("127.0.0.1"), ("127.0.0.1".into(), None));
+        assert_eq!(
+            split_host_port("0.0.0.0:7000"),
+            ("0.0.0.0".into(), Some(7000))
+        );
+        assert_eq!(split_host_port("[::1]:7000"), ("::1".into(), Some(7000)));
+        assert_eq!(split_host_port("::1"), ("::1".into(), None));
+        assert_eq!(split_host_port("feed.local"), ("feed.local".into(), None));
+    }
 
     #[test]
     fn redacts_passwords() {

@@ -68,6 +68,26 @@ impl RestoreMode {
     }
 }
 
+/// Per-restore feed secrets: letters and digits only, so that every
+/// server version takes them as a `masterauth` value.
+const FEED_SECRET_ALPHABET: &[u8] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// The addresses a target may connect to the feed from: those its host
+/// name resolves to (a target reached by an IP connects from that IP).
+async fn target_addresses(node: &NodeAddr) -> Vec<std::net::IpAddr> {
+    let mut ips: Vec<std::net::IpAddr> = match node.host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => tokio::net::lookup_host((node.host.as_str(), node.port))
+            .await
+            .map(|a| a.map(|s| s.ip()).collect())
+            .unwrap_or_default(),
+    };
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
 /// Bytes in flight per target node.
 const WINDOW: usize = 32 * 1024 * 1024;
 /// Commands are grouped into ops of about this many bytes.
@@ -571,6 +591,11 @@ async fn restore_into(
             "the target cannot load RDB {} {} (it writes {})",
             manifest.files[0].rdb_magic, manifest.files[0].rdb_version, tinfo.rdb_version
         ))
+    } else if target.connection.tls {
+        Some(
+            "the target is reached over TLS and the feed would send the snapshot in clear text"
+                .to_owned(),
+        )
     } else if jobs.settings.restore_mode == RestoreMode::Slice {
         Some("slicing was forced by configuration".to_owned())
     } else if jobs.feed.is_none() {
@@ -657,22 +682,61 @@ async fn feed(
             _ => None,
         }
     };
-    // The port the target will announce with REPLCONF listening-port.
-    let announce = match c.cmd(&["CONFIG", "GET", "replica-announce-port"]).await? {
+    // A target that replicates over TLS would open TLS to the feed, which
+    // speaks plain TCP: never send it the snapshot in the clear.
+    match c.cmd(&["CONFIG", "GET", "tls-replication"]).await? {
         Reply::Error(e) => return Err(FeedError::NotPossible(format!("CONFIG refused: {e}"))),
-        r => config_get(r)
-            .and_then(|p| p.parse::<u16>().ok())
-            .unwrap_or(0),
-    };
-    let listening_port = if announce > 0 { announce } else { node.port };
-    let Some(mut registration) = server.register(listening_port) else {
+        r => {
+            if config_get(r).is_some_and(|v| v.eq_ignore_ascii_case("yes")) {
+                return Err(FeedError::NotPossible(
+                    "the target replicates over TLS (tls-replication yes)".into(),
+                ));
+            }
+        }
+    }
+    // The feed accepts the target only from its own addresses, and only
+    // with a secret made for this restore, which the target presents as
+    // its masterauth.
+    let allowed = target_addresses(node).await;
+    if allowed.is_empty() {
+        return Err(FeedError::NotPossible(format!(
+            "cannot resolve the target's address {}",
+            node.host
+        )));
+    }
+    let secret = crate::catalog::random_token(40, FEED_SECRET_ALPHABET);
+    let Some(mut registration) = server.register(&secret, allowed) else {
         return Err(FeedError::NotPossible(
-            "another restore is feeding a replica with the same port".into(),
+            "the replication listener is gone".into(),
         ));
     };
+    // What the restore changes on the target, with the values to put back:
+    // recorded before the first change, so a crash at any point leaves
+    // enough for the next start to undo it.
+    let mut changes: Vec<(&str, String)> = Vec::new();
+    let mut saved = Vec::new();
+    for key in ["masteruser", "masterauth"] {
+        match c.cmd(&["CONFIG", "GET", key]).await? {
+            // Servers before 6.0 have no masteruser.
+            Reply::Array(Some(items)) if items.is_empty() && key == "masteruser" => continue,
+            r => match config_get(r) {
+                Some(old) => saved.push((key.to_owned(), old)),
+                None => {
+                    return Err(FeedError::NotPossible(format!(
+                        "the target does not report {key}"
+                    )))
+                }
+            },
+        }
+        let new = if key == "masterauth" {
+            secret.clone()
+        } else {
+            String::new()
+        };
+        changes.push((key, new));
+    }
     // A target with no keys can load straight from the socket; one with
     // data keeps its own setting, so a failed transfer leaves its data.
-    let mut saved = Vec::new();
     let empty = c
         .info("keyspace")
         .await
@@ -681,12 +745,8 @@ async fn feed(
     if empty {
         if let Some(old) = config_get(c.cmd(&["CONFIG", "GET", "repl-diskless-load"]).await?) {
             if old != "on-empty-db" {
-                if let Reply::Simple(_) = c
-                    .cmd(&["CONFIG", "SET", "repl-diskless-load", "on-empty-db"])
-                    .await?
-                {
-                    saved.push(("repl-diskless-load".to_owned(), old));
-                }
+                saved.push(("repl-diskless-load".to_owned(), old));
+                changes.push(("repl-diskless-load", "on-empty-db".to_owned()));
             }
         }
     }
@@ -705,8 +765,26 @@ async fn feed(
         .await
         .map_err(|e| FeedError::Failed(e.into()))?
     {
-        put_back(&mut c, &saved).await;
         return Err(FeedError::Failed(JobFailure::lost()));
+    }
+    // From here on every exit puts the configuration back.
+    for (key, value) in &changes {
+        match c.cmd(&["CONFIG", "SET", key, value.as_str()]).await {
+            Ok(Reply::Error(e)) if *key == "repl-diskless-load" => {
+                tracing::debug!(error = %e, "the target keeps its repl-diskless-load");
+            }
+            Ok(Reply::Error(e)) => {
+                put_back(&mut c, &saved).await;
+                return Err(FeedError::NotPossible(format!(
+                    "CONFIG SET {key} refused: {e}"
+                )));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                put_back(&mut c, &saved).await;
+                return Err(e.into());
+            }
+        }
     }
     match c
         .cmd(&["REPLICAOF", host.as_str(), &port.to_string()])
@@ -743,7 +821,9 @@ async fn feed_and_wait(
     let connected = tokio::time::timeout(Duration::from_secs(30), registration.events.recv()).await;
     let Ok(Some(FeedEvent::Connected(replica))) = connected else {
         return Err(sync_failure(
-            "the target never connected to the service's replication port (check --advertise-addr)",
+            "the target never connected to the service's replication port: check that it \
+             reaches --advertise-addr and --replication-listen, and connects from the address \
+             it was adopted by",
         ));
     };
     tracing::info!(peer = %replica.peer, "target connected; sending the snapshot");
@@ -796,7 +876,7 @@ async fn feed_and_wait(
     let result = loop {
         tokio::select! {
             ev = registration.events.recv() => {
-                if let Some(FeedEvent::Connected(_)) = ev {
+                if let Some(FeedEvent::Connected(_) | FeedEvent::AskedAgain) = ev {
                     break Err(sync_failure("the target could not load the snapshot and asked for it again"));
                 }
             }

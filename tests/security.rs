@@ -1,0 +1,7 @@
+//! The security suite: hostile peers and clients against the real service
+//! (issue "Safe to expose"). Each module is one surface.
+
+mod common;
+
+#[path = "security/feed.rs"]
+mod feed;
