@@ -551,11 +551,9 @@ async fn service_killed_mid_backup_ends_honestly_after_restart() {
 
 /// Other server versions, when the test command provides their binaries.
 async fn backup_of_version(env: &str, magic: &[u8], with_functions: bool) {
-    let Ok(bin) = std::env::var(env) else {
-        eprintln!("skipped: {env} not set (scripts/test sets it)");
+    let Some(bin) = common::server_from_env(env) else {
         return;
     };
-    let bin = PathBuf::from(bin);
     let app = TestApp::spawn().await;
     let redis = RedisServer::start_binary(&bin, &["--repl-diskless-sync-delay", "0"]);
     fill_dataset(&redis, with_functions);
@@ -582,6 +580,11 @@ async fn backup_of_version(env: &str, magic: &[u8], with_functions: bool) {
 #[tokio::test]
 async fn redis_6_2_backups_are_rdb_version_9() {
     backup_of_version("DCS_TEST_REDIS62", b"REDIS0009", false).await;
+}
+
+#[tokio::test]
+async fn redis_8_2_backups_are_rdb_version_12() {
+    backup_of_version("DCS_TEST_REDIS82", b"REDIS0012", true).await;
 }
 
 #[tokio::test]

@@ -53,7 +53,7 @@ fn scribble(r: &RedisServer) {
 }
 
 fn servers_binary(env: &str) -> Option<PathBuf> {
-    std::env::var(env).ok().map(PathBuf::from)
+    common::server_from_env(env)
 }
 
 #[tokio::test]

@@ -1146,3 +1146,20 @@ pub fn fill_dataset(server: &RedisServer, with_functions: bool) {
     server.pipe(&buf);
 }
 pub mod s3;
+
+/// A server binary named by the environment variable `var` (scripts/test
+/// sets them). Missing is a skip on a developer's machine but a failure
+/// under CI (`CI` set), so a broken install step cannot pass as green.
+pub fn server_from_env(var: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+                "{var} is not set under CI: scripts/test must install that server"
+            );
+            eprintln!("skipped: {var} not set (scripts/test sets it)");
+            None
+        }
+    }
+}

@@ -46,7 +46,14 @@ pub fn server_binary(kind: Kind) -> Option<PathBuf> {
     };
     let path = match std::env::var_os(var) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(default?),
+        _ => match default {
+            Some(d) => PathBuf::from(d),
+            // Under CI a missing server is a broken install, not a skip.
+            None if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) => {
+                panic!("{var} is not set under CI: scripts/test must install that server")
+            }
+            None => return None,
+        },
     };
     let ok = Command::new(&path)
         .arg("--version")
@@ -58,6 +65,11 @@ pub fn server_binary(kind: Kind) -> Option<PathBuf> {
     if ok {
         Some(path)
     } else {
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+            "{} does not run under CI: scripts/test must install it",
+            path.display()
+        );
         None
     }
 }
