@@ -388,6 +388,8 @@ pub struct RestoreRecord {
     pub created_at: Millis,
     pub updated_at: Millis,
     pub error: Option<JobError>,
+    /// Why it failed, in words (what was refused, or how far it got).
+    pub reason: Option<String>,
 }
 
 /// Time bounds and paging of a record listing, already validated.

@@ -35,7 +35,7 @@ async fn restore(app: &TestApp, instance: &str, backup_id: &str) -> (Value, Stri
     let rec = app.wait_restore(instance, &id).await;
     let path = app
         .catalog()
-        .restore_detail(&id)
+        .restore_path(&id)
         .await
         .unwrap()
         .unwrap_or_default();
@@ -322,7 +322,13 @@ async fn a_backup_with_other_databases_cannot_go_into_a_cluster_and_nothing_is_w
         .await;
     let (rec, _) = restore(&app, &cid, &b).await;
     assert_eq!(rec["status"], "failed", "{rec}");
-    assert_eq!(rec["error_code"], "dcs.08.0007");
+    assert_eq!(
+        rec["error_code"], "dcs.08.0001",
+        "refused by the plan: {rec}"
+    );
+    assert!(rec["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("database 3") && r.contains("only database 0")));
     assert_eq!(cluster_digests(&cluster), before, "nothing written");
 }
 
@@ -587,6 +593,11 @@ async fn target_killed_mid_restore_fails_with_a_sync_error_and_the_service_stays
     let rec = app.wait_restore(&tid, &rid).await;
     assert_eq!(rec["status"], "failed", "{rec}");
     assert_eq!(rec["error_code"], "dcs.08.0007");
+    // The record says what the target now holds and what to do.
+    let reason = rec["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("partial dataset"), "{reason}");
+    assert!(reason.contains("of 400000 keys were written"), "{reason}");
+    assert!(reason.contains("restoring again"), "{reason}");
     let r = app.http.get(app.url("/health")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }

@@ -566,7 +566,7 @@ async fn restores_from_s3_by_feed_slicing_and_replay() {
             assert_eq!(rec["status"], "succeed", "{mode:?} {format}: {rec}");
             let path = app
                 .catalog()
-                .restore_detail(&restore)
+                .restore_path(&restore)
                 .await
                 .unwrap()
                 .unwrap_or_default();

@@ -167,6 +167,9 @@ async fn health(State(state): State<Shared>) -> Response {
         wire::LinkJson,
         wire::CreateRestoreBody,
         wire::CreateRestoreResponse,
+        wire::DryRunJson,
+        wire::DryRunDbJson,
+        wire::DryRunTargetJson,
     ))
 )]
 pub struct ApiDoc;

@@ -3,11 +3,14 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 
 use super::error::{ApiError, ApiResult};
-use super::wire::{parse_body, validate_remark, CreateRestoreBody, CreateRestoreResponse};
+use super::wire::{
+    parse_body, validate_remark, CreateRestoreBody, CreateRestoreResponse, DryRunJson,
+};
 use super::{load_instance, Caller, Shared};
 use crate::catalog::NewRestore;
 use crate::model::{now_millis, BackupId, BackupStatus, RestoreId, RestoreRecord, RestoreStatus};
@@ -24,15 +27,26 @@ pub fn routes() -> Router<Shared> {
         )
 }
 
+/// What a restore request led to.
+enum Started {
+    Queued(RestoreRecord),
+    DryRun(DryRunJson),
+}
+
 async fn start_restore(
     state: &Shared,
     caller: &Caller,
     instance: &str,
     body: &Bytes,
-) -> ApiResult<RestoreRecord> {
+) -> ApiResult<Started> {
     let inst = load_instance(state, caller, instance).await?;
     let body: CreateRestoreBody = parse_body(body)?;
     let remark = validate_remark(&body.remark)?;
+    let dry_run = match &body.dry_run {
+        serde_json::Value::Null => false,
+        serde_json::Value::Bool(b) => *b,
+        _ => return Err(ApiError::invalid("dry_run")),
+    };
     let backup_id = body
         .backup_id
         .as_str()
@@ -52,6 +66,11 @@ async fn start_restore(
             "The restoration operation is allowed only when the backup task succeeded.",
         )
         .with_ext(format!("the backup is {}", backup.status)));
+    }
+    if dry_run {
+        let plan = crate::jobs::restore::dry_run(&state.jobs, &inst, &backup).await;
+        tracing::info!(instance = %inst.id, backup = %backup.id, accepted = plan.refusal.is_none(), "restore dry run");
+        return Ok(Started::DryRun(plan.into()));
     }
     let source = state
         .catalog
@@ -78,7 +97,17 @@ async fn start_restore(
         .await?;
     state.jobs.wake();
     tracing::info!(instance = %inst.id, restore = %rec.id, backup = %backup.id, "restore queued");
-    Ok(rec)
+    Ok(Started::Queued(rec))
+}
+
+fn answer(started: Started) -> Response {
+    match started {
+        Started::Queued(rec) => Json(CreateRestoreResponse {
+            restore_id: rec.id.to_string(),
+        })
+        .into_response(),
+        Started::DryRun(plan) => Json(plan).into_response(),
+    }
 }
 
 /// Restore a backup (of this or another instance of the project) into this instance.
@@ -88,7 +117,7 @@ async fn start_restore(
     params(("project_id" = String, Path), ("instance_id" = String, Path)),
     request_body = CreateRestoreBody,
     responses(
-        (status = 200, body = CreateRestoreResponse),
+        (status = 200, body = CreateRestoreResponse, description = "Queued; with \"dry_run\": true, a DryRunJson plan instead and nothing written"),
         (status = 400, description = "DCS.4087 backup not succeeded, DCS.4096/4097 busy, DCS.4800 backup_id"),
         (status = 404, description = "DCS.3022"),
     )
@@ -98,11 +127,10 @@ pub async fn create_restore(
     Extension(caller): Extension<Caller>,
     Path(path): Path<(String, String)>,
     body: Bytes,
-) -> ApiResult<Json<CreateRestoreResponse>> {
-    let rec = start_restore(&state, &caller, &path.1, &body).await?;
-    Ok(Json(CreateRestoreResponse {
-        restore_id: rec.id.to_string(),
-    }))
+) -> ApiResult<Response> {
+    Ok(answer(
+        start_restore(&state, &caller, &path.1, &body).await?,
+    ))
 }
 
 /// v1.0: restore a backup into this instance.
@@ -118,11 +146,9 @@ pub async fn create_restore_v1(
     Extension(caller): Extension<Caller>,
     Path(path): Path<(String, String)>,
     body: Bytes,
-) -> ApiResult<Json<CreateRestoreResponse>> {
-    let rec = start_restore(&state, &caller, &path.1, &body)
+) -> ApiResult<Response> {
+    let started = start_restore(&state, &caller, &path.1, &body)
         .await
         .map_err(ApiError::v1)?;
-    Ok(Json(CreateRestoreResponse {
-        restore_id: rec.id.to_string(),
-    }))
+    Ok(answer(started))
 }

@@ -188,6 +188,9 @@ pub struct RestoreRecordJson<'a> {
     #[schema(value_type = String)]
     pub updated_at: IsoTime,
     pub error_code: Option<&'static str>,
+    /// Why the restore failed, in words (an addition to the DCS record:
+    /// what the plan refused, or how far a failed restore got).
+    pub reason: Option<&'a str>,
     #[serde(rename = "sourceInstanceID", skip_serializing_if = "Option::is_none")]
     pub source_instance_id_upper: Option<&'a str>,
     #[serde(rename = "sourceInstanceId", skip_serializing_if = "Option::is_none")]
@@ -211,6 +214,7 @@ impl<'a> RestoreRecordJson<'a> {
             created_at: IsoTime(r.created_at),
             updated_at: IsoTime(r.updated_at),
             error_code: r.error.map(|e| e.code()),
+            reason: r.reason.as_deref(),
             source_instance_id_upper: src(r.source_instance_id.as_str()),
             source_instance_id: src(r.source_instance_id.as_str()),
             source_instance_name: src(&r.source_instance_name),
@@ -608,6 +612,91 @@ pub struct CreateRestoreBody {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub remark: Value,
+    /// `true`: verify and plan only; answer the plan, write nothing.
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    pub dry_run: Value,
+}
+
+/// One database in a dry run's plan.
+#[derive(Serialize, ToSchema)]
+pub struct DryRunDbJson {
+    pub db: u64,
+    pub keys: u64,
+    /// Value bytes in the backup.
+    pub bytes: u64,
+}
+
+/// One master of the target as a dry run saw it.
+#[derive(Serialize, ToSchema)]
+pub struct DryRunTargetJson {
+    pub address: String,
+    pub engine: String,
+    pub version: String,
+    pub rdb_version: u32,
+    pub maxmemory: u64,
+    pub used_memory: u64,
+}
+
+/// The answer to `"dry_run": true`: what the restore would do, or why it
+/// would be refused. Nothing was written anywhere.
+#[derive(Serialize, ToSchema)]
+pub struct DryRunJson {
+    pub dry_run: bool,
+    /// Whether the restore would run.
+    pub accepted: bool,
+    /// `feed` or `slicing`; null when refused.
+    pub path: Option<&'static str>,
+    /// Why it would be refused, in words.
+    pub refusal: Option<String>,
+    /// The code a refused restore records.
+    pub error_code: Option<&'static str>,
+    /// Every choice the plan made, in words.
+    pub decisions: Vec<String>,
+    pub keys: u64,
+    pub databases: Vec<DryRunDbJson>,
+    /// Estimated memory of the dataset once loaded, in bytes.
+    pub memory_estimate: u64,
+    /// Estimated duration of the writing phase, from measured rates.
+    pub estimated_seconds: f64,
+    pub targets: Vec<DryRunTargetJson>,
+}
+
+impl From<crate::jobs::restore::DryRun> for DryRunJson {
+    fn from(d: crate::jobs::restore::DryRun) -> Self {
+        Self {
+            dry_run: true,
+            accepted: d.refusal.is_none(),
+            path: d.path,
+            refusal: d.refusal,
+            error_code: d.error.map(|e| e.code()),
+            decisions: d.decisions,
+            keys: d.keys,
+            databases: d
+                .databases
+                .into_iter()
+                .map(|(db, keys, bytes)| DryRunDbJson { db, keys, bytes })
+                .collect(),
+            memory_estimate: d.memory_estimate,
+            estimated_seconds: (d.estimated_seconds * 10.0).round() / 10.0,
+            targets: d
+                .targets
+                .into_iter()
+                .map(
+                    |(address, engine, version, rdb_version, maxmemory, used_memory)| {
+                        DryRunTargetJson {
+                            address,
+                            engine,
+                            version,
+                            rdb_version,
+                            maxmemory,
+                            used_memory,
+                        }
+                    },
+                )
+                .collect(),
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]

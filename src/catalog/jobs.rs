@@ -253,7 +253,10 @@ pub struct BackupOutcome {
 pub struct RestoreOutcome {
     pub status: crate::model::RestoreStatus,
     pub error: Option<crate::model::JobError>,
-    pub detail: Option<String>,
+    /// How the data went in (`replication feed`, `slicing …`).
+    pub path: Option<String>,
+    /// Why it failed, in words.
+    pub reason: Option<String>,
 }
 
 // Record updates made by a runner only land while it still owns the job:
@@ -390,7 +393,8 @@ impl Catalog {
         now: Millis,
     ) -> Result<bool> {
         let sql = format!(
-            "UPDATE restores SET status = $4, error_code = $5, detail = $6, \
+            "UPDATE restores SET status = $4, error_code = $5, path = $6, reason = $8, \
+             detail = NULL, \
              progress = CASE WHEN $4 = 'succeed' THEN 10000 ELSE progress END, updated_at = $7 \
              WHERE id = $1 AND {OWNED}"
         );
@@ -402,8 +406,9 @@ impl Catalog {
                 .bind(owner)
                 .bind(out.status.as_str())
                 .bind(out.error.map(JobError::code))
-                .bind(out.detail.as_deref())
+                .bind(out.path.as_deref())
                 .bind(now)
+                .bind(out.reason.as_deref())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -467,6 +472,14 @@ impl Catalog {
         Ok(n == 1)
     }
 
+    /// How a finished restore put the data in (`replication feed`, …).
+    pub async fn restore_path(&self, id: &str) -> Result<Option<String>> {
+        let d: Option<Option<String>> = on_db!(&self.db, pool =>
+            sqlx::query_scalar("SELECT path FROM restores WHERE id = $1").bind(id).fetch_optional(pool).await)?;
+        Ok(d.flatten())
+    }
+
+    /// The crash-recovery state an unfinished restore wrote.
     pub async fn restore_detail(&self, id: &str) -> Result<Option<String>> {
         let d: Option<Option<String>> = on_db!(&self.db, pool =>
             sqlx::query_scalar("SELECT detail FROM restores WHERE id = $1").bind(id).fetch_optional(pool).await)?;

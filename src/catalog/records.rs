@@ -111,11 +111,12 @@ struct RestoreRow {
     created_at: i64,
     updated_at: i64,
     error_code: Option<String>,
+    reason: Option<String>,
 }
 
 pub(crate) const RESTORE_COLUMNS: &str = "id, instance_id, project_id, backup_id, backup_name, \
      backup_remark, source_instance_id, source_instance_name, name, remark, status, progress, \
-     created_at, updated_at, error_code";
+     created_at, updated_at, error_code, reason";
 
 impl TryFrom<RestoreRow> for RestoreRecord {
     type Error = CatalogError;
@@ -126,6 +127,7 @@ impl TryFrom<RestoreRow> for RestoreRecord {
             status: RestoreStatus::parse(&r.status).ok_or_else(|| bad("status"))?,
             project_id: ProjectId::parse(&r.project_id).ok_or_else(|| bad("project"))?,
             error: r.error_code.as_deref().and_then(JobError::parse),
+            reason: r.reason,
             id: RestoreId::from_stored(r.id),
             instance_id: InstanceId::from_stored(r.instance_id),
             backup_id: BackupId::from_stored(r.backup_id),
@@ -231,7 +233,7 @@ impl Listed for BackupRecord {
 impl Listed for RestoreRecord {
     const COLUMNS: &'static str = "id, backup_id, backup_name, backup_remark, \
          source_instance_id, source_instance_name, name, remark, status, progress, created_at, \
-         updated_at, error_code";
+         updated_at, error_code, reason";
 
     fn read<'r>(r: impl Columns<'r>, instance: &InstanceId, project: &ProjectId) -> Result<Self> {
         let id = r.text(2)?;
@@ -252,6 +254,7 @@ impl Listed for RestoreRecord {
             created_at: r.int(12)?,
             updated_at: r.int(13)?,
             error: r.text_or_null(14)?.and_then(JobError::parse),
+            reason: r.text_or_null(15)?.map(str::to_owned),
         })
     }
 

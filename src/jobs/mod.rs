@@ -271,7 +271,8 @@ impl Jobs {
                 let out = crate::catalog::RestoreOutcome {
                     status: crate::model::RestoreStatus::Failed,
                     error: Some(JobError::ToolStart),
-                    detail: Some(format!("internal error: {why}")),
+                    path: None,
+                    reason: Some(format!("internal error: {why}")),
                 };
                 self.catalog
                     .finish_restore(job, &self.node_id, &out, now)

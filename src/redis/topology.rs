@@ -6,6 +6,7 @@
 //! Redis's `cluster.c`).
 
 use super::client::{Conn, ConnectOptions, Info, RedisError};
+use super::resp::Reply;
 use crate::model::{Connection, NodeAddr, Shard, Topology};
 
 /// What the server says about itself.
@@ -193,6 +194,155 @@ pub async fn discover(conn: &Connection, opts: &ConnectOptions) -> Result<Topolo
             slots: vec![],
         }],
     })
+}
+
+/// What a server is and what it takes, read once: flavor and version, the
+/// RDB version it writes (and so the newest it loads), mode, memory,
+/// databases, modules. A restore plans on these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerFacts {
+    /// `redis` or `valkey`.
+    pub engine: String,
+    /// The engine's own version (Valkey reports `redis_version:7.2.4` for
+    /// compatibility and its real version as `valkey_version`).
+    pub version: String,
+    /// `redis_version` as the server reports it.
+    pub redis_version: String,
+    /// The RDB version the server writes, the newest it loads.
+    pub rdb_version: u32,
+    pub cluster: bool,
+    /// 0 when unlimited.
+    pub maxmemory: u64,
+    pub maxmemory_policy: String,
+    pub used_memory: u64,
+    pub used_memory_dataset: u64,
+    /// `CONFIG GET databases`; `None` when CONFIG is refused.
+    pub databases: Option<u64>,
+    /// Loaded modules (`MODULE LIST` names); `None` when refused.
+    pub modules: Option<Vec<String>>,
+    /// `tls-replication yes`: as a replica it would speak TLS.
+    pub tls_replication: bool,
+}
+
+impl ServerFacts {
+    fn redis_major(&self) -> u32 {
+        self.redis_version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// How the server reads the type bytes Redis and Valkey disagree on.
+    pub fn rdb_flavor(&self) -> dcs_rdb::Flavor {
+        if self.rdb_version >= 80 {
+            dcs_rdb::Flavor::Valkey
+        } else {
+            dcs_rdb::Flavor::Redis
+        }
+    }
+
+    /// Hash field expiries (Redis 7.4+, RDB 12; Valkey 9+, RDB 80).
+    pub fn has_field_ttls(&self) -> bool {
+        self.rdb_version >= 12
+    }
+
+    /// Functions (Redis 7+, every Valkey).
+    pub fn has_functions(&self) -> bool {
+        self.redis_major() >= 7
+    }
+
+    /// Redis before 7 does not know the 7.0 stream counters.
+    pub fn legacy_streams(&self) -> bool {
+        self.redis_major() < 7
+    }
+}
+
+fn config_value(reply: Reply) -> Option<String> {
+    match reply {
+        Reply::Array(Some(items)) => items.get(1).and_then(Reply::as_text),
+        _ => None,
+    }
+}
+
+/// Reads a server's [`ServerFacts`]: `INFO server`, `INFO memory`,
+/// `CONFIG GET databases` and `tls-replication`, `MODULE LIST`.
+pub async fn server_facts(conn: &mut Conn) -> Result<ServerFacts, RedisError> {
+    let server = conn.info("server").await?;
+    let memory = conn.info("memory").await?;
+    let redis_version = server.get("redis_version").unwrap_or("0").to_owned();
+    let valkey_version = server.get("valkey_version").map(str::to_owned);
+    let rdb_version = dcs_rdb::rdb_version_for_server(&redis_version, valkey_version.as_deref())
+        .unwrap_or(9) as u32;
+    let (engine, version) = match &valkey_version {
+        Some(v) => ("valkey".to_owned(), v.clone()),
+        None => (
+            server.get("server_name").unwrap_or("redis").to_owned(),
+            redis_version.clone(),
+        ),
+    };
+    let num = |k: &str| memory.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let databases = match conn.cmd(&["CONFIG", "GET", "databases"]).await? {
+        Reply::Error(_) => None,
+        r => config_value(r).and_then(|v| v.parse().ok()),
+    };
+    let tls_replication = match conn.cmd(&["CONFIG", "GET", "tls-replication"]).await? {
+        Reply::Error(_) => false,
+        r => config_value(r).is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+    };
+    let modules = match conn.cmd(&["MODULE", "LIST"]).await? {
+        Reply::Array(Some(mods)) => Some(
+            mods.iter()
+                .filter_map(|m| match m {
+                    Reply::Array(Some(fields)) => fields
+                        .chunks(2)
+                        .find(|kv| kv[0].as_text().as_deref() == Some("name"))
+                        .and_then(|kv| kv.get(1)?.as_text()),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        _ => None,
+    };
+    Ok(ServerFacts {
+        engine,
+        version,
+        redis_version,
+        rdb_version,
+        cluster: server.get("redis_mode") == Some("cluster"),
+        maxmemory: num("maxmemory"),
+        maxmemory_policy: memory
+            .get("maxmemory_policy")
+            .unwrap_or("noeviction")
+            .to_owned(),
+        used_memory: num("used_memory"),
+        used_memory_dataset: num("used_memory_dataset"),
+        databases,
+        modules,
+        tls_replication,
+    })
+}
+
+/// Which of `names` the server does not know under that name (absent, or
+/// renamed by `rename-command`), from `COMMAND INFO`; `None` when `COMMAND`
+/// itself is refused and the answer cannot be known.
+pub async fn missing_commands(
+    conn: &mut Conn,
+    names: &[&str],
+) -> Result<Option<Vec<String>>, RedisError> {
+    let mut args = vec!["COMMAND", "INFO"];
+    args.extend_from_slice(names);
+    match conn.cmd(&args).await? {
+        Reply::Array(Some(infos)) if infos.len() == names.len() => Ok(Some(
+            names
+                .iter()
+                .zip(infos)
+                .filter(|(_, i)| matches!(i, Reply::Array(None) | Reply::Bulk(None)))
+                .map(|(n, _)| n.to_string())
+                .collect(),
+        )),
+        _ => Ok(None),
+    }
 }
 
 #[cfg(test)]

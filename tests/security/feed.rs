@@ -98,7 +98,7 @@ async fn a_thief_on_the_replication_port_gets_nothing_and_the_restore_succeeds()
     assert_eq!(rec["status"], "succeed", "{rec}");
     let path = app
         .catalog()
-        .restore_detail(&restore)
+        .restore_path(&restore)
         .await
         .expect("detail")
         .unwrap_or_default();
@@ -223,7 +223,7 @@ async fn a_tls_target_is_restored_without_clear_text_on_the_wire() {
     assert_eq!(target.digest(), digest);
     let path = app
         .catalog()
-        .restore_detail(&restore)
+        .restore_path(&restore)
         .await
         .expect("detail")
         .unwrap_or_default();
@@ -261,7 +261,7 @@ async fn a_target_replicating_over_tls_is_restored_another_way() {
     assert_eq!(target.digest(), digest);
     let path = app
         .catalog()
-        .restore_detail(&restore)
+        .restore_path(&restore)
         .await
         .expect("detail")
         .unwrap_or_default();

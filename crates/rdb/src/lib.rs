@@ -33,13 +33,14 @@ pub use dump::{dump_payload, parse_dump_payload, rdb_version_for_server, DumpPay
 pub use error::RdbError;
 pub use reader::{ChecksumStatus, Item, KeyEntry, RdbReader, ReadMode};
 pub use types::{
-    min_rdb_version_for_type, module_name_from_id, rdb_version_of_magic, Flavor, Magic,
+    min_rdb_version_for_type, module_name_from_id, rdb_version_of_magic, server_loads_rdb, Flavor,
+    Magic,
 };
 pub use value::{
     decode_value, Consumer, ConsumerGroup, HashField, PendingEntry, Stream, StreamEntry, StreamId,
     Value,
 };
-pub use verify::{verify, RdbSummary};
+pub use verify::{has_field_ttls, verify, RdbSummary};
 
 #[cfg(test)]
 mod synthetic_tests;

@@ -77,6 +77,8 @@ pub struct KeyEntry {
     pub offset: u64,
     /// Size in bytes of the value's encoding in the file.
     pub value_len: u64,
+    /// For a module value, its module type name (`moduleTypeNameByID`).
+    pub module: Option<String>,
 }
 
 impl KeyEntry {
@@ -190,6 +192,8 @@ pub struct RdbReader<R: Read> {
     flavor: Flavor,
     db: u64,
     require_eof: bool,
+    /// The module id of the module value being scanned.
+    module_id: Option<u64>,
 }
 
 impl<R: Read> RdbReader<R> {
@@ -204,6 +208,7 @@ impl<R: Read> RdbReader<R> {
             flavor: Flavor::Redis,
             db: 0,
             require_eof: false,
+            module_id: None,
         }
     }
 
@@ -217,6 +222,13 @@ impl<R: Read> RdbReader<R> {
     /// Change the mode between items.
     pub fn set_mode(&mut self, mode: ReadMode) {
         self.mode = mode;
+    }
+
+    /// Logical bytes of every string read or skipped so far (LZF strings
+    /// at their uncompressed size, integers not counted): about what the
+    /// keys and values take once loaded, before per-key overhead.
+    pub fn expanded_bytes(&self) -> u64 {
+        self.src.expanded()
     }
 
     /// Bytes consumed so far.
@@ -458,11 +470,13 @@ impl<R: Read> RdbReader<R> {
                 value: Some(Value::String(value)),
                 offset,
                 value_len: self.src.offset() - start,
+                module: None,
             }));
         }
         if mode.captures() {
             self.src.start_capture();
         }
+        self.module_id = None;
         let scanned = self.scan_value(t);
         let raw = if mode.captures() {
             Some(self.src.take_capture())
@@ -482,6 +496,7 @@ impl<R: Read> RdbReader<R> {
             value: None,
             offset,
             value_len,
+            module: self.module_id.take().map(module_name_from_id),
         };
         if let Some(raw) = raw {
             if mode.decodes() {
@@ -637,7 +652,7 @@ impl<R: Read> RdbReader<R> {
                 Ok(())
             }
             TYPE_MODULE_2 => {
-                s.len()?;
+                self.module_id = Some(s.len()?);
                 self.skip_module_body()
             }
             TYPE_MODULE_PRE_GA => Err(RdbError::Unsupported("pre-GA module value format".into())),

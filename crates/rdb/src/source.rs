@@ -27,6 +27,9 @@ pub(crate) struct Source<R> {
     /// Start of the not-yet-captured part of the buffer, when capturing.
     cap_from: Option<usize>,
     cap: Vec<u8>,
+    /// Logical bytes of every string read or skipped (LZF strings at their
+    /// uncompressed size): what the data takes once loaded.
+    expanded: u64,
 }
 
 impl<R: Read> Source<R> {
@@ -42,7 +45,13 @@ impl<R: Read> Source<R> {
             crc_on: true,
             cap_from: None,
             cap: Vec::new(),
+            expanded: 0,
         }
+    }
+
+    /// Logical bytes of the strings seen so far (see `expanded`).
+    pub(crate) fn expanded(&self) -> u64 {
+        self.expanded
     }
 
     /// Bytes consumed so far.
@@ -215,13 +224,17 @@ impl<R: Read> Source<R> {
     #[inline]
     pub(crate) fn skip_string(&mut self) -> Result<(), RdbError> {
         match self.len_raw()? {
-            Len::Plain(n) => self.skip(n),
+            Len::Plain(n) => {
+                self.expanded = self.expanded.saturating_add(n);
+                self.skip(n)
+            }
             Len::Encoded(ENC_INT8) => self.skip(1),
             Len::Encoded(ENC_INT16) => self.skip(2),
             Len::Encoded(ENC_INT32) => self.skip(4),
             Len::Encoded(ENC_LZF) => {
                 let clen = self.len()?;
-                let _ulen = self.len()?;
+                let ulen = self.len()?;
+                self.expanded = self.expanded.saturating_add(ulen);
                 self.skip(clen)
             }
             Len::Encoded(e) => Err(RdbError::corrupt(format!("unknown string encoding {e}"))
@@ -234,6 +247,7 @@ impl<R: Read> Source<R> {
     pub(crate) fn string(&mut self) -> Result<Vec<u8>, RdbError> {
         match self.len_raw()? {
             Len::Plain(n) => {
+                self.expanded = self.expanded.saturating_add(n);
                 let mut v = Vec::new();
                 self.read_into(n, &mut v)?;
                 Ok(v)
@@ -248,6 +262,7 @@ impl<R: Read> Source<R> {
             Len::Encoded(ENC_LZF) => {
                 let clen = self.len()?;
                 let ulen = self.len()?;
+                self.expanded = self.expanded.saturating_add(ulen);
                 let mut comp = Vec::new();
                 self.read_into(clen, &mut comp)?;
                 let ulen =

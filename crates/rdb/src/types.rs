@@ -212,6 +212,22 @@ pub fn min_rdb_version_for_type(t: u8, flavor: Flavor) -> Option<u32> {
     })
 }
 
+/// Whether a server writing RDB version `server_version` (see
+/// `rdb_version_for_server`) loads a whole file of (`magic`, `version`)
+/// by replication or at start-up. A server refuses versions newer than its
+/// own (`rdbLoadRioWithLoadingCtx`); Valkey 9 reads Redis files only up to
+/// 11, the last version the two share, and Redis reads no Valkey file.
+pub fn server_loads_rdb(server_version: u32, magic: Magic, version: u32) -> bool {
+    let file_valkey = magic == Magic::Valkey || version >= 80;
+    let server_valkey = server_version >= 80;
+    match (file_valkey, server_valkey) {
+        (true, false) => false,
+        (true, true) => version <= server_version,
+        (false, true) => version <= 11,
+        (false, false) => version <= server_version,
+    }
+}
+
 /// Whether `t` is a value type byte this crate can slice.
 pub fn is_value_type(t: u8) -> bool {
     matches!(t, 0..=7 | 9..=25)
@@ -220,6 +236,19 @@ pub fn is_value_type(t: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn which_rdbs_a_server_loads() {
+        assert!(server_loads_rdb(10, Magic::Redis, 9));
+        assert!(server_loads_rdb(10, Magic::Redis, 10));
+        assert!(!server_loads_rdb(9, Magic::Redis, 10));
+        assert!(!server_loads_rdb(10, Magic::Valkey, 80));
+        assert!(!server_loads_rdb(12, Magic::Valkey, 80));
+        assert!(server_loads_rdb(80, Magic::Redis, 9));
+        assert!(server_loads_rdb(80, Magic::Valkey, 80));
+        assert!(!server_loads_rdb(80, Magic::Redis, 12));
+        assert!(server_loads_rdb(12, Magic::Redis, 12));
+    }
 
     #[test]
     fn magic_parsing() {

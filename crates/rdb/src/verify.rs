@@ -7,7 +7,17 @@ use std::io::Read;
 
 use crate::error::RdbError;
 use crate::reader::{ChecksumStatus, Item, RdbReader, ReadMode};
-use crate::types::Magic;
+use crate::types::{
+    Magic, TYPE_22, TYPE_HASH_LISTPACK_EX, TYPE_HASH_LISTPACK_EX_PRE_GA, TYPE_HASH_METADATA,
+};
+
+/// Whether a value of type `t` is a hash stored with field expiries.
+pub fn has_field_ttls(t: u8) -> bool {
+    matches!(
+        t,
+        TYPE_22 | TYPE_HASH_LISTPACK_EX_PRE_GA | TYPE_HASH_METADATA | TYPE_HASH_LISTPACK_EX
+    )
+}
 
 /// What [`verify`] found in an RDB.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +44,20 @@ pub struct RdbSummary {
     pub byte_len: u64,
     /// AUX fields in file order (`redis-ver`, `ctime`, …) as lossy text.
     pub aux: Vec<(String, String)>,
+    /// Keys per value type byte (see `types::type_name` for a name).
+    pub keys_per_rdb_type: BTreeMap<u8, u64>,
+    /// Value bytes in the file per database number.
+    pub value_bytes_per_db: BTreeMap<u64, u64>,
+    /// Hashes stored in an encoding that carries field expiries (Redis
+    /// 7.4+ types 24/25 and their release-candidate 22/23, Valkey 9's 22).
+    pub field_ttl_hashes: u64,
+    /// Module values per module type name.
+    pub module_key_names: BTreeMap<String, u64>,
+    /// The largest value's size in the file, in bytes.
+    pub biggest_value: u64,
+    /// Logical bytes of every string in the file (LZF strings expanded),
+    /// see [`RdbReader::expanded_bytes`].
+    pub expanded_bytes: u64,
 }
 
 impl RdbSummary {
@@ -64,6 +88,12 @@ pub fn verify<R: Read>(input: R) -> Result<RdbSummary, RdbError> {
         checksum: ChecksumStatus::Absent,
         byte_len: 0,
         aux: Vec::new(),
+        keys_per_rdb_type: BTreeMap::new(),
+        value_bytes_per_db: BTreeMap::new(),
+        field_ttl_hashes: 0,
+        module_key_names: BTreeMap::new(),
+        biggest_value: 0,
+        expanded_bytes: 0,
     };
     while let Some(item) = reader.next_item()? {
         match item {
@@ -80,6 +110,15 @@ pub fn verify<R: Read>(input: R) -> Result<RdbSummary, RdbError> {
                 if k.rdb_type == crate::types::TYPE_MODULE_2 {
                     s.module_keys += 1;
                 }
+                if let Some(m) = k.module {
+                    *s.module_key_names.entry(m).or_insert(0) += 1;
+                }
+                *s.keys_per_rdb_type.entry(k.rdb_type).or_insert(0) += 1;
+                *s.value_bytes_per_db.entry(k.db).or_insert(0) += k.value_len;
+                if has_field_ttls(k.rdb_type) {
+                    s.field_ttl_hashes += 1;
+                }
+                s.biggest_value = s.biggest_value.max(k.value_len);
             }
             Item::Aux { key, value } => s.aux.push((
                 String::from_utf8_lossy(&key).into_owned(),
@@ -95,5 +134,6 @@ pub fn verify<R: Read>(input: R) -> Result<RdbSummary, RdbError> {
         }
     }
     s.byte_len = reader.offset();
+    s.expanded_bytes = reader.expanded_bytes();
     Ok(s)
 }

@@ -1,0 +1,482 @@
+//! A restore: verify the whole backup, then make the target's dataset the
+//! backup's by the fastest path it accepts.
+//!
+//! - Replication feed (standalone and master/standby targets, one RDB file
+//!   the target's Redis can load): the service plays a master and the
+//!   target loads the RDB at its own native speed.
+//! - Slicing (clusters, AOF backups, RDB versions the target cannot load,
+//!   or when the feed is refused): each key's serialized value is cut from
+//!   the RDB and sent as `RESTORE key ttl payload ABSTTL REPLACE`, pipelined
+//!   to the master owning its slot; a key whose encoding the target does not
+//!   know (or whose payload is too big) is sent as decoded commands.
+//!
+//! Invariant: nothing is written to the target before every file of the
+//! backup has been read back and matched its manifest (size, BLAKE3, RDB
+//! CRC64 and structure, AOF framing).
+
+mod feed;
+mod plan;
+mod slice;
+mod verify;
+
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{JobFailure, Jobs, Lease};
+use crate::catalog::{ClaimedJob, RestoreOutcome};
+use crate::model::{
+    now_millis, BackupRecord, BackupStatus, CacheMode, Instance, JobError, NodeAddr, RestoreId,
+    RestoreStatus, Topology,
+};
+use crate::redis::resp::Reply;
+use crate::redis::{discover, Conn};
+use crate::storage::{backup_prefix, Manifest};
+
+/// Which restore paths the service may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreMode {
+    /// The feed where possible, else slicing.
+    Auto,
+    /// Only the feed (fails where it is not possible).
+    Feed,
+    /// Only slicing (benchmarks, or targets where REPLICAOF is unwelcome).
+    Slice,
+}
+
+impl RestoreMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            "feed" => Some(Self::Feed),
+            "slice" => Some(Self::Slice),
+            _ => None,
+        }
+    }
+}
+
+/// What a restore remembers across a crash of the service.
+#[derive(Serialize, Deserialize, Debug, Default, Clone)]
+struct Detail {
+    path: String,
+    /// `host:port` the target was told to replicate from (feed).
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    target: Option<String>,
+    /// Configuration changed on the target, with the values to put back.
+    #[serde(default)]
+    saved_config: Vec<(String, String)>,
+}
+
+fn fail(code: JobError, detail: impl Into<String>) -> JobFailure {
+    JobFailure::new(code, detail)
+}
+
+fn sync_failure(e: impl std::fmt::Display) -> JobFailure {
+    fail(JobError::RestoreSync, e.to_string())
+}
+
+pub(super) async fn run(jobs: &Arc<Jobs>, job: &ClaimedJob, lease: &Lease) {
+    let id = RestoreId::from_stored(job.record_id.clone());
+    let rec = match jobs.catalog.restore(&id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            tracing::warn!("restore record missing; dropping the job");
+            let _ = jobs
+                .catalog
+                .finish_job(&job.id, &jobs.node_id, now_millis())
+                .await;
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the restore record");
+            return;
+        }
+    };
+    let result = if job.attempts > 1 {
+        recover(jobs, job).await
+    } else {
+        perform(jobs, job, lease, &rec).await
+    };
+    let outcome = match result {
+        Ok(path) => {
+            tracing::info!(%path, "restore succeeded");
+            RestoreOutcome {
+                status: RestoreStatus::Succeed,
+                error: None,
+                path: Some(path),
+                reason: None,
+            }
+        }
+        Err(f) => {
+            tracing::warn!(code = f.code.code(), detail = %f.detail, "restore failed");
+            if lease.lost() {
+                return;
+            }
+            RestoreOutcome {
+                status: RestoreStatus::Failed,
+                error: Some(f.code),
+                path: None,
+                reason: Some(f.detail),
+            }
+        }
+    };
+    match jobs
+        .catalog
+        .finish_restore(job, &jobs.node_id, &outcome, now_millis())
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("job no longer ours; its new owner records the outcome"),
+        Err(e) => tracing::error!(error = %e, "cannot record the restore's end"),
+    }
+}
+
+/// A restore whose runner died: free a target left replicating from the
+/// service, put back configuration, and report the restore failed.
+async fn recover(jobs: &Arc<Jobs>, job: &ClaimedJob) -> Result<String, JobFailure> {
+    let detail: Detail = jobs
+        .catalog
+        .restore_detail(&job.record_id)
+        .await?
+        .and_then(|d| serde_json::from_str(&d).ok())
+        .unwrap_or_default();
+    let inst = jobs.catalog.instance_any(&job.instance_id).await?;
+    if let (Some(inst), Some(endpoint), Some(target)) = (inst, &detail.endpoint, &detail.target) {
+        if let Some(addr) = parse_addr(target) {
+            match Conn::open(&inst.connection, &addr.host, addr.port, &jobs.redis).await {
+                Ok(mut c) => {
+                    let repl = c.info("replication").await.ok();
+                    let master = repl.as_ref().and_then(|r| {
+                        Some(format!(
+                            "{}:{}",
+                            r.get("master_host")?,
+                            r.get("master_port")?
+                        ))
+                    });
+                    if master.as_deref() == Some(endpoint.as_str()) {
+                        tracing::warn!(target = %target, "freeing a target left replicating from this service");
+                        release(&mut c).await;
+                    }
+                    for (k, v) in &detail.saved_config {
+                        let _ = c.cmd(&["CONFIG", "SET", k, v]).await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot reach the target to clean up"),
+            }
+        }
+    }
+    Err(fail(
+        JobError::RestoreSync,
+        "the service stopped during the restore; the target was released",
+    ))
+}
+
+/// `REPLICAOF NO ONE`, retried while the target is still loading (it
+/// answers `-LOADING` until then), for up to ten minutes.
+async fn release(c: &mut Conn) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        match c.cmd(&["REPLICAOF", "NO", "ONE"]).await {
+            Ok(Reply::Simple(_)) => return true,
+            Ok(Reply::Error(e)) if e.starts_with("LOADING") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(other) => {
+                tracing::warn!(reply = ?other, "the target refused REPLICAOF NO ONE");
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot release the target");
+                return false;
+            }
+        }
+    }
+}
+
+fn parse_addr(s: &str) -> Option<NodeAddr> {
+    let (h, p) = s.rsplit_once(':')?;
+    Some(NodeAddr {
+        host: h.trim_matches(['[', ']']).to_owned(),
+        port: p.parse().ok()?,
+    })
+}
+
+/// Bytes of backup processed, for the progress figure.
+#[derive(Default)]
+pub(crate) struct Progress {
+    done: AtomicU64,
+    total: AtomicU64,
+    /// Set at the first write to the target (FLUSHALL, REPLICAOF).
+    pub touched: std::sync::atomic::AtomicBool,
+    /// Keys sent to the target by slicing.
+    pub keys_written: AtomicU64,
+}
+
+/// Counts the bytes read into the restore's progress.
+pub(crate) struct Counted<R> {
+    pub inner: R,
+    pub progress: Arc<Progress>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.done.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// One restore under way: what every phase reads.
+pub(crate) struct Restore<'a> {
+    pub jobs: &'a Arc<Jobs>,
+    pub job: &'a ClaimedJob,
+    pub target: Instance,
+    pub topology: Topology,
+    pub manifest: Manifest,
+    /// `{project}/{instance}/{backup}/` in the store.
+    pub prefix: String,
+    pub progress: Arc<Progress>,
+}
+
+async fn perform(
+    jobs: &Arc<Jobs>,
+    job: &ClaimedJob,
+    lease: &Lease,
+    rec: &crate::model::RestoreRecord,
+) -> Result<String, JobFailure> {
+    let backup = jobs
+        .catalog
+        .backup(&rec.backup_id)
+        .await?
+        .filter(|b| b.status == BackupStatus::Succeed)
+        .ok_or_else(|| fail(JobError::SizeQuery, "the backup is no longer available"))?;
+    let prefix = backup_prefix(
+        backup.project_id.as_str(),
+        backup.instance_id.as_str(),
+        backup.id.as_str(),
+    );
+    let manifest = jobs
+        .store
+        .manifest(&prefix)
+        .await
+        .map_err(|e| fail(JobError::SizeQuery, format!("manifest: {e}")))?
+        .ok_or_else(|| fail(JobError::SizeQuery, "the backup's manifest is missing"))?;
+    if !jobs
+        .catalog
+        .start_restore(job, &jobs.node_id, now_millis())
+        .await?
+    {
+        return Err(JobFailure::lost());
+    }
+    let progress = Arc::new(Progress::default());
+    progress
+        .total
+        .store(manifest.total_size() * 2, Ordering::Relaxed);
+    let reporter = {
+        let jobs = Arc::clone(jobs);
+        let job = job.clone();
+        let progress = Arc::clone(&progress);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let done = progress.done.load(Ordering::Relaxed);
+                let total = progress.total.load(Ordering::Relaxed).max(1);
+                let pct = (done.saturating_mul(10_000) / total).min(9_999) as i64;
+                let _ = jobs
+                    .catalog
+                    .restore_progress(&job, &jobs.node_id, pct, now_millis())
+                    .await;
+            }
+        })
+    };
+    let result = async {
+        let facts = verify::verify_backup(jobs, &prefix, &manifest, &progress).await?;
+        if lease.lost() {
+            return Err(JobFailure::lost());
+        }
+        let target = jobs
+            .catalog
+            .instance_any(&rec.instance_id)
+            .await?
+            .ok_or_else(|| fail(JobError::ToolStart, "the target instance no longer exists"))?;
+        let topology = discover(&target.connection, &jobs.redis).await?;
+        let r = Restore {
+            jobs,
+            job,
+            target,
+            topology,
+            manifest,
+            prefix,
+            progress: Arc::clone(&progress),
+        };
+        let masters = plan::gather(jobs, &r.target, &r.topology, &facts).await?;
+        let plan = plan::decide(&plan::input(jobs, &r.target, &r.topology, &masters, &facts))
+            .map_err(|why| {
+                fail(
+                    JobError::ToolStart,
+                    format!("refused before any write: {why}"),
+                )
+            })?;
+        for d in &plan.decisions {
+            tracing::info!(decision = %d, "restore plan");
+        }
+        execute(&r, &plan)
+            .await
+            .map_err(|f| honest(f, &r.progress, facts.keys))
+    }
+    .await;
+    reporter.abort();
+    result
+}
+
+/// What a dry run found: the plan, or why the restore would not run.
+#[derive(Debug)]
+pub struct DryRun {
+    /// `None` when the restore would be refused.
+    pub path: Option<&'static str>,
+    /// Why it would be refused, in words.
+    pub refusal: Option<String>,
+    /// The `dcs.08.000x` code the refusal would record.
+    pub error: Option<JobError>,
+    pub decisions: Vec<String>,
+    pub keys: u64,
+    /// Keys and value bytes per database.
+    pub databases: Vec<(u64, u64, u64)>,
+    pub memory_estimate: u64,
+    pub estimated_seconds: f64,
+    /// Each master as the plan saw it: address, engine, version, RDB
+    /// version, maxmemory, used_memory.
+    pub targets: Vec<(String, String, String, u32, u64, u64)>,
+}
+
+impl DryRun {
+    fn refused(f: JobFailure) -> Self {
+        Self {
+            path: None,
+            refusal: Some(f.detail),
+            error: Some(f.code),
+            decisions: Vec::new(),
+            keys: 0,
+            databases: Vec::new(),
+            memory_estimate: 0,
+            estimated_seconds: 0.0,
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// Verify and plan a restore of `backup` into `target`, writing nothing
+/// anywhere: not to the target, not to the catalog.
+pub async fn dry_run(jobs: &Arc<Jobs>, target: &Instance, backup: &BackupRecord) -> DryRun {
+    match dry_run_inner(jobs, target, backup).await {
+        Ok(d) => d,
+        Err(f) => DryRun::refused(f),
+    }
+}
+
+async fn dry_run_inner(
+    jobs: &Arc<Jobs>,
+    target: &Instance,
+    backup: &BackupRecord,
+) -> Result<DryRun, JobFailure> {
+    let prefix = backup_prefix(
+        backup.project_id.as_str(),
+        backup.instance_id.as_str(),
+        backup.id.as_str(),
+    );
+    let manifest = jobs
+        .store
+        .manifest(&prefix)
+        .await
+        .map_err(|e| fail(JobError::SizeQuery, format!("manifest: {e}")))?
+        .ok_or_else(|| fail(JobError::SizeQuery, "the backup's manifest is missing"))?;
+    let progress = Arc::new(Progress::default());
+    let facts = verify::verify_backup(jobs, &prefix, &manifest, &progress).await?;
+    let topology = discover(&target.connection, &jobs.redis).await?;
+    let masters = plan::gather(jobs, target, &topology, &facts).await?;
+    let targets = masters
+        .iter()
+        .map(|m| {
+            (
+                m.addr.to_string(),
+                m.server.engine.clone(),
+                m.server.version.clone(),
+                m.server.rdb_version,
+                m.server.maxmemory,
+                m.server.used_memory,
+            )
+        })
+        .collect();
+    let mut out = match plan::decide(&plan::input(jobs, target, &topology, &masters, &facts)) {
+        Ok(p) => DryRun {
+            path: Some(p.path.as_str()),
+            refusal: None,
+            error: None,
+            databases: p
+                .keys_per_db
+                .iter()
+                .map(|(db, n)| (*db, *n, p.bytes_per_db.get(db).copied().unwrap_or(0)))
+                .collect(),
+            decisions: p.decisions,
+            keys: p.keys,
+            memory_estimate: p.memory_estimate,
+            estimated_seconds: p.estimated_seconds,
+            targets: Vec::new(),
+        },
+        Err(why) => DryRun::refused(fail(JobError::ToolStart, why)),
+    };
+    out.targets = targets;
+    Ok(out)
+}
+
+/// A failure after the first write says what the target holds now.
+fn honest(mut f: JobFailure, progress: &Progress, planned: u64) -> JobFailure {
+    if progress.touched.load(Ordering::SeqCst) {
+        let written = progress.keys_written.load(Ordering::Relaxed);
+        let held = if written > 0 {
+            format!("{written} of {planned} keys were written")
+        } else {
+            "it may hold part of the backup or nothing".to_owned()
+        };
+        f.detail = format!(
+            "{}. The target holds a partial dataset ({held}); restoring again is the remedy",
+            f.detail
+        );
+    }
+    f
+}
+
+/// Execute: the planned path; a feed the target turns down before it is
+/// touched falls back to slicing when the mode allows.
+async fn execute(r: &Restore<'_>, plan: &plan::Plan) -> Result<String, JobFailure> {
+    if plan.path == plan::RestorePath::Feed {
+        match feed::feed(r).await {
+            Ok(()) => return Ok("replication feed".into()),
+            Err(feed::FeedError::NotPossible(why))
+                if r.jobs.settings.restore_mode == RestoreMode::Auto =>
+            {
+                tracing::info!(reason = %why, "restore path: slicing, the feed was not possible");
+            }
+            Err(feed::FeedError::NotPossible(why)) => {
+                return Err(sync_failure(format!("feed not possible: {why}")))
+            }
+            Err(feed::FeedError::Failed(f)) => return Err(f),
+        }
+    }
+    slice::slice(r, &plan.target).await?;
+    Ok("slicing (RESTORE pipelines)".into())
+}
+
+/// Puts back configuration the restore changed on the target.
+async fn put_back(c: &mut Conn, saved: &[(String, String)]) {
+    for (k, v) in saved {
+        if let Err(e) = c.cmd(&["CONFIG", "SET", k.as_str(), v.as_str()]).await {
+            tracing::warn!(key = %k, error = %e, "could not put back the target's configuration");
+        }
+    }
+}

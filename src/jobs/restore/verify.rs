@@ -1,0 +1,323 @@
+//! Verify: every file of the backup read back before the target is
+//! touched (size, BLAKE3, a full parse of the RDB with its CRC64, or the
+//! AOF's framing).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::{fail, Counted, Progress};
+use crate::jobs::pipe::{ChannelReader, DEPTH};
+use crate::jobs::{JobFailure, Jobs};
+use crate::model::JobError;
+use crate::redis::resp::{parse_reply, Reply};
+use crate::storage::{Manifest, ManifestFile};
+
+fn bad_file(f: &ManifestFile, why: impl std::fmt::Display) -> JobFailure {
+    fail(
+        JobError::SizeQuery,
+        format!("backup file {}: {why}", f.name),
+    )
+}
+
+/// Why a file did not pass its check.
+enum CheckError {
+    /// Reading it failed (the store's fault, not the backup's).
+    Read(std::io::Error),
+    /// Its content is wrong.
+    Bad(String),
+}
+
+impl CheckError {
+    fn into_failure(self, f: &ManifestFile) -> JobFailure {
+        match self {
+            CheckError::Read(e) => fail(JobError::Storage, format!("reading {}: {e}", f.name)),
+            CheckError::Bad(why) => bad_file(f, why),
+        }
+    }
+}
+
+/// What the verify pass learned of the backup, for the plan: the manifest
+/// says how many keys, the files themselves say what kind.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct BackupFacts {
+    pub aof: bool,
+    /// Each file's RDB header (the RDB an AOF was converted from).
+    pub rdbs: Vec<(dcs_rdb::Magic, u32)>,
+    pub keys: u64,
+    pub expiring_keys: u64,
+    pub keys_per_db: BTreeMap<u64, u64>,
+    /// Value bytes per database in the files (RDB backups).
+    pub bytes_per_db: BTreeMap<u64, u64>,
+    pub keys_per_rdb_type: BTreeMap<u8, u64>,
+    /// Hashes stored with field expiries (RDB), or `HPEXPIREAT` commands
+    /// (AOF).
+    pub field_ttl_hashes: u64,
+    /// Module values per module type name.
+    pub modules: BTreeMap<String, u64>,
+    pub functions: u64,
+    pub biggest_value: u64,
+    /// Logical bytes of keys and values, LZF strings expanded.
+    pub expanded_bytes: u64,
+    /// Bytes stored.
+    pub stored_bytes: u64,
+    /// Command names an AOF backup replays.
+    pub aof_commands: BTreeSet<String>,
+}
+
+impl BackupFacts {
+    fn from_manifest(manifest: &Manifest) -> Self {
+        let mut f = Self {
+            aof: manifest.format == "aof",
+            ..Self::default()
+        };
+        for file in &manifest.files {
+            let magic = if file.rdb_magic == "VALKEY" {
+                dcs_rdb::Magic::Valkey
+            } else {
+                dcs_rdb::Magic::Redis
+            };
+            f.rdbs.push((magic, file.rdb_version));
+            f.keys += file.keys;
+            f.expiring_keys += file.expiring_keys;
+            f.functions += file.functions;
+            f.stored_bytes += file.size;
+            for (db, n) in &file.keys_per_db {
+                *f.keys_per_db.entry(*db).or_insert(0) += n;
+            }
+        }
+        f
+    }
+
+    fn add(&mut self, content: Content) {
+        match content {
+            Content::Rdb(s) => {
+                for (t, n) in s.keys_per_rdb_type {
+                    *self.keys_per_rdb_type.entry(t).or_insert(0) += n;
+                }
+                for (db, n) in s.value_bytes_per_db {
+                    *self.bytes_per_db.entry(db).or_insert(0) += n;
+                }
+                for (m, n) in s.module_key_names {
+                    *self.modules.entry(m).or_insert(0) += n;
+                }
+                self.field_ttl_hashes += s.field_ttl_hashes;
+                self.biggest_value = self.biggest_value.max(s.biggest_value);
+                self.expanded_bytes += s.expanded_bytes;
+            }
+            Content::Aof { commands, bytes } => {
+                if commands.contains("HPEXPIREAT") {
+                    self.field_ttl_hashes += 1;
+                }
+                self.expanded_bytes += bytes;
+                self.aof_commands.extend(commands);
+            }
+        }
+    }
+}
+
+/// What one file's parse found.
+enum Content {
+    Rdb(dcs_rdb::RdbSummary),
+    Aof {
+        commands: BTreeSet<String>,
+        bytes: u64,
+    },
+}
+
+/// Parses a whole file: the RDB structure and CRC64, or the AOF framing.
+fn check_content(input: impl Read, is_aof: bool) -> Result<Content, CheckError> {
+    if is_aof {
+        return check_resp(input);
+    }
+    match dcs_rdb::verify(input) {
+        Ok(s) => Ok(Content::Rdb(s)),
+        Err(dcs_rdb::RdbError::Io(e)) => Err(CheckError::Read(e)),
+        Err(e) => Err(CheckError::Bad(e.to_string())),
+    }
+}
+
+/// Reads every file back: size, BLAKE3, and a full parse.
+#[tracing::instrument(skip_all, fields(files = manifest.files.len()))]
+pub(crate) async fn verify_backup(
+    jobs: &Jobs,
+    prefix: &str,
+    manifest: &Manifest,
+    progress: &Arc<Progress>,
+) -> Result<BackupFacts, JobFailure> {
+    let is_aof = manifest.format == "aof";
+    let mut facts = BackupFacts::from_manifest(manifest);
+    for f in &manifest.files {
+        let path = format!("{prefix}{}", f.name);
+        match jobs.store.size_of(&path).await? {
+            Some(n) if n == f.size => {}
+            Some(n) => {
+                return Err(bad_file(
+                    f,
+                    format!("{n} bytes stored, {} expected", f.size),
+                ))
+            }
+            None => return Err(bad_file(f, "missing")),
+        }
+        let content = match jobs.store.local_path(&path) {
+            Some(local) => verify_local(local, f, is_aof, progress).await?,
+            None => verify_streamed(jobs, &path, f, is_aof, progress).await?,
+        };
+        facts.add(content);
+    }
+    Ok(facts)
+}
+
+/// A local file is read twice at once from the page cache, by a thread
+/// that hashes it and one that parses it, so the check costs the time of
+/// the slower of the two.
+async fn verify_local(
+    local: PathBuf,
+    f: &ManifestFile,
+    is_aof: bool,
+    progress: &Arc<Progress>,
+) -> Result<Content, JobFailure> {
+    let hashing = tokio::task::spawn_blocking({
+        let local = local.clone();
+        move || -> std::io::Result<String> {
+            let mut file = File::open(&local)?;
+            let mut hasher = blake3::Hasher::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(hasher.finalize().to_hex().to_string());
+                }
+                hasher.update(&buf[..n]);
+            }
+        }
+    });
+    let progress = Arc::clone(progress);
+    let parsing = tokio::task::spawn_blocking(move || {
+        let file = File::open(&local).map_err(CheckError::Read)?;
+        check_content(
+            Counted {
+                inner: file,
+                progress,
+            },
+            is_aof,
+        )
+    });
+    let (hashed, parsed) = tokio::join!(hashing, parsing);
+    let crashed = |e: tokio::task::JoinError| bad_file(f, format!("checker crashed: {e}"));
+    let digest = hashed
+        .map_err(crashed)?
+        .map_err(|e| CheckError::Read(e).into_failure(f))?;
+    let content = parsed.map_err(crashed)?.map_err(|e| e.into_failure(f))?;
+    if digest != f.blake3 {
+        return Err(bad_file(f, "content does not match its checksum"));
+    }
+    Ok(content)
+}
+
+/// A remote file is downloaded once: hashed as it streams in and parsed
+/// in a blocking thread at the same time.
+async fn verify_streamed(
+    jobs: &Jobs,
+    path: &str,
+    f: &ManifestFile,
+    is_aof: bool,
+    progress: &Progress,
+) -> Result<Content, JobFailure> {
+    let mut stream = jobs.store.read_stream(path).await?;
+    let (tx, rx) = mpsc::channel::<Bytes>(DEPTH);
+    let checker =
+        tokio::task::spawn_blocking(move || check_content(ChannelReader::new(rx), is_aof));
+    let mut hasher = blake3::Hasher::new();
+    let mut read_err = None;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) => {
+                hasher.update(&c);
+                progress.done.fetch_add(c.len() as u64, Ordering::Relaxed);
+                if tx.send(c).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                read_err = Some(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let parsed = checker
+        .await
+        .map_err(|e| bad_file(f, format!("checker crashed: {e}")))?;
+    if let Some(e) = read_err {
+        return Err(fail(JobError::Storage, format!("reading {}: {e}", f.name)));
+    }
+    let digest = hasher.finalize().to_hex().to_string();
+    if digest != f.blake3 {
+        return Err(bad_file(f, "content does not match its checksum"));
+    }
+    parsed.map_err(|e| e.into_failure(f))
+}
+
+/// Checks that an AOF is a sequence of complete RESP commands; returns
+/// the command names it holds and its size.
+fn check_resp(mut input: impl Read) -> Result<Content, CheckError> {
+    let mut buf = BytesMut::with_capacity(1 << 20);
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut commands = BTreeSet::new();
+    let mut bytes = 0u64;
+    loop {
+        loop {
+            match parse_reply(&buf).map_err(|e| CheckError::Bad(e.to_string()))? {
+                Some((Reply::Array(Some(args)), used)) => {
+                    if let Some(name) = args.first().and_then(Reply::as_text) {
+                        if commands.len() < 256 && !commands.contains(&name.to_ascii_uppercase()) {
+                            commands.insert(name.to_ascii_uppercase());
+                        }
+                    }
+                    let _ = buf.split_to(used);
+                }
+                Some((other, _)) => {
+                    return Err(CheckError::Bad(format!("not a command: {other:?}")))
+                }
+                None => break,
+            }
+        }
+        let n = input.read(&mut chunk).map_err(CheckError::Read)?;
+        bytes += n as u64;
+        if n == 0 {
+            return if buf.is_empty() {
+                Ok(Content::Aof { commands, bytes })
+            } else {
+                Err(CheckError::Bad("truncated command at the end".into()))
+            };
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resp_check_accepts_commands_only() {
+        let Ok(Content::Aof { commands, bytes }) =
+            check_resp(&b"*1\r\n$4\r\nping\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"[..])
+        else {
+            panic!("commands refused")
+        };
+        assert_eq!(commands.into_iter().collect::<Vec<_>>(), ["PING", "SELECT"]);
+        assert_eq!(bytes, 37);
+        assert!(check_resp(&b"*1\r\n$4\r\nPIN"[..]).is_err());
+        assert!(check_resp(&b"+OK\r\n"[..]).is_err());
+        assert!(check_resp(&b""[..]).is_ok());
+    }
+}
