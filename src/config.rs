@@ -149,6 +149,15 @@ pub struct ServeArgs {
     /// than one RESTORE [default: 67108864]
     #[arg(long, env = "DCS_BACKUP_RESTORE_MAX_PAYLOAD")]
     pub restore_max_payload: Option<usize>,
+    /// API listener: connections served at once; more wait [default: 1024]
+    #[arg(long, env = "DCS_BACKUP_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// API over TLS: PEM certificate chain (with --tls-key)
+    #[arg(long, env = "DCS_BACKUP_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// API over TLS: PEM private key (with --tls-cert)
+    #[arg(long, env = "DCS_BACKUP_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The `--config` file: the same settings, all optional.
@@ -165,6 +174,9 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     pub restore_mode: Option<String>,
     pub restore_max_payload: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Errors resolving the configuration.
@@ -189,6 +201,8 @@ pub enum ConfigError {
     },
     #[error("invalid restore mode {0:?}: use auto, feed or slice")]
     RestoreMode(String),
+    #[error("--tls-cert and --tls-key go together: give both or neither")]
+    TlsPair,
 }
 
 /// The settings `serve` runs with, fully resolved.
@@ -203,6 +217,53 @@ pub struct Config {
     pub redis_ca_file: Option<PathBuf>,
     pub public_url: Option<String>,
     pub jobs: crate::jobs::JobSettings,
+    pub http: HttpSettings,
+}
+
+/// The API listener's limits and optional TLS.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// A request's headers must arrive within this (a kept-alive
+    /// connection waiting for its next request is closed after it too).
+    pub header_timeout: std::time::Duration,
+    /// A request's body must arrive within this.
+    pub body_timeout: std::time::Duration,
+    /// A connection on which no byte moves either way for this long is closed.
+    pub idle_timeout: std::time::Duration,
+    /// Connections served at once; more wait in the accept backlog.
+    pub max_connections: usize,
+    /// PEM certificate chain and private key: serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        use std::time::Duration;
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            tls: None,
+        }
+    }
+}
+
+impl HttpSettings {
+    fn resolve(args: &ServeArgs, file: &FileConfig) -> Result<Self, ConfigError> {
+        let mut h = Self::default();
+        if let Some(n) = args.max_connections.or(file.max_connections) {
+            h.max_connections = n.max(1);
+        }
+        let cert = args.tls_cert.clone().or_else(|| file.tls_cert.clone());
+        let key = args.tls_key.clone().or_else(|| file.tls_key.clone());
+        h.tls = match (cert, key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(ConfigError::TlsPair),
+        };
+        Ok(h)
+    }
 }
 
 fn load_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -252,7 +313,9 @@ impl Config {
             .clone()
             .or_else(|| file.storage.clone())
             .unwrap_or_else(|| format!("fs://{}", data_dir.join("backups").display()));
+        let http = HttpSettings::resolve(args, &file)?;
         Ok(Self {
+            http,
             listen: args
                 .listen
                 .clone()
@@ -294,6 +357,7 @@ impl Config {
             redis_ca_file: None,
             public_url: None,
             jobs: crate::jobs::JobSettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }

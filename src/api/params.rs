@@ -26,6 +26,27 @@ pub fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Refuses a query string that names a key twice (after
+/// percent-decoding): the signature covers the sorted pairs, so their
+/// order could be changed under one signature to pick another value.
+pub fn refuse_repeated(raw: Option<&str>) -> Result<(), ApiError> {
+    let pairs = pairs(raw);
+    let mut keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort_unstable();
+    match keys.windows(2).find(|w| w[0] == w[1]) {
+        None => Ok(()),
+        // Name the key only when it is a plain word (never echo junk).
+        Some([k, _])
+            if k.len() <= 32
+                && !k.is_empty()
+                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            Err(ApiError::invalid(k))
+        }
+        Some(_) => Err(ApiError::invalid("query")),
+    }
+}
+
 /// The last value given for any of `names`, with the name the client used.
 fn find<'a>(pairs: &'a [(String, String)], names: &[&str]) -> Option<(&'a str, &'a str)> {
     pairs
