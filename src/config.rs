@@ -45,7 +45,8 @@ pub enum DevCommand {
     /// optionally clones of it holding records of their own.
     Seed(SeedArgs),
     /// Prints the headers of a signed request (`Name: value` lines), for
-    /// load generators and shell scripts. Valid for 15 minutes.
+    /// load generators and shell scripts. Valid for 15 minutes; those of a
+    /// mutating request (POST, PUT, DELETE) are accepted once.
     Sign(SignArgs),
 }
 
@@ -402,6 +403,29 @@ mod tests {
             c.database_url,
             format!("sqlite://{}", dir.path().join("catalog.db").display())
         );
+    }
+
+    #[test]
+    fn tls_files_go_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "tls_cert = \"/c.pem\"\nmax_connections = 8\n").unwrap();
+        let mut args = ServeArgs {
+            common: CommonArgs {
+                config: Some(file),
+                data_dir: Some(dir.path().into()),
+                database_url: None,
+            },
+            ..Default::default()
+        };
+        assert!(matches!(
+            Config::from_serve_args(&args),
+            Err(ConfigError::TlsPair)
+        ));
+        args.tls_key = Some("/k.pem".into());
+        let c = Config::from_serve_args(&args).unwrap();
+        assert_eq!(c.http.tls, Some(("/c.pem".into(), "/k.pem".into())));
+        assert_eq!(c.http.max_connections, 8);
     }
 
     #[test]

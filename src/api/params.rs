@@ -47,13 +47,18 @@ pub fn refuse_repeated(raw: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
-/// The last value given for any of `names`, with the name the client used.
+/// The value of the first of `names` (by their order, not the query's)
+/// the query has, with that name. Choosing by name keeps the answer the
+/// same whatever order the pairs come in, as the signature covers them
+/// sorted; a key given twice is refused before (see [`refuse_repeated`]).
 fn find<'a>(pairs: &'a [(String, String)], names: &[&str]) -> Option<(&'a str, &'a str)> {
-    pairs
-        .iter()
-        .rev()
-        .find(|(k, _)| names.contains(&k.as_str()))
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+    names.iter().find_map(|n| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == n)
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    })
 }
 
 fn number(name: &str, value: &str) -> Result<i64, ApiError> {
@@ -159,6 +164,33 @@ pub fn list_query(raw: Option<&str>, version: Version) -> Result<ListQuery, ApiE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aliases_are_chosen_by_name_not_by_order() {
+        let a = list_query(
+            Some("begin_time=20240101000000&beginTime=20230101000000"),
+            Version::V2,
+        );
+        let b = list_query(
+            Some("beginTime=20230101000000&begin_time=20240101000000"),
+            Version::V2,
+        );
+        assert_eq!(a.ok().map(|q| q.begin), b.ok().map(|q| q.begin));
+    }
+
+    #[test]
+    fn repeated_keys_are_refused_after_decoding() {
+        assert!(refuse_repeated(Some("limit=1&offset=2")).is_ok());
+        assert!(refuse_repeated(None).is_ok());
+        let e = refuse_repeated(Some("limit=1&%6Cimit=2"))
+            .err()
+            .map(|e| e.msg);
+        assert_eq!(e.as_deref(), Some("Invalid limit in the request."));
+        let e = refuse_repeated(Some("%3Cx%3E=1&%3Cx%3E=2"))
+            .err()
+            .map(|e| e.msg);
+        assert_eq!(e.as_deref(), Some("Invalid query in the request."));
+    }
 
     fn code(raw: &str, v: Version) -> String {
         match list_query(Some(raw), v) {
