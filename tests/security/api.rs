@@ -643,4 +643,19 @@ async fn used_signatures_are_purged_once_out_of_the_window() {
         .remember_signature("AK", "live", now + 60_000)
         .await
         .unwrap());
+    if crate::common::engine() == "sqlite" {
+        // The purge is a range of the expiry index, not a scan.
+        let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as("EXPLAIN QUERY PLAN DELETE FROM used_signatures WHERE expires_at < 1")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let plan: Vec<&str> = plan.iter().map(|r| r.3.as_str()).collect();
+        assert!(
+            plan.iter().any(|d| d.contains("used_signatures_expiry")),
+            "{plan:?}"
+        );
+        pool.close().await;
+    }
 }
