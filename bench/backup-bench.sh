@@ -201,7 +201,8 @@ run_service() {
   fi
   list="$base/v2/$project/instances/$instance/backups"
   t0=$(now)
-  resp=$(api POST "$list" '{"remark":"bench","backup_format":"rdb"}')
+  # A remark per run: the same signed POST twice in one second is a replay.
+  resp=$(api POST "$list" "$(jq -cn --arg r "bench $tag" '{remark: $r, backup_format: "rdb"}')")
   id=$(jq -r .backup_id <<<"$resp")
   [ -n "$id" ] && [ "$id" != null ] || die "backup not started: $resp"
   fail=""

@@ -227,7 +227,8 @@ restore_into() {
   local waiter=$!
   sleep 0.2   # tail is watching
   t0=$(now)
-  resp=$(api POST "$list" "$(jq -cn --arg b "$backup_id" '{backup_id: $b, remark: "bench"}')")
+  # A remark per run: the same signed POST twice in one second is a replay.
+  resp=$(api POST "$list" "$(jq -cn --arg b "$backup_id" --arg r "bench $tag" '{backup_id: $b, remark: $r}')")
   id=$(jq -r .restore_id <<<"$resp")
   [ -n "$id" ] && [ "$id" != null ] || die "restore not started: $resp"
   wait "$waiter" || true

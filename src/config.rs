@@ -45,7 +45,8 @@ pub enum DevCommand {
     /// optionally clones of it holding records of their own.
     Seed(SeedArgs),
     /// Prints the headers of a signed request (`Name: value` lines), for
-    /// load generators and shell scripts. Valid for 15 minutes.
+    /// load generators and shell scripts. Valid for 15 minutes; those of a
+    /// mutating request (POST, PUT, DELETE) are accepted once.
     Sign(SignArgs),
 }
 
@@ -154,6 +155,15 @@ pub struct ServeArgs {
     /// than one RESTORE [default: 67108864]
     #[arg(long, env = "DCS_BACKUP_RESTORE_MAX_PAYLOAD")]
     pub restore_max_payload: Option<usize>,
+    /// API listener: connections served at once; more wait [default: 1024]
+    #[arg(long, env = "DCS_BACKUP_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// API over TLS: PEM certificate chain (with --tls-key)
+    #[arg(long, env = "DCS_BACKUP_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// API over TLS: PEM private key (with --tls-cert)
+    #[arg(long, env = "DCS_BACKUP_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The `--config` file: the same settings, all optional.
@@ -171,6 +181,9 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     pub restore_mode: Option<String>,
     pub restore_max_payload: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Errors resolving the configuration.
@@ -195,6 +208,8 @@ pub enum ConfigError {
     },
     #[error("invalid restore mode {0:?}: use auto, feed or slice")]
     RestoreMode(String),
+    #[error("--tls-cert and --tls-key go together: give both or neither")]
+    TlsPair,
 }
 
 /// The settings `serve` runs with, fully resolved.
@@ -212,6 +227,53 @@ pub struct Config {
     pub redis_ca_file: Option<PathBuf>,
     pub public_url: Option<String>,
     pub jobs: crate::jobs::JobSettings,
+    pub http: HttpSettings,
+}
+
+/// The API listener's limits and optional TLS.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// A request's headers must arrive within this (a kept-alive
+    /// connection waiting for its next request is closed after it too).
+    pub header_timeout: std::time::Duration,
+    /// A request's body must arrive within this.
+    pub body_timeout: std::time::Duration,
+    /// A connection on which no byte moves either way for this long is closed.
+    pub idle_timeout: std::time::Duration,
+    /// Connections served at once; more wait in the accept backlog.
+    pub max_connections: usize,
+    /// PEM certificate chain and private key: serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        use std::time::Duration;
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            tls: None,
+        }
+    }
+}
+
+impl HttpSettings {
+    fn resolve(args: &ServeArgs, file: &FileConfig) -> Result<Self, ConfigError> {
+        let mut h = Self::default();
+        if let Some(n) = args.max_connections.or(file.max_connections) {
+            h.max_connections = n.max(1);
+        }
+        let cert = args.tls_cert.clone().or_else(|| file.tls_cert.clone());
+        let key = args.tls_key.clone().or_else(|| file.tls_key.clone());
+        h.tls = match (cert, key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(ConfigError::TlsPair),
+        };
+        Ok(h)
+    }
 }
 
 fn load_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -261,7 +323,9 @@ impl Config {
             .clone()
             .or_else(|| file.storage.clone())
             .unwrap_or_else(|| format!("fs://{}", data_dir.join("backups").display()));
+        let http = HttpSettings::resolve(args, &file)?;
         Ok(Self {
+            http,
             listen: args
                 .listen
                 .clone()
@@ -307,6 +371,7 @@ impl Config {
             redis_ca_file: None,
             public_url: None,
             jobs: crate::jobs::JobSettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -351,6 +416,29 @@ mod tests {
             c.database_url,
             format!("sqlite://{}", dir.path().join("catalog.db").display())
         );
+    }
+
+    #[test]
+    fn tls_files_go_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "tls_cert = \"/c.pem\"\nmax_connections = 8\n").unwrap();
+        let mut args = ServeArgs {
+            common: CommonArgs {
+                config: Some(file),
+                data_dir: Some(dir.path().into()),
+                database_url: None,
+            },
+            ..Default::default()
+        };
+        assert!(matches!(
+            Config::from_serve_args(&args),
+            Err(ConfigError::TlsPair)
+        ));
+        args.tls_key = Some("/k.pem".into());
+        let c = Config::from_serve_args(&args).unwrap();
+        assert_eq!(c.http.tls, Some(("/c.pem".into(), "/k.pem".into())));
+        assert_eq!(c.http.max_connections, 8);
     }
 
     #[test]

@@ -12,7 +12,6 @@ use crate::api::{self, AppState, Shared};
 use crate::catalog::{Catalog, CatalogError, Credential};
 use crate::config::Config;
 use crate::jobs::Jobs;
-use crate::model::Secret;
 use crate::redis::{ConnectOptions, TlsSettings};
 use crate::storage::{StorageError, Store};
 
@@ -32,6 +31,8 @@ pub enum StartError {
     Credentials(String, std::io::Error),
     #[error("cannot open the replication port {0}: {1}")]
     Replication(String, std::io::Error),
+    #[error("API TLS: {0}")]
+    ApiTls(String),
     #[error("redis TLS settings: {0}")]
     Tls(#[from] crate::redis::RedisError),
 }
@@ -78,15 +79,19 @@ pub async fn prepare(config: &Config) -> Result<Shared, StartError> {
     };
     let node_id = node_id(&config.data_dir)
         .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
-    let link_key = catalog
-        .setting_or_init("link_signing_key", || {
-            crate::catalog::random_token(48, LINK_KEY_ALPHABET)
-        })
+    // The link key is created now if new; the API re-reads it as it
+    // changes (see `Catalog::rotate_link_key`).
+    catalog
+        .link_key()
         .await
         .map_err(|source| StartError::Catalog {
             url: redact_url(&config.database_url),
             source,
         })?;
+    let tls = match &config.http.tls {
+        Some((cert, key)) => Some(api_tls(cert, key).map_err(StartError::ApiTls)?),
+        None => None,
+    };
     let (shutdown, stop_rx) = tokio::sync::watch::channel(false);
     let feed = start_feed(config, stop_rx).await?;
     let jobs = Arc::new(Jobs::new(
@@ -98,7 +103,7 @@ pub async fn prepare(config: &Config) -> Result<Shared, StartError> {
         Some(feed),
         shutdown,
     ));
-    let state = AppState::new(jobs, Secret::new(link_key));
+    let state = AppState::new(jobs, config.http.clone(), tls);
     if let Some(url) = &config.public_url {
         let _ = state.public_url.set(url.trim_end_matches('/').to_owned());
     }
@@ -168,7 +173,28 @@ fn split_host_port(s: &str) -> (String, Option<u16>) {
     }
 }
 
-const LINK_KEY_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+/// The API's TLS acceptor from PEM files (ring, as the Redis client uses).
+fn api_tls(cert: &Path, key: &Path) -> Result<Arc<tokio_rustls::rustls::ServerConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &Path, e: &dyn std::fmt::Display| format!("{}: {e}", what.display());
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(cert, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(cert, &e))?;
+    if chain.is_empty() {
+        return Err(bad(cert, &"no certificate in the file"));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, &e))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| bad(cert, &e))?;
+    Ok(Arc::new(config))
+}
 
 /// This node's identity in job leases, kept in `DATA_DIR/node-id` so a
 /// restarted service recognizes the jobs it was running.
@@ -221,29 +247,237 @@ fn write_credentials_file(path: &Path, cred: &Credential) -> std::io::Result<()>
     f.sync_all()
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener` until `shutdown` completes: HTTP/1.1,
+/// over TLS when configured, with the header, body and idle timeouts and
+/// the connection limit of [`crate::config::HttpSettings`].
 pub async fn run(
     listener: TcpListener,
     app: Shared,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     if app.public_url.get().is_none() {
+        let scheme = if app.tls.is_some() { "https" } else { "http" };
         let _ = app
             .public_url
-            .set(format!("http://{}", listener.local_addr()?));
+            .set(format!("{scheme}://{}", listener.local_addr()?));
     }
     let stop_rx = app.jobs.shutdown.subscribe();
     let runner = tokio::spawn(Arc::clone(&app.jobs).run(stop_rx));
+    let settings = app.http.clone();
+    let tls = app.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let jobs = Arc::clone(&app.jobs);
     let router = api::router(app);
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = jobs.shutdown.send(true);
-        })
-        .await;
+    let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        // Past the limit, connections wait in the kernel's accept backlog.
+        let slot = tokio::select! {
+            s = Arc::clone(&slots).acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let tcp = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // e.g. out of file descriptors: wait instead of spinning.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let conn = http::Conn {
+            router: router.clone(),
+            settings: settings.clone(),
+            watcher: graceful.watcher(),
+        };
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            match tls {
+                None => conn.serve(tcp).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(conn.settings.header_timeout, acceptor.accept(tcp))
+                        .await
+                    {
+                        Ok(Ok(stream)) => conn.serve(stream).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = jobs.shutdown.send(true);
+    // Requests in flight finish; a connection that will not is dropped.
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {}
+    }
     let _ = runner.await;
-    served
+    Ok(())
+}
+
+/// How long a stopping server waits for requests in flight.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One HTTP/1.1 connection with its deadlines.
+mod http {
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+    use tokio::time::Instant;
+
+    use crate::config::HttpSettings;
+
+    pub(super) struct Conn {
+        pub router: axum::Router,
+        pub settings: HttpSettings,
+        pub watcher: hyper_util::server::graceful::Watcher,
+    }
+
+    impl Conn {
+        /// Serves requests until the client leaves, a deadline passes or
+        /// the server stops. Unfinished headers (and the wait for the next
+        /// request on a kept-alive connection) are bounded by hyper's
+        /// header timeout; bodies by the API's body deadline; and a
+        /// connection on which no byte moves either way for the idle
+        /// timeout (a client that stopped reading a response, say) is
+        /// dropped here.
+        pub async fn serve<S>(self, stream: S)
+        where
+            S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        {
+            let activity = Arc::new(Activity::new());
+            let io = TokioIo::new(Tracked {
+                inner: stream,
+                activity: Arc::clone(&activity),
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(self.settings.header_timeout);
+            let conn = builder.serve_connection(io, TowerToHyperService::new(self.router));
+            let conn = self.watcher.watch(conn);
+            tokio::select! {
+                r = conn => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "connection ended");
+                    }
+                }
+                () = activity.idle_for(self.settings.idle_timeout) => {
+                    tracing::debug!("idle connection closed");
+                }
+            }
+        }
+    }
+
+    /// When a byte last moved on a connection.
+    struct Activity {
+        start: Instant,
+        last_ms: AtomicU64,
+    }
+
+    impl Activity {
+        fn new() -> Self {
+            Self {
+                start: Instant::now(),
+                last_ms: AtomicU64::new(0),
+            }
+        }
+
+        fn touch(&self) {
+            let ms = self.start.elapsed().as_millis() as u64;
+            self.last_ms.store(ms, Ordering::Relaxed);
+        }
+
+        /// Completes once nothing moved for `limit`.
+        async fn idle_for(&self, limit: Duration) {
+            loop {
+                let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+                let deadline = last + limit;
+                if Instant::now() >= deadline {
+                    return;
+                }
+                tokio::time::sleep_until(deadline).await;
+            }
+        }
+    }
+
+    /// A stream that notes each byte moved in [`Activity`].
+    struct Tracked<S> {
+        inner: S,
+        activity: Arc<Activity>,
+    }
+
+    impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let before = buf.filled().len();
+            let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+            if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+                self.activity.touch();
+            }
+            r
+        }
+    }
+
+    impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+            if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+                self.activity.touch();
+            }
+            r
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+            if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+                self.activity.touch();
+            }
+            r
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.inner.is_write_vectored()
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
 }
 
 #[cfg(test)]

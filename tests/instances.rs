@@ -476,15 +476,27 @@ async fn delete_hides_the_instance_but_keeps_its_records() {
         .call(Method::GET, &app.v2(&format!("/instances/{id}")), None)
         .await;
     assert_eq!((s, b["error_code"].as_str()), (404, Some("DCS.3022")));
-    let (s, _) = app
-        .call(Method::DELETE, &app.v2(&format!("/instances/{id}")), None)
+    // Deleting again: signed a second later, or it would be the same
+    // signature, refused as a replay.
+    let again = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    let resp = app
+        .send_signed_at(
+            &app.cred,
+            Method::DELETE,
+            &app.v2(&format!("/instances/{id}")),
+            vec![],
+            again,
+            |_| {},
+        )
         .await;
-    assert_eq!(s, 404);
+    assert_eq!(resp.status(), 404);
     assert_eq!(instance_count(&app).await, 0);
     assert!(
         app.catalog().backup(&rec.id).await.unwrap().is_some(),
         "records outlive the instance"
     );
-    // The name is free again.
-    app.adopt("del-1", redis.port, json!({})).await;
+    // The name is free again. (Another body than the first adoption's:
+    // the same signed bytes in the same second would be a replay.)
+    app.adopt("del-1", redis.port, json!({"description": "again"}))
+        .await;
 }

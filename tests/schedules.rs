@@ -211,7 +211,7 @@ async fn a_busy_instance_waits_within_the_window_or_records_why_it_did_not() {
         .call(
             Method::POST,
             &f.app.v2(&format!("/instances/{}/backups", f.id)),
-            Some(json!({})),
+            Some(json!({"remark": "tuesday"})),
         )
         .await;
     assert_eq!(s, 200);

@@ -5,3 +5,6 @@ mod common;
 
 #[path = "security/feed.rs"]
 mod feed;
+
+#[path = "security/api.rs"]
+mod api;

@@ -14,7 +14,7 @@ use super::wire::{
     optional_body, validate_remark, CreateBackupBody, CreateBackupResponse, LinkJson, LinksBody,
     LinksResponse,
 };
-use super::{downloads, load_instance, Caller, Shared};
+use super::{downloads, load_instance, load_instance_including_deleted, Caller, Shared};
 use crate::catalog::NewBackup;
 use crate::model::{
     now_millis, BackupFormat, BackupId, BackupRecord, BackupStatus, BackupType, Instance,
@@ -145,7 +145,8 @@ async fn remove_backup(
     instance: &str,
     backup: &str,
 ) -> ApiResult<()> {
-    let inst = load_instance(state, caller, instance).await?;
+    // A deleted instance's backups can still be deleted by its project.
+    let inst = load_instance_including_deleted(state, caller, instance).await?;
     let rec = load_backup(state, &inst, backup).await?;
     match rec.status {
         BackupStatus::Waiting | BackupStatus::Backuping => {
@@ -266,7 +267,7 @@ pub async fn create_links(
             .await
         {
             Ok(Some(url)) => url,
-            Ok(None) => downloads::signed_link(&state, &rec.id, &f.name, expires),
+            Ok(None) => downloads::signed_link(&state, &rec.id, &f.name, expires).await?,
             Err(e) => {
                 tracing::error!(backup = %rec.id, error = %e, "cannot presign a download link");
                 return Err(ApiError::internal());

@@ -2,6 +2,9 @@
 //! ?expires=UNIX&signature=HEX`, signed with the server's link key, no other
 //! authentication. (S3 stores hand out presigned URLs instead.)
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
@@ -14,26 +17,60 @@ use super::auth::sign;
 use super::error::ApiError;
 use super::params::pairs;
 use super::{AppState, Shared};
-use crate::model::{now_millis, BackupId, BackupStatus};
+use crate::catalog::Catalog;
+use crate::model::{now_millis, BackupId, BackupStatus, Secret};
 use crate::storage::{backup_prefix, Manifest};
 
 pub fn routes() -> Router<Shared> {
     Router::new().route("/downloads/{backup_id}/{file}", get(download))
 }
 
-fn link_signature(state: &AppState, backup: &str, file: &str, expires: i64) -> String {
-    sign(
-        state.link_key.expose(),
-        &format!("{backup}/{file}\n{expires}"),
-    )
+/// The link-signing key, re-read from the catalog when older than
+/// [`LINK_KEY_FRESH`], so that `rotate_link_key` anywhere invalidates old
+/// links on every replica within seconds.
+#[derive(Debug, Default)]
+pub struct LinkKey {
+    cached: Mutex<Option<(Secret, Instant)>>,
 }
 
-/// A link to one file of a backup, valid until `expires` (Unix seconds).
-pub fn signed_link(state: &AppState, backup: &BackupId, file: &str, expires: i64) -> String {
+const LINK_KEY_FRESH: Duration = Duration::from_secs(2);
+
+impl LinkKey {
+    async fn current(&self, catalog: &Catalog) -> Result<Secret, ApiError> {
+        if let Ok(c) = self.cached.lock() {
+            if let Some((k, at)) = c.as_ref() {
+                if at.elapsed() < LINK_KEY_FRESH {
+                    return Ok(k.clone());
+                }
+            }
+        }
+        let key = Secret::new(catalog.link_key().await?);
+        if let Ok(mut c) = self.cached.lock() {
+            *c = Some((key.clone(), Instant::now()));
+        }
+        Ok(key)
+    }
+}
+
+fn link_signature(key: &Secret, backup: &str, file: &str, expires: i64) -> String {
+    sign(key.expose(), &format!("{backup}/{file}\n{expires}"))
+}
+
+/// A link to one file of a backup, valid until `expires` (Unix seconds)
+/// while the link key stays and the backup's instance is not deleted.
+pub async fn signed_link(
+    state: &AppState,
+    backup: &BackupId,
+    file: &str,
+    expires: i64,
+) -> Result<String, ApiError> {
+    let key = state.link_key.current(&state.catalog).await?;
     let base = state.public_url.get().map(String::as_str).unwrap_or("");
-    let sig = link_signature(state, backup.as_str(), file, expires);
+    let sig = link_signature(&key, backup.as_str(), file, expires);
     let file_enc = percent_encoding::utf8_percent_encode(file, percent_encoding::NON_ALPHANUMERIC);
-    format!("{base}/downloads/{backup}/{file_enc}?expires={expires}&signature={sig}")
+    Ok(format!(
+        "{base}/downloads/{backup}/{file_enc}?expires={expires}&signature={sig}"
+    ))
 }
 
 fn denied() -> Response {
@@ -72,7 +109,11 @@ pub async fn download(
     ) else {
         return denied();
     };
-    let expected = link_signature(&state, &backup, &file, expires);
+    let key = match state.link_key.current(&state.catalog).await {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    let expected = link_signature(&key, &backup, &file, expires);
     let valid: bool = expected.as_bytes().ct_eq(signature.as_bytes()).into();
     if !valid || expires < now_millis() / 1000 {
         return denied();
@@ -85,6 +126,16 @@ pub async fn download(
         Ok(None) => return denied(),
         Err(e) => return ApiError::from(e).into_response(),
     };
+    // A link dies with its instance: answered like an expired one.
+    match state
+        .catalog
+        .instance(&rec.project_id, &rec.instance_id)
+        .await
+    {
+        Ok(Some(_)) => {}
+        Ok(None) => return denied(),
+        Err(e) => return ApiError::from(e).into_response(),
+    }
     let gone = || {
         ApiError::new(
             StatusCode::NOT_FOUND,

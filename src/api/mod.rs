@@ -26,8 +26,9 @@ use utoipa::OpenApi;
 
 use self::error::ApiError;
 use crate::catalog::Catalog;
+use crate::config::HttpSettings;
 use crate::jobs::Jobs;
-use crate::model::{InstanceId, ProjectId, Secret};
+use crate::model::{InstanceId, ProjectId};
 use crate::redis::ConnectOptions;
 use crate::storage::Store;
 
@@ -42,23 +43,36 @@ pub struct AppState {
     pub redis: ConnectOptions,
     pub jobs: Arc<Jobs>,
     pub credentials: auth::CredentialCache,
+    /// Signatures of mutating requests are accepted once.
+    pub replays: auth::ReplayGuard,
     /// Signs download links of the local store; shared by every replica.
-    pub link_key: Secret,
+    link_key: downloads::LinkKey,
     /// Base URL of download links; set at start-up once the address is known.
     pub public_url: std::sync::OnceLock<String>,
+    /// The listener's timeouts and connection limit.
+    pub http: HttpSettings,
+    /// Set when the API is served over TLS.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     status_cache: Mutex<HashMap<InstanceId, (&'static str, Instant)>>,
 }
 
 impl AppState {
-    pub fn new(jobs: Arc<Jobs>, link_key: Secret) -> Self {
+    pub fn new(
+        jobs: Arc<Jobs>,
+        http: HttpSettings,
+        tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    ) -> Self {
         Self {
             catalog: jobs.catalog.clone(),
             store: jobs.store.clone(),
             redis: jobs.redis.clone(),
             jobs,
             credentials: auth::CredentialCache::default(),
-            link_key,
+            replays: auth::ReplayGuard::default(),
+            link_key: downloads::LinkKey::default(),
             public_url: std::sync::OnceLock::new(),
+            http,
+            tls,
             status_cache: Mutex::new(HashMap::new()),
         }
     }
@@ -70,35 +84,86 @@ pub type Shared = Arc<AppState>;
 #[derive(Clone, Debug)]
 pub struct Caller(pub ProjectId);
 
-/// Verifies the signature and that the path's project is the caller's own.
+/// Guards every signed route, cheapest check first: repeated query keys
+/// (400), then the signature's presence and date from the headers alone
+/// (401 before a byte of the body is read), then the body within the body
+/// deadline, the signature over it, the path's project, and for a mutating
+/// request its first use (401 `Request already used.` on a replay, on any
+/// replica sharing the catalog).
 async fn authenticate(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    let body: Bytes = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => return ApiError::invalid("body").into_response(),
+    let path = parts.uri.path();
+    if let Err(e) = params::refuse_repeated(parts.uri.query()) {
+        return if path.starts_with("/v1.0/") {
+            e.v1()
+        } else {
+            e
+        }
+        .into_response();
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let refused = |e: ApiError| {
+        tracing::info!(path, code = e.code, "request refused");
+        e.into_response()
     };
-    let project = match auth::verify(
+    let presented = match auth::precheck(&parts.headers, now) {
+        Ok(p) => p,
+        Err(e) => return refused(e),
+    };
+    let body = axum::body::to_bytes(body, MAX_BODY);
+    let body: Bytes = match tokio::time::timeout(state.http.body_timeout, body).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return ApiError::invalid("body").into_response(),
+        Err(_) => {
+            let mut r = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "DCS.4800",
+                "The request body did not arrive in time.",
+            )
+            .into_response();
+            r.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            return r;
+        }
+    };
+    let project = match auth::check_signature(
         &state.catalog,
         &state.credentials,
+        &presented,
         &parts.method,
-        parts.uri.path(),
+        path,
         parts.uri.query(),
-        &parts.headers,
         &body,
-        time::OffsetDateTime::now_utc(),
     )
     .await
     {
         Ok(p) => p,
-        Err(e) => {
-            tracing::info!(path = parts.uri.path(), code = e.code, "request refused");
-            return e.into_response();
-        }
+        Err(e) => return refused(e),
     };
-    let path_project = parts.uri.path().split('/').nth(2).unwrap_or("");
+    let path_project = path.split('/').nth(2).unwrap_or("");
     if path_project != project.as_str() {
         return ApiError::unauthorized("DCS.1004", "Project ID does not match the token.")
             .into_response();
+    }
+    if auth::is_mutating(&parts.method) {
+        match state
+            .replays
+            .first_use(&state.catalog, &presented, now)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    path,
+                    ak = presented.access(),
+                    "replayed signed request refused"
+                );
+                return ApiError::unauthorized("DCS.1001", "Request already used.").into_response();
+            }
+            Err(e) => return e.into_response(),
+        }
     }
     let mut req = Request::from_parts(parts, Body::from(body));
     req.extensions_mut().insert(Caller(project));
@@ -210,6 +275,22 @@ pub(crate) async fn load_instance(
         .catalog
         .instance(&caller.0, &id)
         .await?
+        .ok_or_else(ApiError::no_instance)
+}
+
+/// Like [`load_instance`], but finds a deleted instance too: only for the
+/// routes that list and delete its backups.
+pub(crate) async fn load_instance_including_deleted(
+    state: &AppState,
+    caller: &Caller,
+    raw_id: &str,
+) -> Result<crate::model::Instance, ApiError> {
+    let id = InstanceId::parse(raw_id).ok_or_else(ApiError::bad_instance_id)?;
+    state
+        .catalog
+        .instance_including_deleted(&caller.0, &id)
+        .await?
+        .map(|(inst, _deleted)| inst)
         .ok_or_else(ApiError::no_instance)
 }
 

@@ -26,13 +26,39 @@ pub fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The last value given for any of `names`, with the name the client used.
+/// Refuses a query string that names a key twice (after
+/// percent-decoding): the signature covers the sorted pairs, so their
+/// order could be changed under one signature to pick another value.
+pub fn refuse_repeated(raw: Option<&str>) -> Result<(), ApiError> {
+    let pairs = pairs(raw);
+    let mut keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort_unstable();
+    match keys.windows(2).find(|w| w[0] == w[1]) {
+        None => Ok(()),
+        // Name the key only when it is a plain word (never echo junk).
+        Some([k, _])
+            if k.len() <= 32
+                && !k.is_empty()
+                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            Err(ApiError::invalid(k))
+        }
+        Some(_) => Err(ApiError::invalid("query")),
+    }
+}
+
+/// The value of the first of `names` (by their order, not the query's)
+/// the query has, with that name. Choosing by name keeps the answer the
+/// same whatever order the pairs come in, as the signature covers them
+/// sorted; a key given twice is refused before (see [`refuse_repeated`]).
 fn find<'a>(pairs: &'a [(String, String)], names: &[&str]) -> Option<(&'a str, &'a str)> {
-    pairs
-        .iter()
-        .rev()
-        .find(|(k, _)| names.contains(&k.as_str()))
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+    names.iter().find_map(|n| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == n)
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    })
 }
 
 fn number(name: &str, value: &str) -> Result<i64, ApiError> {
@@ -138,6 +164,33 @@ pub fn list_query(raw: Option<&str>, version: Version) -> Result<ListQuery, ApiE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aliases_are_chosen_by_name_not_by_order() {
+        let a = list_query(
+            Some("begin_time=20240101000000&beginTime=20230101000000"),
+            Version::V2,
+        );
+        let b = list_query(
+            Some("beginTime=20230101000000&begin_time=20240101000000"),
+            Version::V2,
+        );
+        assert_eq!(a.ok().map(|q| q.begin), b.ok().map(|q| q.begin));
+    }
+
+    #[test]
+    fn repeated_keys_are_refused_after_decoding() {
+        assert!(refuse_repeated(Some("limit=1&offset=2")).is_ok());
+        assert!(refuse_repeated(None).is_ok());
+        let e = refuse_repeated(Some("limit=1&%6Cimit=2"))
+            .err()
+            .map(|e| e.msg);
+        assert_eq!(e.as_deref(), Some("Invalid limit in the request."));
+        let e = refuse_repeated(Some("%3Cx%3E=1&%3Cx%3E=2"))
+            .err()
+            .map(|e| e.msg);
+        assert_eq!(e.as_deref(), Some("Invalid query in the request."));
+    }
 
     fn code(raw: &str, v: Version) -> String {
         match list_query(Some(raw), v) {

@@ -11,6 +11,7 @@
 //! never removed, so seqs are dense from 1 and a range with no lower bound
 //! starts at 1 without a probe.
 
+mod access;
 mod jobs;
 mod reads;
 mod records;

@@ -582,6 +582,13 @@ impl Catalog {
 /// through a `LATERAL ... LIMIT 1` the page's range refers to; SQLite has
 /// no LATERAL, so there the bounds are a materialized CTE.
 fn list_sql(postgres: bool, table: &str, columns: &str, begin: bool, end: bool) -> String {
+    // A deleted instance's backups stay listable by its project (so they
+    // can be found and deleted); its restores do not.
+    let live = if table == "backups" {
+        ""
+    } else {
+        " AND deleted_at IS NULL"
+    };
     let end_param = if begin { 6 } else { 5 };
     let columns: Vec<String> = columns
         .split(',')
@@ -608,7 +615,8 @@ fn list_sql(postgres: bool, table: &str, columns: &str, begin: bool, end: bool) 
             "SELECT {lo} AS lo, h.hi, {columns} FROM instances i {lo_join} \
              LEFT JOIN LATERAL ({hi}) h ON true \
              LEFT JOIN {table} r ON r.instance_id = $1 AND r.seq BETWEEN GREATEST({lo}, h.hi - $3 - $4 + 1) AND h.hi - $3 \
-             WHERE i.id = $1 AND i.project_id = $2 AND i.deleted_at IS NULL"
+             WHERE i.id = $1 AND i.project_id = $2{}",
+            live.replace("deleted_at", "i.deleted_at")
         );
     }
     let lo = if begin {
@@ -626,7 +634,7 @@ fn list_sql(postgres: bool, table: &str, columns: &str, begin: bool, end: bool) 
     // SQLite listing reads bind them by position (see `reads`).
     let sql = format!(
         "WITH b AS MATERIALIZED (SELECT \
-           (SELECT COUNT(*) FROM instances WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL) AS found, \
+           (SELECT COUNT(*) FROM instances WHERE id = $1 AND project_id = $2{live}) AS found, \
            {lo} AS lo, {hi} AS hi), \
          w AS (SELECT found, lo, hi, hi - $3 AS top, MAX(lo, hi - $3 - $4 + 1) AS bottom FROM b) \
          SELECT w.lo, w.hi, {columns} \

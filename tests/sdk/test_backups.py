@@ -257,12 +257,15 @@ def test_delete_keeps_the_record_and_refuses_links(service, client, redis_factor
     assert rec.is_support_restore == "FALSE"
 
     with pytest.raises(ClientRequestException) as e:
-        links(client, instance_id, backup_id)
+        # Another expiration: the same signed request again would be a replay.
+        links(client, instance_id, backup_id, expiration=600)
     assert sdk_error(e).status_code == 400
     with pytest.raises(urllib.error.HTTPError) as e:
         download(old_link)
     assert e.value.code == 404, "an old link no longer serves the file"
-    # Deleting again is harmless.
+    # Deleting again is harmless. (A second identical signed DELETE within
+    # the same second would carry the same signature: a replay, refused.)
+    time.sleep(1)
     client.delete_backup_file(DeleteBackupFileRequest(instance_id=instance_id, backup_id=backup_id))
     assert record(client, instance_id, backup_id).status == "deleted"
     service.assert_alive()

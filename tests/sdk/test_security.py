@@ -106,6 +106,24 @@ def test_tampered_request_is_401(service, world):
     assert inst.description == "signed"
 
 
+def test_a_replayed_signed_request_is_refused(service, world):
+    # The SDK's signature covers method, path, query, body and the date to
+    # the second: the same signed bytes sent again are refused, once used.
+    put_path = f"/v2/{service.project_id}/instances/{world['a_iid']}"
+    body = json.dumps({"description": "once"}).encode()
+    first = service.signed("PUT", put_path, body=body)
+    assert first.status_code == 204, first.text
+    replay = requests.put(f"{service.endpoint}{put_path}", headers=dict(first.request.headers),
+                          data=body, timeout=10)
+    refused = assert_401_json(replay)
+    assert (refused["error_code"], refused["error_msg"]) == ("DCS.1001", "Request already used.")
+    # A read changes nothing and may be sent again.
+    read = service.signed("GET", put_path)
+    assert read.status_code == 200
+    again = requests.get(f"{service.endpoint}{put_path}", headers=dict(read.request.headers), timeout=10)
+    assert again.status_code == 200, again.text
+
+
 @pytest.mark.parametrize("minutes,status", [(-20, 401), (20, 401), (-10, 200), (10, 200), (0, 200)])
 def test_sdk_date_window(service, minutes, status):
     date = now() + datetime.timedelta(minutes=minutes)
