@@ -31,12 +31,36 @@ pub enum Command {
         #[command(subcommand)]
         command: CredentialCommand,
     },
+    /// Manage the keys that protect stored secrets.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// Developer tools: seeding catalogs for tests and benchmarks.
     #[command(hide = true)]
     Dev {
         #[command(subcommand)]
         command: DevCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCommand {
+    /// Generates a new key for instance passwords and re-encrypts every
+    /// stored password with it, in one transaction. With a key file
+    /// (DATA_DIR/secret.key) the file ends up holding only the new key;
+    /// with DCS_BACKUP_SECRET_KEY set, the new key is printed for the
+    /// operator to install on every replica instead.
+    Rotate(RotateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Also rotate the key that signs download links (old links stop working).
+    #[arg(long)]
+    pub links: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -149,6 +173,16 @@ pub struct ServeArgs {
     /// than one RESTORE [default: 67108864]
     #[arg(long, env = "DCS_BACKUP_RESTORE_MAX_PAYLOAD")]
     pub restore_max_payload: Option<usize>,
+    /// Comma-separated networks (CIDR, or plain addresses) that instances
+    /// and the nodes they report may be at; when given, nothing else is
+    /// [default: any address not denied]
+    #[arg(long, env = "DCS_BACKUP_ALLOW_TARGETS")]
+    pub allow_targets: Option<String>,
+    /// Comma-separated networks refused as targets, in addition to
+    /// link-local and cloud metadata addresses (always refused); a denied
+    /// address is refused even if allowed
+    #[arg(long, env = "DCS_BACKUP_DENY_TARGETS")]
+    pub deny_targets: Option<String>,
 }
 
 /// The `--config` file: the same settings, all optional.
@@ -165,6 +199,8 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     pub restore_mode: Option<String>,
     pub restore_max_payload: Option<usize>,
+    pub allow_targets: Option<String>,
+    pub deny_targets: Option<String>,
 }
 
 /// Errors resolving the configuration.
@@ -189,6 +225,8 @@ pub enum ConfigError {
     },
     #[error("invalid restore mode {0:?}: use auto, feed or slice")]
     RestoreMode(String),
+    #[error("invalid network {0:?} in {1}: use CIDR (10.0.0.0/8, fd00::/8) or an address")]
+    Targets(String, &'static str),
 }
 
 /// The settings `serve` runs with, fully resolved.
@@ -203,6 +241,28 @@ pub struct Config {
     pub redis_ca_file: Option<PathBuf>,
     pub public_url: Option<String>,
     pub jobs: crate::jobs::JobSettings,
+    /// `--allow-targets`: when set, the only networks Redis targets may be in.
+    pub allow_targets: Option<Vec<crate::redis::Cidr>>,
+    /// `--deny-targets`: refused in addition to the built-in denials.
+    pub deny_targets: Vec<crate::redis::Cidr>,
+    /// `DCS_BACKUP_SECRET_KEY`, if set; else `DATA_DIR/secret.key` is used.
+    pub secret_key: Option<crate::model::Secret>,
+}
+
+/// The key for instance passwords from the environment, if set.
+pub fn secret_key_from_env() -> Option<crate::model::Secret> {
+    std::env::var(crate::secrets::KEY_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(crate::model::Secret::new)
+}
+
+fn parse_targets(
+    v: Option<String>,
+    name: &'static str,
+) -> Result<Option<Vec<crate::redis::Cidr>>, ConfigError> {
+    v.map(|s| crate::redis::Cidr::parse_list(&s).map_err(|bad| ConfigError::Targets(bad, name)))
+        .transpose()
 }
 
 fn load_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -265,6 +325,16 @@ impl Config {
             replication_port: args.replication_port.or(file.replication_port),
             redis_ca_file: args.redis_ca_file.clone().or(file.redis_ca_file),
             public_url: args.public_url.clone().or(file.public_url),
+            allow_targets: parse_targets(
+                args.allow_targets.clone().or(file.allow_targets),
+                "allow_targets",
+            )?,
+            deny_targets: parse_targets(
+                args.deny_targets.clone().or(file.deny_targets),
+                "deny_targets",
+            )?
+            .unwrap_or_default(),
+            secret_key: secret_key_from_env(),
             jobs: {
                 let mut j = crate::jobs::JobSettings::default();
                 if let Some(m) = args.restore_mode.clone().or(file.restore_mode) {
@@ -294,6 +364,9 @@ impl Config {
             redis_ca_file: None,
             public_url: None,
             jobs: crate::jobs::JobSettings::default(),
+            allow_targets: None,
+            deny_targets: Vec::new(),
+            secret_key: None,
         }
     }
 }

@@ -148,7 +148,7 @@ pub async fn discover(conn: &Connection, opts: &ConnectOptions) -> Result<Topolo
         let reply = c.cmd_ok(&["CLUSTER", "NODES"]).await?;
         let text = reply
             .as_text()
-            .ok_or_else(|| RedisError::Server(format!("CLUSTER NODES answered {reply:?}")))?;
+            .ok_or_else(|| RedisError::Server("CLUSTER NODES did not answer with text".into()))?;
         let nodes = parse_cluster_nodes(&text);
         let mut shards: Vec<(String, Shard)> = nodes
             .iter()
