@@ -110,7 +110,12 @@ async fn rotate_secrets(args: &RotateArgs) -> Result<(), Box<dyn std::error::Err
     std::fs::create_dir_all(&data_dir)?;
     server::owner_only(&data_dir, 0o700);
     let env_key = config::secret_key_from_env();
-    let keys = server::secret_keys(env_key.as_ref(), &data_dir)?;
+    // The key the service uses must exist: a fresh one opens no row.
+    let keys = dcs_backup::secrets::SecretKeys::open_existing(
+        &data_dir,
+        env_key.as_ref().map(|k| k.expose()),
+    )
+    .map_err(|e| format!("{e} (give the service's --data-dir, or DCS_BACKUP_SECRET_KEY)"))?;
     let catalog = Catalog::connect(&url).await?;
     let rotation = dcs_backup::secrets::Rotation::begin(&keys)?;
     let mut count = 0;

@@ -223,6 +223,19 @@ impl SecretKeys {
         })
     }
 
+    /// Like [`Self::open`], but never creates a key file: for commands
+    /// that work on an existing catalog (`secrets rotate`, `dev seed`).
+    pub fn open_existing(data_dir: &Path, env_value: Option<&str>) -> Result<Self, SecretError> {
+        let path = data_dir.join(KEY_FILE);
+        if env_value.is_none() && !path.exists() {
+            return Err(SecretError::File(
+                path.display().to_string(),
+                std::io::ErrorKind::NotFound.into(),
+            ));
+        }
+        Self::open(data_dir, env_value)
+    }
+
     /// Keys given directly (tests, and `rotate` under an environment key).
     fn from_keys(keys: Vec<Key>) -> Self {
         Self {

@@ -400,6 +400,82 @@ async fn the_service_own_ports_are_not_targets() {
     }
 }
 
+/// A fake Redis that takes any password and says it is a replica of
+/// `master`; it records what it receives.
+async fn fake_replica_of(master: &str) -> Listener {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (c, s) = (Arc::clone(&conns), Arc::clone(&seen));
+    let (host, mport) = master.rsplit_once(':').unwrap();
+    let repl =
+        format!("# Replication\r\nrole:slave\r\nmaster_host:{host}\r\nmaster_port:{mport}\r\n");
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = l.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let (s, repl) = (Arc::clone(&s), repl.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                while let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_secs(10), sock.read(&mut buf)).await
+                {
+                    if n == 0 {
+                        return;
+                    }
+                    let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    s.lock().unwrap().extend_from_slice(&buf[..n]);
+                    let body = if got.contains("replication") {
+                        repl.clone()
+                    } else if got.contains("server") {
+                        "# Server\r\nredis_version:7.0.0\r\nredis_mode:standalone\r\n".to_owned()
+                    } else {
+                        let _ = sock.write_all(b"+OK\r\n").await;
+                        continue;
+                    };
+                    let reply = format!("${}\r\n{body}\r\n", body.len());
+                    if sock.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Listener { port, conns, seen }
+}
+
+#[tokio::test]
+async fn a_master_a_peer_reports_meets_the_same_check_before_any_password() {
+    if common::engine() == "postgres" {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    // A "replica" whose master is the cloud metadata service, and one whose
+    // master is the service's own API.
+    let own = format!("127.0.0.1:{}", app.addr.port());
+    for master in ["169.254.169.254:80", own.as_str()] {
+        let fake = fake_replica_of(master).await;
+        let start = Instant::now();
+        let (s, b) = try_adopt(
+            &app,
+            "peer-1",
+            "127.0.0.1",
+            fake.port,
+            json!({"password": "peer-pw"}),
+        )
+        .await;
+        assert_not_allowed(s, &b);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{master}: {:?}",
+            start.elapsed()
+        );
+        // The fake itself was asked (with the password the user gave it).
+        assert!(fake.seen().contains("replication"), "{}", fake.seen());
+    }
+    assert_eq!(instance_count(&app).await, 0);
+}
+
 // ---- errors never echo a peer -----------------------------------------------
 
 #[tokio::test]
