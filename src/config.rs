@@ -414,6 +414,29 @@ mod tests {
     }
 
     #[test]
+    fn target_lists_come_from_flags_or_file_and_bad_networks_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "deny_targets = \"10.0.0.0/8\"\n").unwrap();
+        let mut args = ServeArgs {
+            common: CommonArgs {
+                config: Some(file),
+                ..Default::default()
+            },
+            allow_targets: Some("192.0.2.0/24, 2001:db8::1".into()),
+            ..Default::default()
+        };
+        let c = Config::from_serve_args(&args).unwrap();
+        assert_eq!(c.allow_targets.map(|a| a.len()), Some(2));
+        assert_eq!(c.deny_targets.len(), 1);
+        args.deny_targets = Some("10.0.0.0/40".into());
+        assert!(matches!(
+            Config::from_serve_args(&args),
+            Err(ConfigError::Targets(..))
+        ));
+    }
+
+    #[test]
     fn unknown_file_keys_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");

@@ -478,6 +478,17 @@ mod tests {
     }
 
     #[test]
+    fn only_well_formed_values_count_as_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = SecretKeys::open(dir.path(), None).unwrap();
+        assert!(is_sealed(&keys.seal("x", "i").unwrap()));
+        // Plaintext passwords of older versions, even odd ones.
+        for plain in ["hunter2", "enc1:", "enc1:abcd:00", "enc1:zzzzzzzz:00", ""] {
+            assert!(!is_sealed(plain), "{plain}");
+        }
+    }
+
+    #[test]
     fn rotation_keeps_old_keys_until_finished() {
         let dir = tempfile::tempdir().unwrap();
         let keys = SecretKeys::open(dir.path(), None).unwrap();
