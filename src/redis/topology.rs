@@ -138,7 +138,7 @@ pub async fn discover(conn: &Connection, opts: &ConnectOptions) -> Result<Topolo
     };
     if !info.cluster && !info.role_master {
         if let Some(m) = info.master.clone() {
-            tracing::info!(master = %m, "adopted address is a replica; using its master");
+            tracing::info!(master = %super::peer_text(&m.to_string()), "adopted address is a replica; using its master");
             c = Conn::open(conn, &m.host, m.port, opts).await?;
             (info, repl) = server_info(&mut c).await?;
             master = m;
