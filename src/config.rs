@@ -25,11 +25,16 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the API, the job runner and the scheduler.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage API credentials.
     Credential {
         #[command(subcommand)]
         command: CredentialCommand,
+    },
+    /// Manage the keys that protect stored secrets.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
     },
     /// Developer tools: seeding catalogs for tests and benchmarks.
     #[command(hide = true)]
@@ -37,6 +42,25 @@ pub enum Command {
         #[command(subcommand)]
         command: DevCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCommand {
+    /// Generates a new key for instance passwords and re-encrypts every
+    /// stored password with it, in one transaction. With a key file
+    /// (DATA_DIR/secret.key) the file ends up holding only the new key;
+    /// with DCS_BACKUP_SECRET_KEY set, the new key is printed for the
+    /// operator to install on every replica instead.
+    Rotate(RotateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Also rotate the key that signs download links (old links stop working).
+    #[arg(long)]
+    pub links: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -164,6 +188,16 @@ pub struct ServeArgs {
     /// API over TLS: PEM private key (with --tls-cert)
     #[arg(long, env = "DCS_BACKUP_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Comma-separated networks (CIDR, or plain addresses) that instances
+    /// and the nodes they report may be at; when given, nothing else is
+    /// [default: any address not denied]
+    #[arg(long, env = "DCS_BACKUP_ALLOW_TARGETS")]
+    pub allow_targets: Option<String>,
+    /// Comma-separated networks refused as targets, in addition to
+    /// link-local and cloud metadata addresses (always refused); a denied
+    /// address is refused even if allowed
+    #[arg(long, env = "DCS_BACKUP_DENY_TARGETS")]
+    pub deny_targets: Option<String>,
 }
 
 /// The `--config` file: the same settings, all optional.
@@ -184,6 +218,8 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub allow_targets: Option<String>,
+    pub deny_targets: Option<String>,
 }
 
 /// Errors resolving the configuration.
@@ -210,6 +246,8 @@ pub enum ConfigError {
     RestoreMode(String),
     #[error("--tls-cert and --tls-key go together: give both or neither")]
     TlsPair,
+    #[error("invalid network {0:?} in {1}: use CIDR (10.0.0.0/8, fd00::/8) or an address")]
+    Targets(String, &'static str),
 }
 
 /// The settings `serve` runs with, fully resolved.
@@ -228,6 +266,28 @@ pub struct Config {
     pub public_url: Option<String>,
     pub jobs: crate::jobs::JobSettings,
     pub http: HttpSettings,
+    /// `--allow-targets`: when set, the only networks Redis targets may be in.
+    pub allow_targets: Option<Vec<crate::redis::Cidr>>,
+    /// `--deny-targets`: refused in addition to the built-in denials.
+    pub deny_targets: Vec<crate::redis::Cidr>,
+    /// `DCS_BACKUP_SECRET_KEY`, if set; else `DATA_DIR/secret.key` is used.
+    pub secret_key: Option<crate::model::Secret>,
+}
+
+/// The key for instance passwords from the environment, if set.
+pub fn secret_key_from_env() -> Option<crate::model::Secret> {
+    std::env::var(crate::secrets::KEY_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(crate::model::Secret::new)
+}
+
+fn parse_targets(
+    v: Option<String>,
+    name: &'static str,
+) -> Result<Option<Vec<crate::redis::Cidr>>, ConfigError> {
+    v.map(|s| crate::redis::Cidr::parse_list(&s).map_err(|bad| ConfigError::Targets(bad, name)))
+        .transpose()
 }
 
 /// The API listener's limits and optional TLS.
@@ -340,6 +400,16 @@ impl Config {
             feed_limits: Default::default(),
             redis_ca_file: args.redis_ca_file.clone().or(file.redis_ca_file),
             public_url: args.public_url.clone().or(file.public_url),
+            allow_targets: parse_targets(
+                args.allow_targets.clone().or(file.allow_targets),
+                "allow_targets",
+            )?,
+            deny_targets: parse_targets(
+                args.deny_targets.clone().or(file.deny_targets),
+                "deny_targets",
+            )?
+            .unwrap_or_default(),
+            secret_key: secret_key_from_env(),
             jobs: {
                 let mut j = crate::jobs::JobSettings::default();
                 if let Some(m) = args.restore_mode.clone().or(file.restore_mode) {
@@ -372,6 +442,9 @@ impl Config {
             public_url: None,
             jobs: crate::jobs::JobSettings::default(),
             http: HttpSettings::default(),
+            allow_targets: None,
+            deny_targets: Vec::new(),
+            secret_key: None,
         }
     }
 }
@@ -439,6 +512,29 @@ mod tests {
         let c = Config::from_serve_args(&args).unwrap();
         assert_eq!(c.http.tls, Some(("/c.pem".into(), "/k.pem".into())));
         assert_eq!(c.http.max_connections, 8);
+    }
+
+    #[test]
+    fn target_lists_come_from_flags_or_file_and_bad_networks_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "deny_targets = \"10.0.0.0/8\"\n").unwrap();
+        let mut args = ServeArgs {
+            common: CommonArgs {
+                config: Some(file),
+                ..Default::default()
+            },
+            allow_targets: Some("192.0.2.0/24, 2001:db8::1".into()),
+            ..Default::default()
+        };
+        let c = Config::from_serve_args(&args).unwrap();
+        assert_eq!(c.allow_targets.map(|a| a.len()), Some(2));
+        assert_eq!(c.deny_targets.len(), 1);
+        args.deny_targets = Some("10.0.0.0/40".into());
+        assert!(matches!(
+            Config::from_serve_args(&args),
+            Err(ConfigError::Targets(..))
+        ));
     }
 
     #[test]

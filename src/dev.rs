@@ -42,8 +42,12 @@ pub fn synthetic_backup(instance: &crate::model::Instance, i: u64, created_at: i
 }
 
 pub async fn seed(args: &SeedArgs) -> Result<(), AnyError> {
-    let (_, url) = load_common(&args.common)?;
-    let catalog = Catalog::connect(&url).await?;
+    let (data_dir, url) = load_common(&args.common)?;
+    let keys =
+        crate::server::secret_keys(crate::config::secret_key_from_env().as_ref(), &data_dir)?;
+    let catalog = Catalog::connect(&url)
+        .await?
+        .with_secrets(std::sync::Arc::new(keys));
     let id = InstanceId::parse(&args.instance_id).ok_or("invalid instance id")?;
     let inst = catalog.instance_any(&id).await?.ok_or("no such instance")?;
     let n = args.backups.max(args.restores).max(args.clone_backups);

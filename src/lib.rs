@@ -9,5 +9,6 @@ pub mod dev;
 pub mod jobs;
 pub mod model;
 pub mod redis;
+pub mod secrets;
 pub mod server;
 pub mod storage;

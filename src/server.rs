@@ -12,6 +12,7 @@ use crate::api::{self, AppState, Shared};
 use crate::catalog::{Catalog, CatalogError, Credential};
 use crate::config::Config;
 use crate::jobs::Jobs;
+use crate::model::Secret;
 use crate::redis::{ConnectOptions, TlsSettings};
 use crate::storage::{StorageError, Store};
 
@@ -35,6 +36,31 @@ pub enum StartError {
     ApiTls(String),
     #[error("redis TLS settings: {0}")]
     Tls(#[from] crate::redis::RedisError),
+    #[error("instance password key: {0}")]
+    Secrets(#[from] crate::secrets::SecretError),
+}
+
+/// Makes `path` owner-only (`mode`) if it exists: files created by older
+/// versions, or before the umask was set, were world-readable.
+pub fn owner_only(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o777 != mode => {
+            if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot make owner-only");
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Opens the key for instance passwords (`DCS_BACKUP_SECRET_KEY`, else
+/// `DATA_DIR/secret.key`, created on first use).
+pub fn secret_keys(
+    config_key: Option<&Secret>,
+    data_dir: &Path,
+) -> Result<crate::secrets::SecretKeys, crate::secrets::SecretError> {
+    crate::secrets::SecretKeys::open(data_dir, config_key.map(Secret::expose))
 }
 
 /// Strips the password from a database URL for logs and errors.
@@ -56,12 +82,33 @@ pub fn redact_url(url: &str) -> String {
 pub async fn prepare(config: &Config) -> Result<Shared, StartError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
+    owner_only(&config.data_dir, 0o700);
+    let keys = Arc::new(secret_keys(config.secret_key.as_ref(), &config.data_dir)?);
+    let catalog_err = |source| StartError::Catalog {
+        url: redact_url(&config.database_url),
+        source,
+    };
     let catalog = Catalog::connect(&config.database_url)
         .await
-        .map_err(|source| StartError::Catalog {
-            url: redact_url(&config.database_url),
-            source,
-        })?;
+        .map_err(catalog_err)?
+        .with_secrets(Arc::clone(&keys));
+    let (sealed, unknown) = catalog
+        .seal_plaintext_passwords()
+        .await
+        .map_err(catalog_err)?;
+    if sealed > 0 {
+        tracing::info!(
+            count = sealed,
+            "encrypted instance passwords stored in plain text by an older version"
+        );
+    }
+    if unknown > 0 {
+        tracing::error!(
+            count = unknown,
+            keys = ?keys.key_ids(),
+            "instance passwords are encrypted with a key this service does not hold; those instances are unusable until every replica is given the same key (DCS_BACKUP_SECRET_KEY or DATA_DIR/secret.key)"
+        );
+    }
     let store = Store::open(&config.storage)
         .await
         .map_err(|source| StartError::Store {
@@ -75,10 +122,15 @@ pub async fn prepare(config: &Config) -> Result<Shared, StartError> {
     };
     let redis = ConnectOptions {
         tls,
+        targets: crate::redis::TargetPolicy::new(
+            config.allow_targets.clone(),
+            config.deny_targets.clone(),
+        ),
         ..ConnectOptions::default()
     };
     let node_id = node_id(&config.data_dir)
         .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
+    tighten_files(config, &catalog);
     // The link key is created now if new; the API re-reads it as it
     // changes (see `Catalog::rotate_link_key`).
     catalog
@@ -94,6 +146,7 @@ pub async fn prepare(config: &Config) -> Result<Shared, StartError> {
     };
     let (shutdown, stop_rx) = tokio::sync::watch::channel(false);
     let feed = start_feed(config, stop_rx).await?;
+    redis.targets.add_own(feed.local_addr());
     let jobs = Arc::new(Jobs::new(
         catalog,
         store,
@@ -196,6 +249,25 @@ fn api_tls(cert: &Path, key: &Path) -> Result<Arc<tokio_rustls::rustls::ServerCo
     Ok(Arc::new(config))
 }
 
+/// Everything the service keeps under the data dir, and the local store's
+/// root, made owner-only (for data dirs written by older versions).
+fn tighten_files(config: &Config, catalog: &Catalog) {
+    let d = &config.data_dir;
+    for f in ["credentials.json", "node-id", crate::secrets::KEY_FILE] {
+        owner_only(&d.join(f), 0o600);
+    }
+    if let Some(db) = catalog.sqlite_file() {
+        for suffix in ["", "-wal", "-shm", "-journal", "-migrations.lock"] {
+            let mut p = db.clone().into_os_string();
+            p.push(suffix);
+            owner_only(Path::new(&p), 0o600);
+        }
+    }
+    if let crate::storage::StorageUrl::Fs { root } = &config.storage {
+        owner_only(root, 0o700);
+    }
+}
+
 /// This node's identity in job leases, kept in `DATA_DIR/node-id` so a
 /// restarted service recognizes the jobs it was running.
 fn node_id(data_dir: &Path) -> std::io::Result<String> {
@@ -205,7 +277,14 @@ fn node_id(data_dir: &Path) -> std::io::Result<String> {
         _ => {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into());
             let id = format!("{host}-{}", uuid::Uuid::new_v4().simple());
-            std::fs::write(&path, &id)?;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)?;
+            f.write_all(id.as_bytes())?;
             Ok(id)
         }
     }
@@ -255,6 +334,9 @@ pub async fn run(
     app: Shared,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // The API's own port is no Redis target (nor is the replication
+    // port, registered at prepare).
+    app.redis.targets.add_own(listener.local_addr()?);
     if app.public_url.get().is_none() {
         let scheme = if app.tls.is_some() { "https" } else { "http" };
         let _ = app

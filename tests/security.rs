@@ -8,3 +8,6 @@ mod feed;
 
 #[path = "security/api.rs"]
 mod api;
+
+#[path = "security/secrets.rs"]
+mod secrets;

@@ -130,37 +130,73 @@ fn bad_user() -> (&'static str, &'static str) {
 }
 
 /// Maps a failure to reach or log in to Redis to the DCS error that tells
-/// the user which part of the request to fix.
-fn connect_error(e: RedisError) -> ApiError {
-    let detail = e.to_string();
+/// the user which part of the request to fix. The texts are fixed
+/// phrases: nothing a server sent is echoed, and a closed port reads like
+/// a port where something else than Redis answered.
+fn connect_error(e: &RedisError) -> ApiError {
+    const AUTH: &str = "authentication failed";
     match e {
         RedisError::Auth(_) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "DCS.4080",
             "Instance password verify failed.",
         )
-        .with_ext(detail),
-        RedisError::Server(ref m) if m.starts_with("NOAUTH") || m.starts_with("WRONGPASS") => {
+        .with_ext(AUTH),
+        RedisError::Server(m) if m.starts_with("NOAUTH") || m.starts_with("WRONGPASS") => {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "DCS.4080",
                 "Instance password verify failed.",
             )
-            .with_ext(detail)
+            .with_ext(AUTH)
         }
-        RedisError::Server(ref m) if m.starts_with("NOPERM") => {
+        RedisError::Server(m) if m.starts_with("NOPERM") => {
             let (code, msg) = bad_user();
-            ApiError::new(StatusCode::BAD_REQUEST, code, msg).with_ext(detail)
+            ApiError::new(StatusCode::BAD_REQUEST, code, msg)
+                .with_ext("the user lacks a permission the service needs")
         }
-        RedisError::Tls(_) => ApiError::invalid("enable_ssl").with_ext(detail),
-        _ => ApiError::invalid("private_ip").with_ext(detail),
+        RedisError::Tls(_) => ApiError::invalid("enable_ssl").with_ext("TLS handshake failed"),
+        RedisError::Refused { .. } => {
+            ApiError::invalid("private_ip").with_ext("not an allowed target")
+        }
+        _ => ApiError::invalid("private_ip")
+            .with_ext("the server could not be reached or did not answer as Redis"),
+    }
+}
+
+/// Longest password or user name accepted.
+const MAX_CREDENTIAL: usize = 512;
+
+/// A password or user name is sent to Redis as one RESP argument, but
+/// nothing that could split a line-based protocol is accepted.
+fn credential_ok(s: &str) -> bool {
+    s.len() <= MAX_CREDENTIAL && !s.bytes().any(|b| b < 0x20 || b == 0x7f)
+}
+
+fn password_field(v: &Value) -> ApiResult<Option<String>> {
+    let (c, m) = bad_password();
+    let p = optional_string(v, "password", c, m)?;
+    match p {
+        Some(p) if !credential_ok(&p) => Err(ApiError::new(StatusCode::BAD_REQUEST, c, m)
+            .with_ext("at most 512 bytes, no control characters")),
+        p => Ok(p),
+    }
+}
+
+fn user_field(v: &Value) -> ApiResult<Option<String>> {
+    let (c, m) = bad_user();
+    let u = optional_string(v, "access_user", c, m)?;
+    match u {
+        Some(u) if !credential_ok(&u) => Err(ApiError::new(StatusCode::BAD_REQUEST, c, m)
+            .with_ext("at most 512 bytes, no control characters")),
+        u => Ok(u),
     }
 }
 
 async fn discover_or_reject(state: &Shared, conn: &Connection) -> ApiResult<Topology> {
     discover(conn, &state.redis).await.map_err(|e| {
         tracing::info!(host = %conn.host, port = conn.port, error = %e, "cannot adopt instance");
-        connect_error(e)
+        connect_error(&e)
     })
 }
 
@@ -216,10 +252,8 @@ pub async fn create_instance(
     }
     let host = validate_host(&body.private_ip)?;
     let port = validate_port(&body.port)?.unwrap_or(6379);
-    let (pc, pm) = bad_password();
-    let password = optional_string(&body.password, "password", pc, pm)?;
-    let (uc, um) = bad_user();
-    let username = optional_string(&body.access_user, "access_user", uc, um)?;
+    let password = password_field(&body.password)?;
+    let username = user_field(&body.access_user)?;
     let tls = optional_bool(&body.enable_ssl, "enable_ssl")?.unwrap_or(false);
     optional_bool(&body.no_password_access, "no_password_access")?;
     let now = now_millis();
@@ -391,15 +425,26 @@ pub async fn modify_instance(
         conn.port = port;
     }
     if !body.password.is_null() {
-        let (c, m) = bad_password();
-        conn.password = optional_string(&body.password, "password", c, m)?.map(Secret::new);
+        conn.password = password_field(&body.password)?.map(Secret::new);
     }
     if !body.access_user.is_null() {
-        let (c, m) = bad_user();
-        conn.username = optional_string(&body.access_user, "access_user", c, m)?;
+        conn.username = user_field(&body.access_user)?;
     }
     if let Some(tls) = optional_bool(&body.enable_ssl, "enable_ssl")? {
         conn.tls = tls;
+    }
+    // The stored password only goes where it went before: whoever moves
+    // the instance elsewhere must know it.
+    let old = &inst.connection;
+    let moved = conn.host != old.host
+        || conn.port != old.port
+        || conn.username != old.username
+        || conn.tls != old.tls;
+    if moved && old.password.is_some() && body.password.is_null() {
+        let (c, m) = bad_password();
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, c, m).with_ext(
+            "changing the address, port, user or TLS of an instance requires its password",
+        ));
     }
     if let Some(p) = &body.instance_backup_policy {
         let policy = validate_policy(p)?;

@@ -312,6 +312,7 @@ pub(crate) async fn instance_status(
         connect_timeout: Duration::from_secs(1),
         io_timeout: Duration::from_secs(1),
         tls: state.redis.tls.clone(),
+        targets: state.redis.targets.clone(),
     };
     let c = &inst.connection;
     let alive = match crate::redis::Conn::open(c, &c.host, c.port, &opts).await {

@@ -85,7 +85,7 @@ impl Catalog {
         );
         let row: Option<Row> = on_db!(&self.db, pool =>
             sqlx::query_as(&sql).bind(id.as_str()).bind(project.as_str()).fetch_optional(pool).await)?;
-        row.map(|r| Ok((r.inst.into_instance()?, r.deleted_at.is_some())))
+        row.map(|r| Ok((r.inst.into_instance(self.keys())?, r.deleted_at.is_some())))
             .transpose()
     }
 }

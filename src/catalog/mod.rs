@@ -28,6 +28,7 @@ use crate::model::{
     BackupPolicy, Connection, Instance, InstanceId, Millis, ProjectId, Secret, StoredPolicy,
     Topology,
 };
+use crate::secrets::{SecretError, SecretKeys};
 
 pub use jobs::{BackupOutcome, ClaimedJob, RestoreOutcome};
 pub use records::{NewBackup, NewRestore};
@@ -52,6 +53,8 @@ pub enum CatalogError {
     Corrupt(String),
     #[error("the instance already has a {0} job running")]
     Busy(crate::model::JobKind),
+    #[error("instance password: {0}")]
+    Secret(#[from] crate::secrets::SecretError),
 }
 
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
@@ -87,6 +90,9 @@ pub struct Credential {
 #[derive(Clone, Debug)]
 pub struct Catalog {
     pub(crate) db: Db,
+    /// Seals instance passwords on write and opens them on read; the
+    /// catalog uses the keys for nothing else.
+    secrets: Option<std::sync::Arc<SecretKeys>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -113,7 +119,20 @@ const INSTANCE_COLUMNS: &str = "id, project_id, name, description, host, port, u
      tls, topology, policy, policy_id, policy_created_at, policy_updated_at, created_at, updated_at";
 
 impl InstanceRow {
-    fn into_instance(self) -> Result<Instance> {
+    fn into_instance(self, keys: Option<&SecretKeys>) -> Result<Instance> {
+        let password = match (self.password, keys) {
+            (None, _) => None,
+            (Some(stored), Some(keys)) if crate::secrets::is_sealed(&stored) => Some(Secret::new(
+                keys.open_value(&stored, &self.id).map_err(|e| {
+                    tracing::error!(instance = %self.id, error = %e, "instance unusable: its password cannot be decrypted");
+                    e
+                })?,
+            )),
+            // Written by a version before encryption and not sealed yet
+            // (the start-up pass seals such rows).
+            (Some(plain), Some(_)) => Some(Secret::new(plain)),
+            (Some(_), None) => return Err(SecretError::NoKey.into()),
+        };
         let topology: Topology = serde_json::from_str(&self.topology)
             .map_err(|e| CatalogError::Corrupt(format!("instance {} topology: {e}", self.id)))?;
         let policy = match (self.policy, self.policy_id) {
@@ -141,7 +160,7 @@ impl InstanceRow {
                 port: u16::try_from(self.port)
                     .map_err(|_| CatalogError::Corrupt("instance port".into()))?,
                 username: self.username,
-                password: self.password.map(Secret::new),
+                password,
                 tls: self.tls != 0,
             },
             topology,
@@ -279,7 +298,97 @@ impl Catalog {
         } else {
             return Err(CatalogError::BadUrl(url.to_owned()));
         };
-        Ok(Self { db })
+        Ok(Self { db, secrets: None })
+    }
+
+    /// The catalog sealing instance passwords with `keys`.
+    pub fn with_secrets(mut self, keys: std::sync::Arc<SecretKeys>) -> Self {
+        self.secrets = Some(keys);
+        self
+    }
+
+    fn keys(&self) -> Option<&SecretKeys> {
+        self.secrets.as_deref()
+    }
+
+    /// The stored form of an instance's password: sealed, bound to its id.
+    fn seal_password(&self, inst: &Instance) -> Result<Option<String>> {
+        let Some(p) = &inst.connection.password else {
+            return Ok(None);
+        };
+        let keys = self.keys().ok_or(SecretError::NoKey)?;
+        Ok(Some(keys.seal(p.expose(), inst.id.as_str())?))
+    }
+
+    /// The SQLite file, for tightening its mode (and its `-wal`/`-shm`).
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        match &self.db {
+            Db::Sqlite(_, reads) => Some(reads.path().to_owned()),
+            Db::Postgres(_) => None,
+        }
+    }
+
+    /// Seals every instance password still stored in plain text (from a
+    /// version before encryption). Idempotent; returns how many were
+    /// sealed and how many name a key this service does not hold.
+    pub async fn seal_plaintext_passwords(&self) -> Result<(u64, u64)> {
+        let keys = self.keys().ok_or(SecretError::NoKey)?;
+        let rows: Vec<(String, String)> = on_db!(&self.db, pool =>
+            sqlx::query_as("SELECT id, password FROM instances WHERE password IS NOT NULL")
+                .fetch_all(pool).await)?;
+        let mut sealed = 0;
+        let mut unknown = 0;
+        for (id, stored) in rows {
+            if let Some(kid) = SecretKeys::sealed_key_id(&stored) {
+                if !keys.key_ids().iter().any(|k| k == kid) {
+                    unknown += 1;
+                }
+                continue;
+            }
+            let value = keys.seal(&stored, &id)?;
+            // Only if still the same plaintext: another replica may be at it.
+            let done = on_db!(&self.db, pool => sqlx::query(
+                "UPDATE instances SET password = $1 WHERE id = $2 AND password = $3")
+                .bind(&value).bind(&id).bind(&stored)
+                .execute(pool).await.map(|r| r.rows_affected()))?;
+            sealed += done;
+        }
+        Ok((sealed, unknown))
+    }
+
+    /// Re-seals every instance password with the newest of `keys` (which
+    /// must open every stored value), in one transaction. Plaintext rows
+    /// are sealed too. Returns the number of rows written.
+    pub async fn reseal_passwords(&self, keys: &SecretKeys) -> Result<u64> {
+        let newest = keys.key_ids().into_iter().next();
+        let n = on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            // Take the write lock first (SQLite) / lock the rows (PostgreSQL).
+            sqlx::query("UPDATE instances SET password = password WHERE password IS NOT NULL")
+                .execute(&mut *tx).await?;
+            let rows: Vec<(String, String)> =
+                sqlx::query_as("SELECT id, password FROM instances WHERE password IS NOT NULL")
+                    .fetch_all(&mut *tx).await?;
+            let mut n = 0u64;
+            for (id, stored) in rows {
+                if SecretKeys::sealed_key_id(&stored).map(str::to_owned) == newest {
+                    continue;
+                }
+                let plain = if crate::secrets::is_sealed(&stored) {
+                    keys.open_value(&stored, &id)?
+                } else {
+                    stored
+                };
+                let value = keys.seal(&plain, &id)?;
+                sqlx::query("UPDATE instances SET password = $1 WHERE id = $2")
+                    .bind(&value).bind(&id)
+                    .execute(&mut *tx).await?;
+                n += 1;
+            }
+            tx.commit().await?;
+            n
+        });
+        Ok(n)
     }
 
     pub fn engine(&self) -> &'static str {
@@ -382,6 +491,7 @@ impl Catalog {
 
     #[tracing::instrument(skip_all, fields(instance = %inst.id))]
     pub async fn insert_instance(&self, inst: &Instance) -> Result<()> {
+        let password = self.seal_password(inst)?;
         let topology = serde_json::to_string(&inst.topology)
             .map_err(|e| CatalogError::Corrupt(e.to_string()))?;
         let policy = policy_json(&inst.policy)?;
@@ -396,7 +506,7 @@ impl Catalog {
             .bind(&inst.connection.host)
             .bind(i64::from(inst.connection.port))
             .bind(inst.connection.username.as_deref())
-            .bind(inst.connection.password.as_ref().map(|p| p.expose().to_owned()))
+            .bind(&password)
             .bind(i64::from(inst.connection.tls))
             .bind(&topology)
             .bind(policy)
@@ -412,6 +522,7 @@ impl Catalog {
     /// Writes every mutable field of an existing instance.
     #[tracing::instrument(skip_all, fields(instance = %inst.id))]
     pub async fn update_instance(&self, inst: &Instance) -> Result<bool> {
+        let password = self.seal_password(inst)?;
         let topology = serde_json::to_string(&inst.topology)
             .map_err(|e| CatalogError::Corrupt(e.to_string()))?;
         let policy = policy_json(&inst.policy)?;
@@ -427,7 +538,7 @@ impl Catalog {
             .bind(&inst.connection.host)
             .bind(i64::from(inst.connection.port))
             .bind(inst.connection.username.as_deref())
-            .bind(inst.connection.password.as_ref().map(|p| p.expose().to_owned()))
+            .bind(&password)
             .bind(i64::from(inst.connection.tls))
             .bind(&topology)
             .bind(policy)
@@ -447,14 +558,14 @@ impl Catalog {
         );
         let row: Option<InstanceRow> = on_db!(&self.db, pool =>
             sqlx::query_as(&sql).bind(id.as_str()).bind(project.as_str()).fetch_optional(pool).await)?;
-        row.map(InstanceRow::into_instance).transpose()
+        row.map(|r| r.into_instance(self.keys())).transpose()
     }
 
     /// Any instance by id, deleted or not, whatever its project: for jobs.
     pub async fn instance_any(&self, id: &InstanceId) -> Result<Option<Instance>> {
         let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = $1");
         let row: Option<InstanceRow> = on_db!(&self.db, pool => sqlx::query_as(&sql).bind(id.as_str()).fetch_optional(pool).await)?;
-        row.map(InstanceRow::into_instance).transpose()
+        row.map(|r| r.into_instance(self.keys())).transpose()
     }
 
     /// A project's live instances, newest first, optionally filtered by exact
@@ -502,7 +613,7 @@ impl Catalog {
         });
         let items = rows
             .into_iter()
-            .map(InstanceRow::into_instance)
+            .map(|r| r.into_instance(self.keys()))
             .collect::<Result<_>>()?;
         Ok((items, total.max(0) as u64))
     }

@@ -57,6 +57,11 @@ impl Reads {
         }
     }
 
+    /// The database file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Runs a listing statement (`?1`, `?2`, … bound from `args` in order)
     /// and reads its rows: each carries the bounds, then from column 2 a
     /// record, which `read` turns into an item, or NULLs when the page is

@@ -25,8 +25,11 @@ impl Catalog {
         );
         let rows: Vec<super::InstanceRow> =
             on_db!(&self.db, pool => sqlx::query_as(&sql).fetch_all(pool).await)?;
+        // An instance whose password cannot be opened is skipped (and
+        // logged), not a reason to stop scheduling every other one.
         rows.into_iter()
-            .map(super::InstanceRow::into_instance)
+            .map(|r| r.into_instance(self.keys()))
+            .filter(|r| !matches!(r, Err(super::CatalogError::Secret(_))))
             .collect()
     }
 

@@ -232,7 +232,7 @@ async fn choose_sources(
         }
         let node = chosen.unwrap_or_else(|| {
             if !shard.replicas.is_empty() {
-                tracing::warn!(master = %shard.master, "no healthy replica; taking the snapshot from the master");
+                tracing::warn!(master = %crate::redis::peer_text(&shard.master.to_string()), "no healthy replica; taking the snapshot from the master");
             }
             shard.master.clone()
         });

@@ -14,9 +14,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::resp::{encode_command, parse_reply, ProtocolError, Reply};
+use super::targets::{Refusal, TargetPolicy};
 use crate::model::Connection;
 
-/// Errors talking to Redis.
+/// Errors talking to Redis. Text a server sent is shown through
+/// [`super::peer_text`] (bounded, control characters escaped); the API
+/// shows none of it.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
     #[error("cannot reach {addr}: {source}")]
@@ -24,17 +27,21 @@ pub enum RedisError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("{addr} is not an allowed target ({reason:?})")]
+    Refused { addr: String, reason: Refusal },
+    #[error("cannot resolve {0}")]
+    Resolve(String),
     #[error("connection error: {0}")]
     Io(#[from] std::io::Error),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
-    #[error(transparent)]
+    #[error("protocol error: {}", super::peer_text(&.0.0))]
     Protocol(#[from] ProtocolError),
-    #[error("authentication failed: {0}")]
+    #[error("authentication failed: {}", super::peer_text(.0))]
     Auth(String),
     #[error("TLS error: {0}")]
     Tls(String),
-    #[error("server error: {0}")]
+    #[error("server error: {}", super::peer_text(.0))]
     Server(String),
     #[error("connection closed by the server")]
     Closed,
@@ -91,6 +98,8 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     pub io_timeout: Duration,
     pub tls: Option<TlsSettings>,
+    /// Which addresses may be connected to at all.
+    pub targets: TargetPolicy,
 }
 
 impl Default for ConnectOptions {
@@ -99,6 +108,7 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(5),
             io_timeout: Duration::from_secs(30),
             tls: None,
+            targets: TargetPolicy::default(),
         }
     }
 }
@@ -129,6 +139,12 @@ async fn timed<T>(
 
 impl Conn {
     /// Connects to `host:port` of `conn` (TLS if it says so) and logs in.
+    ///
+    /// This is the one place the service opens a Redis connection, so the
+    /// target policy is checked here: the host is resolved once, every
+    /// address it resolves to must be allowed, and the connection goes to
+    /// those checked addresses (no second lookup a rebinding DNS server
+    /// could answer differently); TLS still verifies the host name.
     #[tracing::instrument(skip_all, fields(addr = %format_addr(host, port)))]
     pub async fn open(
         conn: &Connection,
@@ -137,13 +153,19 @@ impl Conn {
         opts: &ConnectOptions,
     ) -> Result<Self, RedisError> {
         let addr = format_addr(host, port);
+        let resolved = resolve_checked(host, port, opts).await?;
         let tcp = timed(opts.connect_timeout, async {
-            TcpStream::connect((host, port))
-                .await
-                .map_err(|source| RedisError::Connect {
-                    addr: addr.clone(),
-                    source,
-                })
+            let mut last = None;
+            for a in &resolved {
+                match TcpStream::connect(a).await {
+                    Ok(s) => return Ok(s),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(RedisError::Connect {
+                addr: addr.clone(),
+                source: last.unwrap_or_else(|| std::io::ErrorKind::NotFound.into()),
+            })
         })
         .await?;
         tcp.set_nodelay(true)?;
@@ -266,7 +288,7 @@ impl Conn {
         let reply = self.cmd_ok(&["INFO", section]).await?;
         let text = reply
             .as_text()
-            .ok_or_else(|| RedisError::Server(format!("INFO answered {reply:?}")))?;
+            .ok_or_else(|| RedisError::Server("INFO did not answer with text".into()))?;
         Ok(Info::parse(&text))
     }
 
@@ -274,6 +296,41 @@ impl Conn {
     pub fn into_parts(self) -> (BytesMut, Box<dyn Stream>) {
         (self.buf, self.stream)
     }
+}
+
+/// The addresses `host` resolves to, each allowed by the target policy;
+/// refused if any is not.
+async fn resolve_checked(
+    host: &str,
+    port: u16,
+    opts: &ConnectOptions,
+) -> Result<Vec<std::net::SocketAddr>, RedisError> {
+    let literal = host.trim_matches(['[', ']']);
+    let addrs: Vec<std::net::SocketAddr> = match literal.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
+        Err(_) => {
+            timed(opts.connect_timeout, async {
+                tokio::net::lookup_host((host, port))
+                    .await
+                    .map(|a| a.collect::<Vec<_>>())
+                    .map_err(|_| RedisError::Resolve(host.to_owned()))
+            })
+            .await?
+        }
+    };
+    if addrs.is_empty() {
+        return Err(RedisError::Resolve(host.to_owned()));
+    }
+    for a in &addrs {
+        if let Err(reason) = opts.targets.check(*a) {
+            tracing::warn!(target_addr = %a, ?reason, "refused a Redis target");
+            return Err(RedisError::Refused {
+                addr: format_addr(host, port),
+                reason,
+            });
+        }
+    }
+    Ok(addrs)
 }
 
 /// `host:port`, with brackets for IPv6 literals.

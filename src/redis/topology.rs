@@ -139,7 +139,7 @@ pub async fn discover(conn: &Connection, opts: &ConnectOptions) -> Result<Topolo
     };
     if !info.cluster && !info.role_master {
         if let Some(m) = info.master.clone() {
-            tracing::info!(master = %m, "adopted address is a replica; using its master");
+            tracing::info!(master = %super::peer_text(&m.to_string()), "adopted address is a replica; using its master");
             c = Conn::open(conn, &m.host, m.port, opts).await?;
             (info, repl) = server_info(&mut c).await?;
             master = m;
@@ -149,7 +149,7 @@ pub async fn discover(conn: &Connection, opts: &ConnectOptions) -> Result<Topolo
         let reply = c.cmd_ok(&["CLUSTER", "NODES"]).await?;
         let text = reply
             .as_text()
-            .ok_or_else(|| RedisError::Server(format!("CLUSTER NODES answered {reply:?}")))?;
+            .ok_or_else(|| RedisError::Server("CLUSTER NODES did not answer with text".into()))?;
         let nodes = parse_cluster_nodes(&text);
         let mut shards: Vec<(String, Shard)> = nodes
             .iter()

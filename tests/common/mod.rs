@@ -131,19 +131,24 @@ impl TestApp {
         };
         let url = first.database_url.clone();
         let storage = first.storage.clone();
-        Self::start(shared, Some((url, storage, first.cred.clone())), tweak).await
+        // Replicas of one catalog share the key of its instance passwords.
+        let key = first.dir.path().join("secret.key");
+        Self::start(shared, Some((url, storage, first.cred.clone(), key)), tweak).await
     }
 
     async fn start(
         db: TestDb,
-        share: Option<(String, dcs_backup::storage::StorageUrl, Cred)>,
+        share: Option<(String, dcs_backup::storage::StorageUrl, Cred, PathBuf)>,
         tweak: impl FnOnce(&mut Config),
     ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::for_dir(dir.path(), db.url.clone());
-        if let Some((url, storage, _)) = &share {
+        if let Some((url, storage, _, key)) = &share {
             config.database_url = url.clone();
             config.storage = storage.clone();
+            if key.exists() {
+                std::fs::copy(key, dir.path().join("secret.key")).expect("copy secret.key");
+            }
         }
         tweak(&mut config);
         let state = dcs_backup::server::prepare(&config)
@@ -162,7 +167,7 @@ impl TestApp {
             .await;
         });
         let cred = match share {
-            Some((_, _, cred)) => cred,
+            Some((_, _, cred, _)) => cred,
             None => read_credentials(&dir.path().join("credentials.json")),
         };
         Self {

@@ -213,7 +213,8 @@ class Service:
 
     def seed(self, instance_id, backups=0, restores=0, from_="20240101000000", step_ms=1000):
         out = self.run(
-            "dev", "seed", "--database-url", self.database_url, "--instance-id", instance_id,
+            "dev", "seed", "--database-url", self.database_url, "--data-dir", self.data_dir,
+            "--instance-id", instance_id,
             "--backups", str(backups), "--restores", str(restores),
             "--from", from_, "--step-ms", str(step_ms),
         )
