@@ -151,7 +151,7 @@ pub(super) async fn run(jobs: &Arc<Jobs>, job: &ClaimedJob, lease: &Lease) {
 
 /// A restore whose runner died: free a target left replicating from the
 /// service, put back configuration, and report the restore failed.
-async fn recover(jobs: &Arc<Jobs>, job: &ClaimedJob) -> Result<String, JobFailure> {
+pub(super) async fn recover(jobs: &Arc<Jobs>, job: &ClaimedJob) -> Result<String, JobFailure> {
     let detail: Detail = jobs
         .catalog
         .restore_detail(&job.record_id)
@@ -213,10 +213,7 @@ async fn release(c: &mut Conn) -> bool {
 
 fn parse_addr(s: &str) -> Option<NodeAddr> {
     let (h, p) = s.rsplit_once(':')?;
-    Some(NodeAddr {
-        host: h.trim_matches(['[', ']']).to_owned(),
-        port: p.parse().ok()?,
-    })
+    NodeAddr::from_reported(h.trim_matches(['[', ']']), p).ok()
 }
 
 /// Bytes of backup processed, for the progress figure.
@@ -264,10 +261,12 @@ async fn perform(
         let jobs = Arc::clone(jobs);
         let job = job.clone();
         let progress = Arc::clone(&progress);
+        let moved = lease.moved(); // read by the runner's watchdog
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let done = progress.done.load(Ordering::Relaxed);
+                moved.store(done, Ordering::Relaxed);
                 let total = progress.total.load(Ordering::Relaxed).max(1);
                 let pct = (done.saturating_mul(10_000) / total).min(9_999) as i64;
                 let _ = jobs
@@ -1129,7 +1128,10 @@ async fn resend_redirected(
                 if let Reply::Error(e) = r {
                     match e.split_whitespace().collect::<Vec<_>>().as_slice() {
                         ["MOVED" | "ASK", _, addr] => {
-                            again = parse_addr(addr).map(|to| crate::redis::pipeline::Redirect {
+                            let to = parse_addr(addr).ok_or_else(|| {
+                                sync_failure("a redirect named an invalid node address")
+                            })?;
+                            again = Some(crate::redis::pipeline::Redirect {
                                 ask: e.starts_with("ASK"),
                                 to,
                             })
