@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::pipe::{ChannelReader, ChannelWriter, DEPTH};
-use super::{JobFailure, Jobs, Lease, MAX_ATTEMPTS};
+use super::{JobFailure, Jobs, Lease, Meter, MAX_ATTEMPTS};
 use crate::catalog::{BackupOutcome, ClaimedJob};
 use crate::model::{
     compact_utc, now_millis, BackupFormat, BackupRecord, BackupStatus, Connection, Instance,
@@ -147,7 +147,7 @@ async fn perform(
         .collect();
 
     let cluster = topology.cache_mode() == crate::model::CacheMode::Cluster;
-    let moved = lease.moved();
+    let meter = lease.meter();
     let transfers = sources.iter().zip(&progress).map(|(src, prog)| {
         let name = file_name(src, cluster, &stamp, rec.format);
         let path = format!("{prefix}{name}");
@@ -159,7 +159,7 @@ async fn perform(
             path,
             rec.format,
             Arc::clone(prog),
-            Arc::clone(&moved),
+            Arc::clone(&meter),
         )
     });
     let all = futures::future::try_join_all(transfers);
@@ -349,7 +349,7 @@ async fn snapshot_to_store(
     path: String,
     format: BackupFormat,
     progress: Arc<Progress>,
-    moved: Arc<AtomicU64>,
+    meter: Arc<Meter>,
 ) -> Result<ManifestFile, JobFailure> {
     let limit = jobs.settings.max_backup_size;
     let too_big = |n: u64| {
@@ -361,8 +361,12 @@ async fn snapshot_to_store(
             ),
         )
     };
+    // Until the payload starts the master may be forking and writing its
+    // snapshot: the watchdog's rate check waits (its deadline does not).
+    let waiting = meter.waiting();
     let estimate = used_memory(&inst.connection, &src.node, &jobs.redis).await;
     let mut snap = start_snapshot(&inst.connection, &src.node, &jobs.redis).await?;
+    drop(waiting);
     let expected = match snap.transfer() {
         // The declared size only feeds the progress figure (and this
         // check); nothing is allocated by it.
@@ -407,7 +411,7 @@ async fn snapshot_to_store(
             // Every source of the backup adds to one count: the watchdog's
             // rate and the size limit both read it.
             let n = chunk.len() as u64;
-            let total = moved.fetch_add(n, Ordering::Relaxed) + n;
+            let total = meter.add(n);
             if limit.is_some_and(|l| total > l) {
                 return Err(too_big(total));
             }

@@ -11,7 +11,7 @@ pub mod pipe;
 pub mod restore;
 pub mod scheduler;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -268,7 +268,7 @@ impl Jobs {
         // The watchdog: a job past its deadline or moving too few bytes is
         // told to stop (it sees `lease.lost()` and ends without recording
         // anything), then recorded here as timed out.
-        let watchdog = watchdog(&self.settings, Arc::clone(&lease.moved));
+        let watchdog = watchdog(&self.settings, lease.meter());
         tokio::pin!(watchdog);
         let (outcome, timed_out) = tokio::select! {
             r = &mut task => (r, None),
@@ -401,21 +401,27 @@ impl Jobs {
 
 /// Waits until a job must stop and says why: it ran past
 /// `job_deadline`, or, after `rate_grace`, moved fewer than `min_rate`
-/// bytes per second over the last `rate_window` (`moved` is the job's
-/// running count of bytes transferred).
-async fn watchdog(settings: &JobSettings, moved: Arc<AtomicU64>) -> String {
+/// bytes per second over the last `rate_window` in which it was not
+/// waiting on a peer (see [`Meter`]).
+async fn watchdog(settings: &JobSettings, meter: Arc<Meter>) -> String {
     let start = Instant::now();
     let step = (settings.rate_window / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
     let mut samples: std::collections::VecDeque<(Instant, u64)> = Default::default();
     loop {
         tokio::time::sleep(step).await;
         let now = Instant::now();
-        let bytes = moved.load(Ordering::Relaxed);
+        let bytes = meter.moved();
         if now - start >= settings.job_deadline {
             return format!(
                 "the job ran longer than its deadline of {} s (--job-deadline)",
                 settings.job_deadline.as_secs()
             );
+        }
+        if meter.is_waiting() {
+            // A master forking its snapshot sends nothing for a while:
+            // the window starts again once it sends.
+            samples.clear();
+            continue;
         }
         samples.push_back((now, bytes));
         // Keep the newest sample at least one window old as the base.
@@ -450,9 +456,8 @@ pub struct Lease {
     lost: Arc<AtomicBool>,
     /// Set by the watchdog: the job must stop; the runner records why.
     stop: Arc<AtomicBool>,
-    /// Bytes the job moved so far (snapshot bytes received, backup bytes
-    /// read and sent), read by the watchdog.
-    moved: Arc<AtomicU64>,
+    /// What the job tells its watchdog.
+    meter: Arc<Meter>,
     /// The renewal task; aborted when the lease is dropped, however the
     /// job ended (a panic included).
     task: Option<tokio::task::JoinHandle<()>>,
@@ -492,7 +497,7 @@ impl Lease {
         Self {
             lost,
             stop: Arc::new(AtomicBool::new(false)),
-            moved: Arc::new(AtomicU64::new(0)),
+            meter: Arc::default(),
             task: Some(task),
         }
     }
@@ -502,7 +507,7 @@ impl Lease {
         Lease {
             lost: Arc::clone(&self.lost),
             stop: Arc::clone(&self.stop),
-            moved: Arc::clone(&self.moved),
+            meter: Arc::clone(&self.meter),
             task: None,
         }
     }
@@ -513,8 +518,54 @@ impl Lease {
         self.lost.load(Ordering::SeqCst) || self.stop.load(Ordering::SeqCst)
     }
 
-    /// The job's count of bytes moved; the job adds to it as it works.
-    pub fn moved(&self) -> Arc<AtomicU64> {
-        Arc::clone(&self.moved)
+    /// The job's meter, which it keeps up to date as it works.
+    pub fn meter(&self) -> Arc<Meter> {
+        Arc::clone(&self.meter)
+    }
+}
+
+/// What a job tells its watchdog: the bytes it moved so far (snapshot
+/// bytes received; backup bytes read and sent by a restore), and how many
+/// of its parts are waiting on a peer that is preparing (a master forking
+/// its snapshot), while which the rate is not measured. The deadline
+/// always is, so a peer that keeps a job waiting for ever still ends.
+#[derive(Debug, Default)]
+pub struct Meter {
+    moved: AtomicU64,
+    waiting: AtomicUsize,
+}
+
+impl Meter {
+    /// Adds `n` bytes; returns the new total.
+    pub fn add(&self, n: u64) -> u64 {
+        self.moved.fetch_add(n, Ordering::Relaxed) + n
+    }
+
+    /// Sets the total (for jobs that count elsewhere).
+    pub fn set(&self, n: u64) {
+        self.moved.store(n, Ordering::Relaxed);
+    }
+
+    pub fn moved(&self) -> u64 {
+        self.moved.load(Ordering::Relaxed)
+    }
+
+    /// Marks a part of the job as waiting on its peer until the guard drops.
+    pub fn waiting(self: &Arc<Self>) -> WaitGuard {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        WaitGuard(Arc::clone(self))
+    }
+
+    fn is_waiting(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// See [`Meter::waiting`].
+pub struct WaitGuard(Arc<Meter>);
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -261,12 +261,12 @@ async fn perform(
         let jobs = Arc::clone(jobs);
         let job = job.clone();
         let progress = Arc::clone(&progress);
-        let moved = lease.moved(); // read by the runner's watchdog
+        let meter = lease.meter(); // read by the runner's watchdog
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let done = progress.done.load(Ordering::Relaxed);
-                moved.store(done, Ordering::Relaxed);
+                meter.set(done);
                 let total = progress.total.load(Ordering::Relaxed).max(1);
                 let pct = (done.saturating_mul(10_000) / total).min(9_999) as i64;
                 let _ = jobs
