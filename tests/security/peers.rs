@@ -717,3 +717,51 @@ async fn the_per_project_limit_holds_across_replicas_sharing_the_catalog() {
     }
     assert_eq!(seen_running, 1, "one backup runs");
 }
+
+#[tokio::test]
+async fn a_backup_over_its_size_limit_or_string_bound_fails_and_leaves_nothing() {
+    let redis = RedisServer::start(&["--repl-diskless-sync-delay", "0"]);
+    // 8 KiB that LZF cannot shrink much.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: String = (0..8192)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'!' + (x % 90) as u8)
+        })
+        .collect();
+    redis.cli(&["SET", "big", &noise]);
+
+    // --max-backup-size 4096: the snapshot is larger.
+    let app = bounded_app(|j| j.max_backup_size = Some(4096)).await;
+    let id = app.adopt("size-limited", redis.port, json!({})).await;
+    let bk = app.start_backup(&id, "rdb").await;
+    let rec = app.wait_backup(&id, &bk).await;
+    assert_eq!(
+        (rec["status"].as_str(), rec["error_code"].as_str()),
+        (Some("failed"), Some("dcs.08.0003")),
+        "{rec}"
+    );
+    assert!(find_named(&app.dir.path().join("backups"), &bk).is_empty());
+    drop(app);
+
+    // --max-rdb-string 1024: the 8 KiB value is refused, in both formats.
+    let app = bounded_app(|j| j.max_rdb_string = 1024).await;
+    let id = app.adopt("string-limited", redis.port, json!({})).await;
+    for format in ["rdb", "aof"] {
+        let bk = app.start_backup(&id, format).await;
+        let rec = app.wait_backup(&id, &bk).await;
+        assert_eq!(
+            (rec["status"].as_str(), rec["error_code"].as_str()),
+            (Some("failed"), Some("dcs.08.0001")),
+            "{format}: {rec}"
+        );
+        assert!(find_named(&app.dir.path().join("backups"), &bk).is_empty());
+    }
+    // Within the bounds the same server backs up.
+    let app = bounded_app(|j| j.max_backup_size = Some(1 << 20)).await;
+    let id = app.adopt("within-limits", redis.port, json!({})).await;
+    let bk = app.start_backup(&id, "rdb").await;
+    assert_eq!(app.wait_backup(&id, &bk).await["status"], "succeed");
+}
