@@ -254,10 +254,14 @@ pub struct NodeAddr {
     pub port: u16,
 }
 
-/// A host name or port a server reported that cannot be used.
+/// A host name or port a server reported that cannot be used. Its text
+/// never repeats the peer's bytes (errors reach API callers); the
+/// escaped, shortened value is in `reported` and in the log.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("a server reported an invalid node address ({0}); refusing to use it")]
-pub struct BadNodeAddr(pub String);
+#[error("a server reported an invalid node address; refusing to use it")]
+pub struct BadNodeAddr {
+    pub reported: String,
+}
 
 impl NodeAddr {
     /// Validates an address a server reported (`CLUSTER NODES`, `INFO
@@ -267,7 +271,7 @@ impl NodeAddr {
     /// 1–65535. Peers are untrusted: this is the only way their addresses
     /// become a `NodeAddr`, so nothing else (file names included) ever sees
     /// `/`, `..` or control characters from them. The error shows at most a
-    /// short escaped prefix of what was reported.
+    /// short escaped prefix of what was reported, logged, not shown.
     pub fn from_reported(host: &str, port: &str) -> Result<NodeAddr, BadNodeAddr> {
         let shown = || {
             let mut s: String = host
@@ -287,12 +291,17 @@ impl NodeAddr {
                 .to_string();
             format!("host \"{s}\" port \"{p}\"")
         };
+        let refuse = || {
+            let reported = shown();
+            tracing::warn!(%reported, "a server reported an invalid node address");
+            BadNodeAddr { reported }
+        };
         let port: u16 = match port.parse() {
             Ok(p) if p > 0 => p,
-            _ => return Err(BadNodeAddr(shown())),
+            _ => return Err(refuse()),
         };
         if !valid_host(host) {
-            return Err(BadNodeAddr(shown()));
+            return Err(refuse());
         }
         Ok(NodeAddr {
             host: host.to_owned(),

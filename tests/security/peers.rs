@@ -255,6 +255,7 @@ async fn a_fake_cluster_naming_traversal_hosts_writes_nothing_outside_the_store(
         assert_eq!(s, 400, "{addr}: {b}");
         let ext = b["error_ext_msg"].as_str().unwrap_or_default();
         assert!(ext.contains("invalid node address"), "{addr}: {b}");
+        assert!(!b.to_string().contains("PWNED"), "echoes the peer: {b}");
     }
 
     // A cluster that was sane when adopted and turns hostile: the backup
