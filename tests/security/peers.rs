@@ -773,3 +773,52 @@ async fn a_backup_over_its_size_limit_or_string_bound_fails_and_leaves_nothing()
     let bk = app.start_backup(&id, "rdb").await;
     assert_eq!(app.wait_backup(&id, &bk).await["status"], "succeed");
 }
+
+#[tokio::test]
+async fn a_restore_past_its_deadline_gives_the_target_back() {
+    // The target is told to replicate from an address where nothing
+    // listens, so the feed waits (up to 30 s) past the 3 s deadline; the
+    // job does not stop on its own there, so the runner drops it after
+    // 15 s and runs the crash clean-up, which must release the target.
+    let app = TestApp::spawn_with(|c| {
+        c.advertise_addr = Some("127.0.0.2".into());
+        c.jobs.restore_mode = dcs_backup::jobs::restore::RestoreMode::Feed;
+        c.jobs.job_deadline = Duration::from_secs(3);
+        c.jobs.min_rate = 0;
+    })
+    .await;
+    let source = RedisServer::start(&["--repl-diskless-sync-delay", "0"]);
+    source.cli(&["SET", "k", "v"]);
+    let src = app.adopt("deadline-src", source.port, json!({})).await;
+    let bk = app.start_backup(&src, "rdb").await;
+    assert_eq!(app.wait_backup(&src, &bk).await["status"], "succeed");
+
+    let target = RedisServer::start(&[]);
+    let dst = app.adopt("deadline-dst", target.port, json!({})).await;
+    let started = Instant::now();
+    let restore = app.start_restore(&dst, &bk).await;
+    // It is pointed at the service first...
+    let pointed = loop {
+        if target.info_field("replication", "role") == "slave" {
+            break true;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(pointed, "the target never replicated from the service");
+    // ...and given back when the deadline ends the restore.
+    let rec = app.wait_restore(&dst, &restore).await;
+    assert_eq!(
+        (rec["status"].as_str(), rec["error_code"].as_str()),
+        (Some("failed"), Some("dcs.08.0002")),
+        "{rec}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(target.info_field("replication", "role"), "master");
+}
