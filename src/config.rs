@@ -198,6 +198,50 @@ pub struct ServeArgs {
     /// address is refused even if allowed
     #[arg(long, env = "DCS_BACKUP_DENY_TARGETS")]
     pub deny_targets: Option<String>,
+    #[command(flatten)]
+    pub bounds: JobBoundsArgs,
+}
+
+/// Bounds on jobs and on what masters may send (issue 13).
+#[derive(Args, Debug, Default, Clone)]
+pub struct JobBoundsArgs {
+    /// Jobs of one project running at once, across replicas [default: 2]
+    #[arg(long, env = "DCS_BACKUP_MAX_JOBS_PER_PROJECT")]
+    pub max_jobs_per_project: Option<u32>,
+    /// Seconds a job may run before it fails with dcs.08.0002 [default: 21600]
+    #[arg(long, env = "DCS_BACKUP_JOB_DEADLINE")]
+    pub job_deadline: Option<u64>,
+    /// Bytes per second a job must move (over 60 s, after 120 s); 0 = off [default: 16384]
+    #[arg(long, env = "DCS_BACKUP_MIN_RATE")]
+    pub min_rate: Option<u64>,
+    /// Longest string an RDB from a master may declare, in bytes [default: 536870912]
+    #[arg(long, env = "DCS_BACKUP_MAX_RDB_STRING")]
+    pub max_rdb_string: Option<u64>,
+    /// Largest backup in bytes; larger ones fail and leave nothing [default: none]
+    #[arg(long, env = "DCS_BACKUP_MAX_BACKUP_SIZE")]
+    pub max_backup_size: Option<u64>,
+}
+
+impl JobBoundsArgs {
+    /// Fills what `self` (flags, environment) left unset from `file`, then
+    /// applies it over `j`'s defaults.
+    fn apply(&self, file: &JobBoundsArgs, j: &mut crate::jobs::JobSettings) {
+        if let Some(n) = self.max_jobs_per_project.or(file.max_jobs_per_project) {
+            j.max_jobs_per_project = n.max(1);
+        }
+        if let Some(s) = self.job_deadline.or(file.job_deadline) {
+            j.job_deadline = std::time::Duration::from_secs(s);
+        }
+        if let Some(r) = self.min_rate.or(file.min_rate) {
+            j.min_rate = r;
+        }
+        if let Some(n) = self.max_rdb_string.or(file.max_rdb_string) {
+            j.max_rdb_string = n;
+        }
+        if let Some(n) = self.max_backup_size.or(file.max_backup_size) {
+            j.max_backup_size = Some(n);
+        }
+    }
 }
 
 /// The `--config` file: the same settings, all optional.
@@ -220,6 +264,24 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     pub allow_targets: Option<String>,
     pub deny_targets: Option<String>,
+    // Job bounds (see `JobBoundsArgs`).
+    pub max_jobs_per_project: Option<u32>,
+    pub job_deadline: Option<u64>,
+    pub min_rate: Option<u64>,
+    pub max_rdb_string: Option<u64>,
+    pub max_backup_size: Option<u64>,
+}
+
+impl FileConfig {
+    fn bounds(&self) -> JobBoundsArgs {
+        JobBoundsArgs {
+            max_jobs_per_project: self.max_jobs_per_project,
+            job_deadline: self.job_deadline,
+            min_rate: self.min_rate,
+            max_rdb_string: self.max_rdb_string,
+            max_backup_size: self.max_backup_size,
+        }
+    }
 }
 
 /// Errors resolving the configuration.
@@ -378,6 +440,7 @@ impl Config {
     pub fn from_serve_args(args: &ServeArgs) -> Result<Self, ConfigError> {
         let file = load_file(args.common.config.as_deref())?;
         let (data_dir, database_url) = resolve_common(&args.common, &file)?;
+        let file_bounds = file.bounds();
         let storage = args
             .storage
             .clone()
@@ -419,6 +482,7 @@ impl Config {
                 if let Some(n) = args.restore_max_payload.or(file.restore_max_payload) {
                     j.restore_max_payload = n;
                 }
+                args.bounds.apply(&file_bounds, &mut j);
                 j
             },
         })
@@ -553,5 +617,34 @@ mod tests {
             Config::from_serve_args(&args),
             Err(ConfigError::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn job_bounds_come_from_flags_then_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "max_jobs_per_project = 3\nmin_rate = 0\njob_deadline = 10\nmax_backup_size = 1000\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            common: CommonArgs {
+                config: Some(file),
+                data_dir: Some(dir.path().into()),
+                database_url: None,
+            },
+            bounds: JobBoundsArgs {
+                job_deadline: Some(60),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let j = Config::from_serve_args(&args).unwrap().jobs;
+        assert_eq!(j.max_jobs_per_project, 3);
+        assert_eq!(j.min_rate, 0);
+        assert_eq!(j.job_deadline, std::time::Duration::from_secs(60));
+        assert_eq!(j.max_backup_size, Some(1000));
+        assert_eq!(j.max_rdb_string, 512 * 1024 * 1024);
     }
 }

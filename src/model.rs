@@ -254,6 +254,96 @@ pub struct NodeAddr {
     pub port: u16,
 }
 
+/// A host name or port a server reported that cannot be used. Its text
+/// never repeats the peer's bytes (errors reach API callers); the
+/// escaped, shortened value is in `reported` and in the log.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a server reported an invalid node address; refusing to use it")]
+pub struct BadNodeAddr {
+    pub reported: String,
+}
+
+impl NodeAddr {
+    /// Validates an address a server reported (`CLUSTER NODES`, `INFO
+    /// replication`, `MOVED`/`ASK`): the host is an IPv4/IPv6 literal or an
+    /// RFC 1123 host name (labels of `[A-Za-z0-9-]`, 1–63 characters, not
+    /// starting or ending with `-`, 253 characters in all) and the port is
+    /// 1–65535. Peers are untrusted: this is the only way their addresses
+    /// become a `NodeAddr`, so nothing else (file names included) ever sees
+    /// `/`, `..` or control characters from them. The error shows at most a
+    /// short escaped prefix of what was reported, logged, not shown.
+    pub fn from_reported(host: &str, port: &str) -> Result<NodeAddr, BadNodeAddr> {
+        let shown = || {
+            let mut s: String = host
+                .chars()
+                .take(64)
+                .collect::<String>()
+                .escape_debug()
+                .to_string();
+            if host.chars().count() > 64 {
+                s.push('…');
+            }
+            let p: String = port
+                .chars()
+                .take(8)
+                .collect::<String>()
+                .escape_debug()
+                .to_string();
+            format!("host \"{s}\" port \"{p}\"")
+        };
+        let refuse = || {
+            let reported = shown();
+            tracing::warn!(%reported, "a server reported an invalid node address");
+            BadNodeAddr { reported }
+        };
+        let port: u16 = match port.parse() {
+            Ok(p) if p > 0 => p,
+            _ => return Err(refuse()),
+        };
+        if !valid_host(host) {
+            return Err(refuse());
+        }
+        Ok(NodeAddr {
+            host: host.to_owned(),
+            port,
+        })
+    }
+
+    /// `host` with every byte outside `[A-Za-z0-9.-]` turned into `-`
+    /// (IPv6 colons), for file and object names.
+    pub fn host_for_name(&self) -> String {
+        self.host
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    }
+}
+
+/// An IP literal or an RFC 1123 host name.
+pub fn valid_host(host: &str) -> bool {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 impl fmt::Display for NodeAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.host.contains(':') {

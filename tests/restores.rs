@@ -170,7 +170,8 @@ fn cluster_digests(c: &RedisCluster) -> Vec<(u16, String)> {
 fn fill_cluster(c: &RedisCluster, n: usize) {
     // redis-cli --pipe does not follow redirects: route by slot ourselves.
     let nodes =
-        dcs_backup::redis::topology::parse_cluster_nodes(&c.nodes[0].cli(&["CLUSTER", "NODES"]));
+        dcs_backup::redis::topology::parse_cluster_nodes(&c.nodes[0].cli(&["CLUSTER", "NODES"]))
+            .expect("valid CLUSTER NODES");
     let owner = |key: &[u8]| -> u16 {
         let slot = dcs_backup::redis::cluster::key_slot(key);
         nodes

@@ -11,3 +11,6 @@ mod api;
 
 #[path = "security/secrets.rs"]
 mod secrets;
+
+#[path = "security/peers.rs"]
+mod peers;

@@ -159,6 +159,11 @@ fn connect_error(e: &RedisError) -> ApiError {
         RedisError::Refused { .. } => {
             ApiError::invalid("private_ip").with_ext("not an allowed target")
         }
+        RedisError::BadPeer(_) => ApiError::invalid("private_ip").with_ext(
+            "the server reported an invalid node address (not an IP or host name and port)",
+        ),
+        RedisError::Busy(_) => ApiError::invalid("private_ip")
+            .with_ext("too many servers are being discovered at once; try again"),
         _ => ApiError::invalid("private_ip")
             .with_ext("the server could not be reached or did not answer as Redis"),
     }

@@ -30,19 +30,37 @@ pub struct ClaimedJob {
 const RELEASE_JOB: &str = "UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = $3 \
     WHERE id = $1 AND owner = $2 AND state = 'running'";
 
-const CLAIM_SQLITE: &str = "UPDATE jobs SET state = 'running', owner = $1, lease_until = $2, \
-    attempts = attempts + 1, updated_at = $3 \
-    WHERE id = (SELECT id FROM jobs WHERE state = 'queued' \
-                OR (state = 'running' AND lease_until < $3) \
-                ORDER BY created_at LIMIT 1) \
-    RETURNING id, kind, instance_id, record_id, attempts";
+/// The claimable job to take next, fairly: a queued job or one whose
+/// lease lapsed, of a project with fewer than `$4` jobs holding a live
+/// lease, preferring the project running the fewest, then the oldest job.
+/// Counting and claiming are one statement (SQLite writes one at a time;
+/// PostgreSQL runs it under [`CLAIM_LOCK`]), so replicas sharing the
+/// catalog never run more than `$4` jobs of a project together.
+macro_rules! claim_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE jobs SET state = 'running', owner = $1, lease_until = $2, \
+             attempts = attempts + 1, updated_at = $3 \
+             WHERE id = (WITH running AS ( \
+                 SELECT i.project_id AS project_id, COUNT(*) AS n FROM jobs r \
+                 JOIN instances i ON i.id = r.instance_id \
+                 WHERE r.state = 'running' AND r.lease_until >= $3 GROUP BY i.project_id) \
+               SELECT j.id FROM jobs j JOIN instances i ON i.id = j.instance_id \
+               LEFT JOIN running ON running.project_id = i.project_id \
+               WHERE (j.state = 'queued' OR (j.state = 'running' AND j.lease_until < $3)) \
+                 AND COALESCE(running.n, 0) < $4 \
+               ORDER BY COALESCE(running.n, 0), j.created_at LIMIT 1 ",
+            $lock,
+            ") RETURNING id, kind, instance_id, record_id, attempts"
+        )
+    };
+}
 
-const CLAIM_POSTGRES: &str = "UPDATE jobs SET state = 'running', owner = $1, lease_until = $2, \
-    attempts = attempts + 1, updated_at = $3 \
-    WHERE id = (SELECT id FROM jobs WHERE state = 'queued' \
-                OR (state = 'running' AND lease_until < $3) \
-                ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
-    RETURNING id, kind, instance_id, record_id, attempts";
+const CLAIM_SQLITE: &str = claim_sql!("");
+const CLAIM_POSTGRES: &str = claim_sql!("FOR UPDATE OF j SKIP LOCKED");
+/// PostgreSQL advisory lock key taken (per transaction) around a claim, so
+/// that two replicas' claims count each other's running jobs.
+const CLAIM_LOCK: i64 = 0x6463_735f_636c_6169; // "dcs_clai"
 
 impl Catalog {
     /// The kind of the unfinished job of an instance, if any.
@@ -170,32 +188,43 @@ impl Catalog {
         Ok(n)
     }
 
-    /// Claims the oldest claimable job for `owner` until `lease_until`:
-    /// a queued one, or a running one whose lease has lapsed.
+    /// Claims a job for `owner` until `lease_until`: a queued one, or a
+    /// running one whose lease has lapsed, of a project running fewer than
+    /// `per_project` jobs (see [`claim_sql`]: fewest running first, then
+    /// oldest).
     pub async fn claim_job(
         &self,
         owner: &str,
         now: Millis,
         lease_until: Millis,
+        per_project: u32,
     ) -> Result<Option<ClaimedJob>> {
+        let limit = i64::from(per_project.max(1));
         let row: Option<(String, String, String, String, i64)> = match &self.db {
             Db::Sqlite(pool, _) => {
                 sqlx::query_as(CLAIM_SQLITE)
                     .bind(owner)
                     .bind(lease_until)
                     .bind(now)
-                    .bind(owner)
+                    .bind(limit)
                     .fetch_optional(pool)
                     .await?
             }
             Db::Postgres(pool) => {
-                sqlx::query_as(CLAIM_POSTGRES)
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(CLAIM_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                let row = sqlx::query_as(CLAIM_POSTGRES)
                     .bind(owner)
                     .bind(lease_until)
                     .bind(now)
-                    .bind(owner)
-                    .fetch_optional(pool)
-                    .await?
+                    .bind(limit)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                row
             }
         };
         row.map(|(id, kind, instance, record, attempts)| {

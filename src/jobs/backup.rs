@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::pipe::{ChannelReader, ChannelWriter, DEPTH};
-use super::{JobFailure, Jobs, Lease, MAX_ATTEMPTS};
+use super::{JobFailure, Jobs, Lease, Meter, MAX_ATTEMPTS};
 use crate::catalog::{BackupOutcome, ClaimedJob};
 use crate::model::{
     compact_utc, now_millis, BackupFormat, BackupRecord, BackupStatus, Connection, Instance,
@@ -147,6 +147,7 @@ async fn perform(
         .collect();
 
     let cluster = topology.cache_mode() == crate::model::CacheMode::Cluster;
+    let meter = lease.meter();
     let transfers = sources.iter().zip(&progress).map(|(src, prog)| {
         let name = file_name(src, cluster, &stamp, rec.format);
         let path = format!("{prefix}{name}");
@@ -158,6 +159,7 @@ async fn perform(
             path,
             rec.format,
             Arc::clone(prog),
+            Arc::clone(&meter),
         )
     });
     let all = futures::future::try_join_all(transfers);
@@ -201,10 +203,12 @@ async fn perform(
     Ok((manifest, json))
 }
 
-/// `redis_{ip}_{port}[_{lo}-{hi}]_{yyyyMMddHHmmss}.{rdb|aof}`.
+/// `redis_{ip}_{port}[_{lo}-{hi}]_{yyyyMMddHHmmss}.{rdb|aof}`. Built only
+/// from a validated address, mapped to `[A-Za-z0-9.-]` (IPv6 colons become
+/// `-`), numbers and the stamp: no peer byte can make it a path.
 fn file_name(src: &Source, cluster: bool, stamp: &str, format: BackupFormat) -> String {
     let ext = format.as_str();
-    let host = src.shard_master.host.replace(':', "-");
+    let host = src.shard_master.host_for_name();
     let port = src.shard_master.port;
     match (cluster, src.slots.first(), src.slots.last()) {
         (true, Some(first), Some(last)) => {
@@ -304,13 +308,21 @@ fn rdb_failure(e: dcs_rdb::RdbError) -> JobFailure {
 
 /// Reads the whole RDB from `input` (verifying it); for AOF, writes its
 /// commands to `aof`.
-fn read_rdb(input: ChannelReader, aof: Option<ChannelWriter>) -> Result<Seen, JobFailure> {
+/// A string declaring more than `max_string` bytes fails the backup before
+/// any of it is buffered.
+fn read_rdb(
+    input: ChannelReader,
+    aof: Option<ChannelWriter>,
+    max_string: u64,
+) -> Result<Seen, JobFailure> {
     let mode = if aof.is_some() {
         ReadMode::Decode
     } else {
         ReadMode::Skip
     };
-    let mut reader = RdbReader::new(input, mode).require_eof_after_trailer(true);
+    let mut reader = RdbReader::new(input, mode)
+        .require_eof_after_trailer(true)
+        .max_string(max_string);
     let mut seen = Seen::default();
     let mut writer = aof.map(|w| AofWriter::new(w, AofOptions::default()));
     while let Some(item) = reader.next_item().map_err(rdb_failure)? {
@@ -327,6 +339,7 @@ fn read_rdb(input: ChannelReader, aof: Option<ChannelWriter>) -> Result<Seen, Jo
     Ok(seen)
 }
 
+#[allow(clippy::too_many_arguments)]
 #[tracing::instrument(skip_all, fields(node = %src.node, file = %name))]
 async fn snapshot_to_store(
     jobs: &Jobs,
@@ -336,10 +349,28 @@ async fn snapshot_to_store(
     path: String,
     format: BackupFormat,
     progress: Arc<Progress>,
+    meter: Arc<Meter>,
 ) -> Result<ManifestFile, JobFailure> {
+    let limit = jobs.settings.max_backup_size;
+    let too_big = |n: u64| {
+        JobFailure::new(
+            JobError::Storage,
+            format!(
+                "the backup is larger than its limit of {} bytes (--max-backup-size): {n} bytes",
+                limit.unwrap_or(0)
+            ),
+        )
+    };
+    // Until the payload starts the master may be forking and writing its
+    // snapshot: the watchdog's rate check waits (its deadline does not).
+    let waiting = meter.waiting();
     let estimate = used_memory(&inst.connection, &src.node, &jobs.redis).await;
     let mut snap = start_snapshot(&inst.connection, &src.node, &jobs.redis).await?;
+    drop(waiting);
     let expected = match snap.transfer() {
+        // The declared size only feeds the progress figure (and this
+        // check); nothing is allocated by it.
+        Transfer::Sized(n) if limit.is_some_and(|l| n > l) => return Err(too_big(n)),
         Transfer::Sized(n) => n,
         Transfer::Eof => estimate.unwrap_or(1 << 20),
     };
@@ -350,7 +381,9 @@ async fn snapshot_to_store(
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(DEPTH);
     let rdb = format == BackupFormat::Rdb;
     let aof = (!rdb).then(|| ChannelWriter::new(out_tx.clone(), 256 * 1024));
-    let reader = tokio::task::spawn_blocking(move || read_rdb(ChannelReader::new(in_rx), aof));
+    let max_string = jobs.settings.max_rdb_string;
+    let reader =
+        tokio::task::spawn_blocking(move || read_rdb(ChannelReader::new(in_rx), aof, max_string));
 
     // Three stages run at once, joined by bounded channels: the network
     // read (this task), the RDB reader (a blocking thread) and the store
@@ -375,6 +408,13 @@ async fn snapshot_to_store(
             progress
                 .received
                 .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            // Every source of the backup adds to one count: the watchdog's
+            // rate and the size limit both read it.
+            let n = chunk.len() as u64;
+            let total = meter.add(n);
+            if limit.is_some_and(|l| total > l) {
+                return Err(too_big(total));
+            }
             if in_tx.send(chunk.clone()).await.is_err() {
                 break; // the reader stopped early; its error says why
             }

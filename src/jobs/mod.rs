@@ -11,9 +11,9 @@ pub mod pipe;
 pub mod restore;
 pub mod scheduler;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify, Semaphore};
 
@@ -32,6 +32,9 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 pub const MAX_ATTEMPTS: i64 = 3;
 /// Jobs one node runs at once.
 const CONCURRENCY: usize = 4;
+/// How long a job stopped by its watchdog may take to wind down (free a
+/// restore target, close its files) before its task is dropped.
+const STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// Why a job failed, with the `dcs.08.000x` code it records.
 #[derive(Debug)]
@@ -86,6 +89,21 @@ pub struct JobSettings {
     pub clock: Arc<dyn Clock>,
     /// How often the scheduler looks at the plan.
     pub scheduler_interval: Duration,
+    // --- bounds on jobs (issue 13: fair and bounded jobs, untrusted masters)
+    /// Jobs of one project running at once, across every replica sharing
+    /// the catalog (`--max-jobs-per-project`).
+    pub max_jobs_per_project: u32,
+    /// A job running longer than this fails with dcs.08.0002 (`--job-deadline`).
+    pub job_deadline: Duration,
+    /// Bytes per second a job must move, averaged over `rate_window`, once
+    /// `rate_grace` has passed (`--min-rate`; 0 turns the check off).
+    pub min_rate: u64,
+    pub rate_window: Duration,
+    pub rate_grace: Duration,
+    /// Longest RDB string a master may declare (`--max-rdb-string`).
+    pub max_rdb_string: u64,
+    /// Largest backup, in snapshot bytes received (`--max-backup-size`).
+    pub max_backup_size: Option<u64>,
 }
 
 impl Default for JobSettings {
@@ -95,6 +113,13 @@ impl Default for JobSettings {
             restore_max_payload: 64 * 1024 * 1024,
             clock: Arc::new(SystemClock),
             scheduler_interval: Duration::from_secs(5),
+            max_jobs_per_project: 2,
+            job_deadline: Duration::from_secs(6 * 3600),
+            min_rate: 16 * 1024,
+            rate_window: Duration::from_secs(60),
+            rate_grace: Duration::from_secs(120),
+            max_rdb_string: dcs_rdb::DEFAULT_MAX_STRING,
+            max_backup_size: None,
         }
     }
 }
@@ -172,7 +197,12 @@ impl Jobs {
             let now = now_millis();
             match self
                 .catalog
-                .claim_job(&self.node_id, now, now + LEASE.as_millis() as i64)
+                .claim_job(
+                    &self.node_id,
+                    now,
+                    now + LEASE.as_millis() as i64,
+                    self.settings.max_jobs_per_project,
+                )
                 .await
             {
                 Ok(Some(job)) => {
@@ -228,20 +258,106 @@ impl Jobs {
         // here and recorded, never leaving the record waiting forever.
         let me = Arc::clone(self);
         let claimed = job.clone();
-        let lost = Arc::clone(&lease.lost);
-        let outcome = tokio::spawn(async move {
-            let lease = Lease { lost, task: None };
+        let shared = lease.share();
+        let mut task = tokio::spawn(async move {
             match claimed.kind {
-                JobKind::Backup => backup::run(&me, &claimed, &lease).await,
-                JobKind::Restore => restore::run(&me, &claimed, &lease).await,
+                JobKind::Backup => backup::run(&me, &claimed, &shared).await,
+                JobKind::Restore => restore::run(&me, &claimed, &shared).await,
             }
-        })
-        .await;
-        if let Err(e) = outcome {
-            tracing::error!(error = %e, "job crashed; recording it as failed");
-            self.fail_crashed(&job, &e.to_string()).await;
+        });
+        // The watchdog: a job past its deadline or moving too few bytes is
+        // told to stop (it sees `lease.lost()` and ends without recording
+        // anything), then recorded here as timed out.
+        let watchdog = watchdog(&self.settings, lease.meter());
+        tokio::pin!(watchdog);
+        let (outcome, timed_out) = tokio::select! {
+            r = &mut task => (r, None),
+            why = &mut watchdog => {
+                tracing::warn!(reason = %why, "stopping the job");
+                lease.stop.store(true, Ordering::SeqCst);
+                match tokio::time::timeout(STOP_GRACE, &mut task).await {
+                    Ok(r) => (r, Some((why, false))),
+                    Err(_) => {
+                        tracing::warn!("the job did not stop in time; dropping it");
+                        task.abort();
+                        ((&mut task).await, Some((why, true)))
+                    }
+                }
+            }
+        };
+        match (outcome, timed_out) {
+            (_, Some((why, dropped))) => self.fail_timed_out(&job, &why, dropped).await,
+            (Err(e), None) if !e.is_cancelled() => {
+                tracing::error!(error = %e, "job crashed; recording it as failed");
+                self.fail_crashed(&job, &e.to_string()).await;
+            }
+            _ => {}
         }
         drop(lease);
+    }
+
+    /// Records a job its watchdog stopped as failed with dcs.08.0002 and
+    /// frees its slot; a backup's files are removed, and a restore whose
+    /// task had to be dropped gets the crash clean-up (a target left
+    /// replicating from the service is released, its configuration put
+    /// back), so dropping its future never leaves the target ours.
+    async fn fail_timed_out(self: &Arc<Self>, job: &ClaimedJob, why: &str, dropped: bool) {
+        // Still ours and unfinished? (The job may have ended on its own
+        // just as the watchdog fired; then its outcome stands.)
+        let until = now_millis() + LEASE.as_millis() as i64;
+        match self
+            .catalog
+            .renew_lease(&job.id, &self.node_id, until)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record the timed-out job");
+                return;
+            }
+        }
+        let now = now_millis();
+        let res = match job.kind {
+            JobKind::Backup => {
+                if let Ok(Some(rec)) = self.catalog.backup_of_job(job).await {
+                    let prefix = crate::storage::backup_prefix(
+                        rec.project_id.as_str(),
+                        rec.instance_id.as_str(),
+                        rec.id.as_str(),
+                    );
+                    if let Err(e) = self.store.delete_prefix(&prefix).await {
+                        tracing::warn!(error = %e, "cannot remove the timed-out backup's files");
+                    }
+                }
+                let out = crate::catalog::BackupOutcome {
+                    status: crate::model::BackupStatus::Failed,
+                    size: 0,
+                    error: Some(JobError::Timeout),
+                    manifest: None,
+                };
+                self.catalog
+                    .finish_backup(job, &self.node_id, &out, now)
+                    .await
+            }
+            JobKind::Restore => {
+                if dropped {
+                    let _ = restore::recover(self, job).await;
+                }
+                let out = crate::catalog::RestoreOutcome {
+                    status: crate::model::RestoreStatus::Failed,
+                    error: Some(JobError::Timeout),
+                    path: None,
+                    reason: Some(why.to_owned()),
+                };
+                self.catalog
+                    .finish_restore(job, &self.node_id, &out, now_millis())
+                    .await
+            }
+        };
+        if let Err(e) = res {
+            tracing::error!(error = %e, "cannot record the timed-out job");
+        }
     }
 
     /// Records a job whose task panicked as failed and releases it.
@@ -285,10 +401,65 @@ impl Jobs {
     }
 }
 
+/// Waits until a job must stop and says why: it ran past
+/// `job_deadline`, or, after `rate_grace`, moved fewer than `min_rate`
+/// bytes per second over the last `rate_window` in which it was not
+/// waiting on a peer (see [`Meter`]).
+async fn watchdog(settings: &JobSettings, meter: Arc<Meter>) -> String {
+    let start = Instant::now();
+    let step = (settings.rate_window / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let mut samples: std::collections::VecDeque<(Instant, u64)> = Default::default();
+    loop {
+        tokio::time::sleep(step).await;
+        let now = Instant::now();
+        let bytes = meter.moved();
+        if now - start >= settings.job_deadline {
+            return format!(
+                "the job ran longer than its deadline of {} s (--job-deadline)",
+                settings.job_deadline.as_secs()
+            );
+        }
+        if meter.is_waiting() {
+            // A master forking its snapshot sends nothing for a while:
+            // the window starts again once it sends.
+            samples.clear();
+            continue;
+        }
+        samples.push_back((now, bytes));
+        // Keep the newest sample at least one window old as the base.
+        while samples.len() > 1 && now - samples[1].0 >= settings.rate_window {
+            samples.pop_front();
+        }
+        if settings.min_rate == 0 || now - start < settings.rate_grace {
+            continue;
+        }
+        let Some(&(then, base)) = samples.front() else {
+            continue;
+        };
+        let span = now - then;
+        if span < settings.rate_window {
+            continue;
+        }
+        let want = settings.min_rate as f64 * span.as_secs_f64();
+        let got = bytes.saturating_sub(base);
+        if (got as f64) < want {
+            return format!(
+                "the job moved {got} bytes in the last {} s, below the minimum rate of {} bytes/s (--min-rate)",
+                span.as_secs(),
+                settings.min_rate
+            );
+        }
+    }
+}
+
 /// Renews a job's lease in the background; [`Lease::lost`] turns true if
-/// another node took the job over.
+/// another node took the job over, or the job's watchdog stopped it.
 pub struct Lease {
     lost: Arc<AtomicBool>,
+    /// Set by the watchdog: the job must stop; the runner records why.
+    stop: Arc<AtomicBool>,
+    /// What the job tells its watchdog.
+    meter: Arc<Meter>,
     /// The renewal task; aborted when the lease is dropped, however the
     /// job ended (a panic included).
     task: Option<tokio::task::JoinHandle<()>>,
@@ -327,11 +498,76 @@ impl Lease {
         });
         Self {
             lost,
+            stop: Arc::new(AtomicBool::new(false)),
+            meter: Arc::default(),
             task: Some(task),
         }
     }
 
+    /// The same flags and counter, for the job's own task (no renewal).
+    pub(crate) fn share(&self) -> Lease {
+        Lease {
+            lost: Arc::clone(&self.lost),
+            stop: Arc::clone(&self.stop),
+            meter: Arc::clone(&self.meter),
+            task: None,
+        }
+    }
+
+    /// True when the job must stop without recording an outcome: another
+    /// node owns it, or its watchdog stopped it (the runner records that).
     pub fn lost(&self) -> bool {
-        self.lost.load(Ordering::SeqCst)
+        self.lost.load(Ordering::SeqCst) || self.stop.load(Ordering::SeqCst)
+    }
+
+    /// The job's meter, which it keeps up to date as it works.
+    pub fn meter(&self) -> Arc<Meter> {
+        Arc::clone(&self.meter)
+    }
+}
+
+/// What a job tells its watchdog: the bytes it moved so far (snapshot
+/// bytes received; backup bytes read and sent by a restore), and how many
+/// of its parts are waiting on a peer that is preparing (a master forking
+/// its snapshot), while which the rate is not measured. The deadline
+/// always is, so a peer that keeps a job waiting for ever still ends.
+#[derive(Debug, Default)]
+pub struct Meter {
+    moved: AtomicU64,
+    waiting: AtomicUsize,
+}
+
+impl Meter {
+    /// Adds `n` bytes; returns the new total.
+    pub fn add(&self, n: u64) -> u64 {
+        self.moved.fetch_add(n, Ordering::Relaxed) + n
+    }
+
+    /// Sets the total (for jobs that count elsewhere).
+    pub fn set(&self, n: u64) {
+        self.moved.store(n, Ordering::Relaxed);
+    }
+
+    pub fn moved(&self) -> u64 {
+        self.moved.load(Ordering::Relaxed)
+    }
+
+    /// Marks a part of the job as waiting on its peer until the guard drops.
+    pub fn waiting(self: &Arc<Self>) -> WaitGuard {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        WaitGuard(Arc::clone(self))
+    }
+
+    fn is_waiting(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// See [`Meter::waiting`].
+pub struct WaitGuard(Arc<Meter>);
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -13,7 +13,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::resp::{encode_command, parse_reply, ProtocolError, Reply};
+use super::resp::{encode_command, parse_reply_within, Limits, ProtocolError, Reply};
 use super::targets::{Refusal, TargetPolicy};
 use crate::model::Connection;
 
@@ -45,6 +45,10 @@ pub enum RedisError {
     Server(String),
     #[error("connection closed by the server")]
     Closed,
+    #[error(transparent)]
+    BadPeer(#[from] crate::model::BadNodeAddr),
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// Anything a connection can run over.
@@ -120,6 +124,9 @@ pub struct Conn {
     out: Vec<u8>,
     io_timeout: Duration,
     addr: String,
+    /// Bounds on one reply; [`Limits::CONTROL`] unless a bulk data path
+    /// asks for more.
+    limits: Limits,
 }
 
 impl std::fmt::Debug for Conn {
@@ -194,6 +201,7 @@ impl Conn {
             out: Vec::with_capacity(1024),
             io_timeout: opts.io_timeout,
             addr,
+            limits: Limits::CONTROL,
         };
         if let Some(password) = &conn.password {
             let reply = match &conn.username {
@@ -219,6 +227,12 @@ impl Conn {
 
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// Lets this connection read replies up to `limits` (bulk data paths
+    /// only; control replies keep [`Limits::CONTROL`]).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// Queues a command without sending it.
@@ -248,9 +262,15 @@ impl Conn {
     /// Reads the next reply.
     pub async fn read_reply(&mut self) -> Result<Reply, RedisError> {
         loop {
-            if let Some((reply, used)) = parse_reply(&self.buf)? {
+            if let Some((reply, used)) = parse_reply_within(&self.buf, &self.limits)? {
                 self.buf.advance(used);
                 return Ok(reply);
+            }
+            if self.buf.len() > self.limits.max_total {
+                return Err(RedisError::Protocol(ProtocolError(format!(
+                    "reply longer than {} bytes",
+                    self.limits.max_total
+                ))));
             }
             self.fill().await?;
         }

@@ -62,13 +62,11 @@ fn parse_redirect(e: &str) -> Option<Redirect> {
     let _slot = parts.next()?;
     let addr = parts.next()?;
     let (host, port) = addr.rsplit_once(':')?;
-    Some(Redirect {
-        ask,
-        to: NodeAddr {
-            host: host.trim_matches(['[', ']']).to_owned(),
-            port: port.parse().ok()?,
-        },
-    })
+    // A redirect names a node the service will connect to: validated like
+    // every address a peer reports. An invalid one is not a redirect, so
+    // it is counted as an error reply.
+    let to = NodeAddr::from_reported(host.trim_matches(['[', ']']), port).ok()?;
+    Some(Redirect { ask, to })
 }
 
 impl Pipeline {

@@ -9,6 +9,12 @@
 //! either `$<len>\r\n` and exactly that many bytes (disk-based transfer) or
 //! `$EOF:<40 bytes>\r\n`, the RDB, and the same 40 bytes again (diskless).
 //! [`Snapshot::next_chunk`] yields the RDB bytes only.
+//!
+//! The master is untrusted: the `$<len>` it declares only counts down what
+//! is still expected (the caller may check it against `--max-backup-size`)
+//! and never sizes a buffer; reads go into a buffer of at most about
+//! 1.5 × `READ_CHUNK`, for sized and `$EOF:` transfers alike, and preamble
+//! lines are capped at `MAX_LINE`.
 
 use std::time::Duration;
 

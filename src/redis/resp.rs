@@ -50,11 +50,38 @@ pub struct ProtocolError(pub String);
 
 /// Longest simple line accepted (status, error, integer, length header).
 const MAX_LINE: usize = 64 * 1024;
-/// Largest bulk string accepted in a reply (Redis's own proto-max-bulk-len
-/// default is 512 MB).
-const MAX_BULK: i64 = 512 * 1024 * 1024;
-const MAX_ARRAY: i64 = 64 * 1024 * 1024;
 const MAX_DEPTH: usize = 16;
+
+/// How large one reply may be. A peer is untrusted: a length it declares
+/// is checked against these before anything waits for (or buffers) the
+/// bytes, and a connection buffers at most `max_total` bytes for one reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest bulk string.
+    pub max_bulk: i64,
+    /// Most elements of one array.
+    pub max_array: i64,
+    /// Most bytes buffered while one reply is incomplete.
+    pub max_total: usize,
+}
+
+impl Limits {
+    /// Control replies (INFO, CLUSTER NODES, ROLE, CONFIG GET, AUTH, …):
+    /// a few MiB is far more than any real server answers, and bounds what
+    /// a hostile one can make the service hold per connection.
+    pub const CONTROL: Limits = Limits {
+        max_bulk: 4 * 1024 * 1024,
+        max_array: 256 * 1024,
+        max_total: 4 * 1024 * 1024 + 64 * 1024,
+    };
+    /// Bulk data paths (RESTORE pipelines): Redis's own proto-max-bulk-len
+    /// default is 512 MB.
+    pub const BULK: Limits = Limits {
+        max_bulk: 512 * 1024 * 1024,
+        max_array: 64 * 1024 * 1024,
+        max_total: usize::MAX,
+    };
+}
 
 /// Appends `args` as a RESP multi-bulk command.
 pub fn encode_command<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
@@ -95,11 +122,25 @@ fn int(s: &[u8]) -> Result<i64, ProtocolError> {
 
 /// Parses one reply at the start of `buf`. Returns the reply and the number
 /// of bytes it used, or `None` if more bytes are needed.
+/// Uses the bulk-data [`Limits::BULK`].
 pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ProtocolError> {
-    parse_at(buf, 0, 0)
+    parse_at(buf, 0, 0, &Limits::BULK)
 }
 
-fn parse_at(buf: &[u8], pos: usize, depth: usize) -> Result<Option<(Reply, usize)>, ProtocolError> {
+/// [`parse_reply`] under `limits`.
+pub fn parse_reply_within(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Option<(Reply, usize)>, ProtocolError> {
+    parse_at(buf, 0, 0, limits)
+}
+
+fn parse_at(
+    buf: &[u8],
+    pos: usize,
+    depth: usize,
+    limits: &Limits,
+) -> Result<Option<(Reply, usize)>, ProtocolError> {
     if depth > MAX_DEPTH {
         return Err(ProtocolError("nesting too deep".into()));
     }
@@ -119,8 +160,11 @@ fn parse_at(buf: &[u8], pos: usize, depth: usize) -> Result<Option<(Reply, usize
             if len < 0 {
                 return Ok(Some((Reply::Bulk(None), next)));
             }
-            if len > MAX_BULK {
-                return Err(ProtocolError(format!("bulk of {len} bytes")));
+            if len > limits.max_bulk {
+                return Err(ProtocolError(format!(
+                    "reply declares a bulk string of {len} bytes (limit {})",
+                    limits.max_bulk
+                )));
             }
             let len = len as usize;
             if buf.len() < next + len + 2 {
@@ -139,15 +183,18 @@ fn parse_at(buf: &[u8], pos: usize, depth: usize) -> Result<Option<(Reply, usize
             if n < 0 {
                 return Ok(Some((Reply::Array(None), next)));
             }
-            if n > MAX_ARRAY {
-                return Err(ProtocolError(format!("array of {n} items")));
+            if n > limits.max_array {
+                return Err(ProtocolError(format!(
+                    "reply declares an array of {n} items (limit {})",
+                    limits.max_array
+                )));
             }
             // Each element takes at least 3 bytes; do not trust `n` for
             // capacity beyond what the buffer could hold.
             let mut items = Vec::with_capacity((n as usize).min((buf.len() - next) / 3 + 1));
             let mut at = next;
             for _ in 0..n {
-                match parse_at(buf, at, depth + 1)? {
+                match parse_at(buf, at, depth + 1, limits)? {
                     Some((r, end)) => {
                         items.push(r);
                         at = end;
@@ -197,5 +244,17 @@ mod tests {
         assert!(parse_reply(b"?\r\n").is_err());
         assert!(parse_reply(b"$3\r\nabcXY").is_err());
         assert!(parse_reply(b":x\r\n").is_err());
+    }
+
+    #[test]
+    fn control_limits_refuse_declared_sizes_before_the_bytes() {
+        let big = format!("${}\r\n", 300_000_000);
+        assert!(
+            parse_reply(big.as_bytes()).unwrap().is_none(),
+            "bulk path waits"
+        );
+        let e = parse_reply_within(big.as_bytes(), &Limits::CONTROL).unwrap_err();
+        assert!(e.0.contains("300000000"), "{e}");
+        assert!(parse_reply_within(b"*1000000\r\n", &Limits::CONTROL).is_err());
     }
 }

@@ -5,9 +5,21 @@
 //! `CLUSTER NODES` (format documented with `clusterGenNodeDescription` in
 //! Redis's `cluster.c`).
 
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
 use super::client::{Conn, ConnectOptions, Info, RedisError};
 use super::resp::Reply;
-use crate::model::{Connection, NodeAddr, Shard, Topology};
+use crate::model::{BadNodeAddr, Connection, NodeAddr, Shard, Topology};
+
+/// Discoveries running at once in the whole process. Each holds at most a
+/// few control replies ([`super::resp::Limits::CONTROL`]), so this bounds
+/// the memory peers can make adopts and backups use together.
+const DISCOVERIES: usize = 4;
+/// How long a discovery waits for its turn before giving up.
+const DISCOVERY_WAIT: Duration = Duration::from_secs(10);
+static DISCOVERY_SLOTS: Semaphore = Semaphore::const_new(DISCOVERIES);
 
 /// What the server says about itself.
 #[derive(Clone, Debug)]
@@ -31,11 +43,9 @@ pub async fn server_info(conn: &mut Conn) -> Result<(ServerInfo, Info), RedisErr
         ),
     };
     let role_master = repl.get("role") != Some("slave");
+    // A replica's master is followed, so its address must be valid.
     let master = match (repl.get("master_host"), repl.get("master_port")) {
-        (Some(h), Some(p)) if !role_master => p.parse().ok().map(|port| NodeAddr {
-            host: h.to_owned(),
-            port,
-        }),
+        (Some(h), Some(p)) if !role_master => Some(NodeAddr::from_reported(h, p)?),
         _ => None,
     };
     Ok((
@@ -51,28 +61,24 @@ pub async fn server_info(conn: &mut Conn) -> Result<(ServerInfo, Info), RedisErr
 }
 
 /// Replicas a master lists in `INFO replication` (`slaveN:ip=..,port=..`).
-pub fn replicas_of(repl: &Info) -> Vec<(NodeAddr, bool)> {
+/// A listed replica with an invalid address is an error: backups may read
+/// from replicas, so skipping one would change where data comes from.
+pub fn replicas_of(repl: &Info) -> Result<Vec<(NodeAddr, bool)>, BadNodeAddr> {
     repl.with_prefix("slave")
         .filter(|(k, _)| k[5..].chars().all(|c| c.is_ascii_digit()) && k.len() > 5)
-        .filter_map(|(_, v)| {
-            let mut host = None;
-            let mut port = None;
+        .map(|(_, v)| {
+            let mut host = "";
+            let mut port = "";
             let mut online = false;
             for kv in v.split(',') {
                 match kv.split_once('=') {
-                    Some(("ip", h)) => host = Some(h.to_owned()),
-                    Some(("port", p)) => port = p.parse().ok(),
+                    Some(("ip", h)) => host = h,
+                    Some(("port", p)) => port = p,
                     Some(("state", s)) => online = s == "online",
                     _ => {}
                 }
             }
-            Some((
-                NodeAddr {
-                    host: host?,
-                    port: port?,
-                },
-                online,
-            ))
+            Ok((NodeAddr::from_reported(host, port)?, online))
         })
         .collect()
 }
@@ -89,17 +95,17 @@ pub struct ClusterNode {
 }
 
 /// Parses `CLUSTER NODES` output. Importing/migrating markers (`[...]`)
-/// are not ownership and are skipped.
-pub fn parse_cluster_nodes(text: &str) -> Vec<ClusterNode> {
+/// are not ownership and are skipped. Every node's address is validated
+/// ([`NodeAddr::from_reported`]); one invalid address fails the whole
+/// parse, since dropping a node would silently drop its slots' data.
+pub fn parse_cluster_nodes(text: &str) -> Result<Vec<ClusterNode>, BadNodeAddr> {
     text.lines()
-        .filter_map(|line| {
+        .filter(|line| line.split_whitespace().count() >= 8)
+        .map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 8 {
-                return None;
-            }
             // ip:port@cport[,hostname]
-            let addr = f[1].split(['@', ',']).next()?;
-            let (host, port) = addr.rsplit_once(':')?;
+            let addr = f[1].split(['@', ',']).next().unwrap_or("");
+            let (host, port) = addr.rsplit_once(':').unwrap_or((addr, ""));
             let host = host.trim_start_matches('[').trim_end_matches(']');
             let flags: Vec<&str> = f[2].split(',').collect();
             let slots = f[8..]
@@ -110,12 +116,9 @@ pub fn parse_cluster_nodes(text: &str) -> Vec<ClusterNode> {
                     None => s.parse().ok().map(|n| (n, n)),
                 })
                 .collect();
-            Some(ClusterNode {
+            Ok(ClusterNode {
                 id: f[0].to_owned(),
-                addr: NodeAddr {
-                    host: host.to_owned(),
-                    port: port.parse().ok()?,
-                },
+                addr: NodeAddr::from_reported(host, port)?,
                 master: flags.contains(&"master"),
                 master_id: (f[3] != "-").then(|| f[3].to_owned()),
                 failed: flags
@@ -128,9 +131,23 @@ pub fn parse_cluster_nodes(text: &str) -> Vec<ClusterNode> {
 }
 
 /// Connects to the instance and works out its topology. When pointed at a
-/// replica, follows it to its master.
+/// replica, follows it to its master. At most [`DISCOVERIES`] run at once
+/// in the process; one that waits longer than [`DISCOVERY_WAIT`] for its
+/// turn fails.
 #[tracing::instrument(skip_all, fields(host = %conn.host, port = conn.port))]
 pub async fn discover(conn: &Connection, opts: &ConnectOptions) -> Result<Topology, RedisError> {
+    let _turn = tokio::time::timeout(DISCOVERY_WAIT, DISCOVERY_SLOTS.acquire())
+        .await
+        .map_err(|_| {
+            RedisError::Busy(format!(
+                "too many topology discoveries at once; waited {DISCOVERY_WAIT:?}"
+            ))
+        })?
+        .map_err(|_| RedisError::Busy("topology discovery is shut down".into()))?;
+    discover_now(conn, opts).await
+}
+
+async fn discover_now(conn: &Connection, opts: &ConnectOptions) -> Result<Topology, RedisError> {
     let mut c = Conn::open(conn, &conn.host, conn.port, opts).await?;
     let (mut info, mut repl) = server_info(&mut c).await?;
     let mut master = NodeAddr {
@@ -150,7 +167,7 @@ pub async fn discover(conn: &Connection, opts: &ConnectOptions) -> Result<Topolo
         let text = reply
             .as_text()
             .ok_or_else(|| RedisError::Server("CLUSTER NODES did not answer with text".into()))?;
-        let nodes = parse_cluster_nodes(&text);
+        let nodes = parse_cluster_nodes(&text)?;
         let mut shards: Vec<(String, Shard)> = nodes
             .iter()
             .filter(|n| n.master && !n.slots.is_empty())
@@ -182,7 +199,7 @@ pub async fn discover(conn: &Connection, opts: &ConnectOptions) -> Result<Topolo
             shards,
         });
     }
-    let replicas: Vec<NodeAddr> = replicas_of(&repl).into_iter().map(|(a, _)| a).collect();
+    let replicas: Vec<NodeAddr> = replicas_of(&repl)?.into_iter().map(|(a, _)| a).collect();
     let mode = if replicas.is_empty() { "single" } else { "ha" };
     Ok(Topology {
         mode: mode.into(),
@@ -357,7 +374,7 @@ mod tests {
 292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master - 0 1426238318243 3 connected 10923-16383 [5000->-abc]
 e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
 ";
-        let nodes = parse_cluster_nodes(text);
+        let nodes = parse_cluster_nodes(text).unwrap();
         assert_eq!(nodes.len(), 4);
         assert!(!nodes[0].master);
         assert_eq!(
@@ -381,7 +398,7 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0
              slave0:ip=127.0.0.1,port=7001,state=online,offset=10,lag=0\r\n\
              slave1:ip=10.0.0.2,port=7002,state=wait_bgsave,offset=0,lag=0\r\nslave_read_repl_offset:1\r\n",
         );
-        let r = replicas_of(&info);
+        let r = replicas_of(&info).unwrap();
         assert_eq!(r.len(), 2);
         assert_eq!(
             r[0],
@@ -394,5 +411,39 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0
             )
         );
         assert!(!r[1].1);
+    }
+
+    #[test]
+    fn refuses_hostile_addresses() {
+        let line = |addr: &str| {
+            format!("07c37dfeb235213a872192d90877d0cd55635b91 {addr}@16379 myself,master - 0 0 1 connected 0-16383\n")
+        };
+        for bad in [
+            "x/../../tmp/PWNED:6379",
+            "..:6379",
+            "a b:1",
+            "host:0",
+            "host:65536",
+            "host:",
+            ":6379",
+            "-lead.example:1",
+            "under_score:1",
+            "ctl\u{7}:1",
+        ] {
+            assert!(parse_cluster_nodes(&line(bad)).is_err(), "{bad}");
+        }
+        for good in [
+            "127.0.0.1:7000",
+            "[::1]:7000",
+            "redis-0.svc.cluster.local:6379",
+        ] {
+            assert!(parse_cluster_nodes(&line(good)).is_ok(), "{good}");
+        }
+        let info = Info::parse("role:master\r\nslave0:ip=../x,port=1,state=online\r\n");
+        assert!(replicas_of(&info).is_err());
+        let long = format!("{}.com", "a".repeat(64));
+        assert!(NodeAddr::from_reported(&long, "1").is_err());
+        let e = NodeAddr::from_reported("x/../../etc\r\n", "1").unwrap_err();
+        assert!(!e.to_string().contains('\n'), "{e}");
     }
 }

@@ -22,6 +22,43 @@ pub enum StorageError {
     Store(#[from] opendal::Error),
     #[error("manifest {path}: {why}")]
     Manifest { path: String, why: String },
+    #[error("refused object key {key}: {why}")]
+    BadKey { key: String, why: &'static str },
+}
+
+/// The one check every key goes through before any [`Store`] method uses
+/// it, for fs and S3 alike: relative, `/`-separated segments that are
+/// neither empty, `.` nor `..`, with no backslash or control character. A
+/// prefix (`allow_dir`) may end in one `/`. So no key can name anything
+/// outside the store's root, whatever reached it.
+pub fn check_key(key: &str, allow_dir: bool) -> Result<(), StorageError> {
+    let bad = |why| {
+        Err(StorageError::BadKey {
+            key: key.escape_debug().take(128).collect(),
+            why,
+        })
+    };
+    if key.starts_with('/') {
+        return bad("absolute path");
+    }
+    if key.contains('\\') {
+        return bad("backslash");
+    }
+    if key.chars().any(char::is_control) {
+        return bad("control character");
+    }
+    let body = match key.strip_suffix('/') {
+        Some(b) if allow_dir => b,
+        _ => key,
+    };
+    for seg in body.split('/') {
+        match seg {
+            "" => return bad("empty segment"),
+            "." | ".." => return bad("dot segment"),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Name of the file that, once present, says a backup is complete.
@@ -274,13 +311,10 @@ impl Store {
         })
     }
 
-    pub fn operator(&self) -> &Operator {
-        &self.op
-    }
-
     /// Starts writing `path`, replacing any file already there.
     #[tracing::instrument(skip(self))]
     pub async fn writer(&self, path: &str) -> Result<FileWriter, StorageError> {
+        check_key(path, false)?;
         let inner = match self.url {
             StorageUrl::Fs { .. } => self.op.writer(path).await?,
             StorageUrl::S3 { .. } => self.op.writer_with(path).chunk(S3_PART).await?,
@@ -297,6 +331,7 @@ impl Store {
     /// Stores a backup's manifest; the last write of every backup.
     pub async fn put_manifest(&self, prefix: &str, m: &Manifest) -> Result<(), StorageError> {
         let path = format!("{prefix}{MANIFEST}");
+        check_key(&path, false)?;
         let body = serde_json::to_vec_pretty(m).map_err(|e| StorageError::Manifest {
             path: path.clone(),
             why: e.to_string(),
@@ -308,6 +343,7 @@ impl Store {
     /// Reads a backup's manifest; `None` if the backup never completed.
     pub async fn manifest(&self, prefix: &str) -> Result<Option<Manifest>, StorageError> {
         let path = format!("{prefix}{MANIFEST}");
+        check_key(&path, false)?;
         match self.op.read(&path).await {
             Ok(buf) => serde_json::from_slice(&buf.to_vec())
                 .map(Some)
@@ -323,12 +359,14 @@ impl Store {
     /// Removes every file under `prefix` (a backup's directory).
     #[tracing::instrument(skip(self))]
     pub async fn delete_prefix(&self, prefix: &str) -> Result<(), StorageError> {
+        check_key(prefix, true)?;
         self.op.remove_all(prefix).await?;
         Ok(())
     }
 
     /// Size of a stored file, or `None` if absent.
     pub async fn size_of(&self, path: &str) -> Result<Option<u64>, StorageError> {
+        check_key(path, false)?;
         match self.op.stat(path).await {
             Ok(m) => Ok(Some(m.content_length())),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
@@ -345,10 +383,7 @@ impl Store {
         let StorageUrl::Fs { root } = &self.url else {
             return None;
         };
-        let safe = path
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..");
-        safe.then(|| root.join(path))
+        check_key(path, false).ok().map(|()| root.join(path))
     }
 
     /// The file as a stream of chunks, for downloads and restores.
@@ -357,6 +392,7 @@ impl Store {
         path: &str,
     ) -> Result<impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static, StorageError>
     {
+        check_key(path, false)?;
         let reader = self.op.reader_with(path).chunk(WRITE_BUFFER).await?;
         Ok(reader.into_bytes_stream(..).await?)
     }
@@ -367,6 +403,7 @@ impl Store {
         path: &str,
         ttl: Duration,
     ) -> Result<Option<String>, StorageError> {
+        check_key(path, false)?;
         if self.url.is_local() {
             return Ok(None);
         }
@@ -406,5 +443,26 @@ mod tests {
         assert!(StorageUrl::parse("s3://b?secret_access_key=x").is_err());
         assert!(StorageUrl::parse("s3://b?path_style=maybe").is_err());
         assert!(StorageUrl::parse("ftp://x").is_err());
+    }
+
+    #[test]
+    fn keys_stay_inside_the_store() {
+        for bad in [
+            "../x",
+            "a/../../b",
+            "/etc/passwd",
+            "a//b",
+            "a/./b",
+            "a\\b",
+            "a/b\n",
+            "",
+            "a/..",
+        ] {
+            assert!(check_key(bad, false).is_err(), "{bad:?}");
+            assert!(check_key(bad, true).is_err(), "{bad:?} as prefix");
+        }
+        assert!(check_key("p/i/b/redis_127.0.0.1_6379_20260101000000.rdb", false).is_ok());
+        assert!(check_key("p/i/b/", true).is_ok());
+        assert!(check_key("p/i/b/", false).is_err());
     }
 }

@@ -498,6 +498,11 @@ impl ServiceProcess {
         self.cred = read_credentials(&self.dir.join("credentials.json"));
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: no chance to clean up.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -48,6 +48,19 @@ pub enum RdbError {
     },
     /// A feature that is recognised but deliberately not supported.
     Unsupported(String),
+    /// A string declares a length above the reader's bound
+    /// ([`crate::RdbReader::max_string`]; aux fields: [`crate::MAX_AUX`]).
+    /// Refused before any of it is read or allocated.
+    TooLarge {
+        /// What kind of string.
+        what: &'static str,
+        /// The declared length.
+        len: u64,
+        /// The bound.
+        limit: u64,
+        /// Offset just after the length.
+        offset: u64,
+    },
     /// Bytes follow the checksum trailer.
     TrailingData {
         /// Offset of the first byte after the trailer.
@@ -120,6 +133,15 @@ impl fmt::Display for RdbError {
                 "RDB holds data of module type '{name}', which only that module can decode"
             ),
             RdbError::Unsupported(what) => write!(f, "unsupported: {what}"),
+            RdbError::TooLarge {
+                what,
+                len,
+                limit,
+                offset,
+            } => write!(
+                f,
+                "RDB declares a {what} of {len} bytes at offset {offset}, above the limit of {limit} bytes"
+            ),
             RdbError::TrailingData { offset } => write!(
                 f,
                 "unexpected data after the RDB trailer at offset {offset}"

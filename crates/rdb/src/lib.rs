@@ -42,5 +42,12 @@ pub use value::{
 };
 pub use verify::{has_field_ttls, verify, RdbSummary};
 
+/// Longest string a reader accepts unless told otherwise: Redis's own
+/// `proto-max-bulk-len` default (512 MiB).
+pub const DEFAULT_MAX_STRING: u64 = 512 * 1024 * 1024;
+/// Longest aux field (`redis-ver`, `repl-id`, …) a reader accepts; real
+/// ones are a few dozen bytes.
+pub const MAX_AUX: u64 = 1024 * 1024;
+
 #[cfg(test)]
 mod synthetic_tests;

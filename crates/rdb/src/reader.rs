@@ -219,6 +219,14 @@ impl<R: Read> RdbReader<R> {
         self
     }
 
+    /// Refuse strings (keys, values, function code) that declare more
+    /// than `max` bytes, before reading or allocating any of them
+    /// ([`RdbError::TooLarge`]). Default [`crate::DEFAULT_MAX_STRING`].
+    pub fn max_string(mut self, max: u64) -> Self {
+        self.src.max_string = max;
+        self
+    }
+
     /// Change the mode between items.
     pub fn set_mode(&mut self, mode: ReadMode) {
         self.mode = mode;
@@ -356,8 +364,8 @@ impl<R: Read> RdbReader<R> {
                     return Ok(Item::SlotImport { name, ranges });
                 }
                 OPCODE_AUX => {
-                    let key = self.src.string()?;
-                    let value = self.src.string()?;
+                    let key = self.src.string_within(crate::MAX_AUX, "aux field")?;
+                    let value = self.src.string_within(crate::MAX_AUX, "aux field")?;
                     return Ok(Item::Aux { key, value });
                 }
                 OPCODE_MODULE_AUX => {

@@ -30,6 +30,8 @@ pub(crate) struct Source<R> {
     /// Logical bytes of every string read or skipped (LZF strings at their
     /// uncompressed size): what the data takes once loaded.
     expanded: u64,
+    /// Longest string accepted (declared length).
+    pub(crate) max_string: u64,
 }
 
 impl<R: Read> Source<R> {
@@ -46,6 +48,7 @@ impl<R: Read> Source<R> {
             cap_from: None,
             cap: Vec::new(),
             expanded: 0,
+            max_string: crate::DEFAULT_MAX_STRING,
         }
     }
 
@@ -220,12 +223,28 @@ impl<R: Read> Source<R> {
         }
     }
 
+    /// Refuses a declared length above `limit` before anything is read.
+    #[inline]
+    fn bounded(&self, n: u64, limit: u64, what: &'static str) -> Result<u64, RdbError> {
+        if n > limit {
+            return Err(RdbError::TooLarge {
+                what,
+                len: n,
+                limit,
+                offset: self.offset(),
+            });
+        }
+        Ok(n)
+    }
+
     /// Skip one RDB string of any encoding.
     #[inline]
     pub(crate) fn skip_string(&mut self) -> Result<(), RdbError> {
+        let max = self.max_string;
         match self.len_raw()? {
             Len::Plain(n) => {
                 self.expanded = self.expanded.saturating_add(n);
+                let n = self.bounded(n, max, "string")?;
                 self.skip(n)
             }
             Len::Encoded(ENC_INT8) => self.skip(1),
@@ -235,6 +254,8 @@ impl<R: Read> Source<R> {
                 let clen = self.len()?;
                 let ulen = self.len()?;
                 self.expanded = self.expanded.saturating_add(ulen);
+                self.bounded(ulen, max, "compressed string")?;
+                let clen = self.bounded(clen, max, "compressed string")?;
                 self.skip(clen)
             }
             Len::Encoded(e) => Err(RdbError::corrupt(format!("unknown string encoding {e}"))
@@ -245,9 +266,19 @@ impl<R: Read> Source<R> {
     /// Read one RDB string of any encoding into memory (keys, aux fields,
     /// function code). Integer and LZF forms are expanded.
     pub(crate) fn string(&mut self) -> Result<Vec<u8>, RdbError> {
+        self.string_within(self.max_string, "string")
+    }
+
+    /// [`Self::string`] with a bound of its own (aux fields).
+    pub(crate) fn string_within(
+        &mut self,
+        max: u64,
+        what: &'static str,
+    ) -> Result<Vec<u8>, RdbError> {
         match self.len_raw()? {
             Len::Plain(n) => {
                 self.expanded = self.expanded.saturating_add(n);
+                let n = self.bounded(n, max, what)?;
                 let mut v = Vec::new();
                 self.read_into(n, &mut v)?;
                 Ok(v)
@@ -263,6 +294,8 @@ impl<R: Read> Source<R> {
                 let clen = self.len()?;
                 let ulen = self.len()?;
                 self.expanded = self.expanded.saturating_add(ulen);
+                let clen = self.bounded(clen, max, what)?;
+                let ulen = self.bounded(ulen, max, what)?;
                 let mut comp = Vec::new();
                 self.read_into(clen, &mut comp)?;
                 let ulen =

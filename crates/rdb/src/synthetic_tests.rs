@@ -341,3 +341,42 @@ fn errors_are_sticky_and_iteration_ends() {
     assert_eq!(all.len(), 1);
     assert!(all[0].is_err());
 }
+
+#[test]
+fn declared_lengths_above_the_bounds_are_refused_before_reading() {
+    // A 4 GiB aux value with no bytes behind it: refused by its length.
+    let mut aux = b"REDIS0011".to_vec();
+    aux.push(OPCODE_AUX);
+    aux.extend(s(b"redis-ver"));
+    aux.extend(len(4 << 30));
+    let mut r = RdbReader::new(&aux[..], ReadMode::Skip);
+    r.next_item().unwrap();
+    match r.next_item() {
+        Err(RdbError::TooLarge { what, len, .. }) => {
+            assert_eq!((what, len), ("aux field", 4 << 30));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A string value above the reader's bound, skipped or decoded.
+    let mut key = b"REDIS0011".to_vec();
+    key.push(TYPE_STRING);
+    key.extend(s(b"k"));
+    key.extend(len(2048));
+    for mode in [ReadMode::Skip, ReadMode::Decode] {
+        let mut r = RdbReader::new(&key[..], mode).max_string(1024);
+        r.next_item().unwrap();
+        let e = r.next_item().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RdbError::TooLarge {
+                    len: 2048,
+                    limit: 1024,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("above the limit"), "{e}");
+    }
+}

@@ -53,7 +53,7 @@ pub(crate) async fn feed(r: &Restore<'_>) -> Result<(), FeedError> {
         .files
         .first()
         .ok_or_else(|| FeedError::NotPossible("the backup has no file".into()))?;
-    let (prefix, progress) = (r.prefix.as_str(), &r.progress);
+    let progress = &r.progress;
     let Some(server) = jobs.feed.as_ref() else {
         return Err(FeedError::NotPossible("no replication listener".into()));
     };
@@ -170,7 +170,7 @@ pub(crate) async fn feed(r: &Restore<'_>) -> Result<(), FeedError> {
         }
     }
     // From here on the target is ours to give back, whatever happens.
-    let fed = feed_and_wait(jobs, &mut registration, &mut c, file, prefix, progress).await;
+    let fed = feed_and_wait(r, &mut registration, &mut c, file).await;
     let freed = release(&mut c).await;
     put_back(&mut c, &saved).await;
     if !freed {
@@ -182,13 +182,12 @@ pub(crate) async fn feed(r: &Restore<'_>) -> Result<(), FeedError> {
 }
 
 async fn feed_and_wait(
-    jobs: &Arc<Jobs>,
+    r: &Restore<'_>,
     registration: &mut crate::redis::feed::Registration,
     control: &mut Conn,
     file: &ManifestFile,
-    prefix: &str,
-    progress: &Arc<Progress>,
 ) -> Result<(), JobFailure> {
+    let (jobs, prefix, progress) = (r.jobs, r.prefix.as_str(), &r.progress);
     let connected = tokio::time::timeout(Duration::from_secs(30), registration.events.recv()).await;
     let Ok(Some(FeedEvent::Connected(replica))) = connected else {
         return Err(sync_failure(
@@ -244,7 +243,13 @@ async fn feed_and_wait(
     });
     let deadline =
         Instant::now() + Duration::from_secs(120) + Duration::from_secs(file.size / (20 << 20));
+    // The target loads at its own pace and moves no byte the watchdog
+    // sees: not a stall, but the deadline still holds.
+    let _loading = r.lease.meter().waiting();
     let result = loop {
+        if r.lease.lost() {
+            break Err(JobFailure::lost());
+        }
         tokio::select! {
             ev = registration.events.recv() => {
                 if let Some(FeedEvent::Connected(_) | FeedEvent::AskedAgain) = ev {

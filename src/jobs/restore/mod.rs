@@ -138,7 +138,7 @@ pub(super) async fn run(jobs: &Arc<Jobs>, job: &ClaimedJob, lease: &Lease) {
 
 /// A restore whose runner died: free a target left replicating from the
 /// service, put back configuration, and report the restore failed.
-async fn recover(jobs: &Arc<Jobs>, job: &ClaimedJob) -> Result<String, JobFailure> {
+pub(super) async fn recover(jobs: &Arc<Jobs>, job: &ClaimedJob) -> Result<String, JobFailure> {
     let detail: Detail = jobs
         .catalog
         .restore_detail(&job.record_id)
@@ -200,10 +200,7 @@ async fn release(c: &mut Conn) -> bool {
 
 fn parse_addr(s: &str) -> Option<NodeAddr> {
     let (h, p) = s.rsplit_once(':')?;
-    Some(NodeAddr {
-        host: h.trim_matches(['[', ']']).to_owned(),
-        port: p.parse().ok()?,
-    })
+    NodeAddr::from_reported(h.trim_matches(['[', ']']), p).ok()
 }
 
 /// Bytes of backup processed, for the progress figure.
@@ -235,6 +232,9 @@ impl<R: Read> Read for Counted<R> {
 pub(crate) struct Restore<'a> {
     pub jobs: &'a Arc<Jobs>,
     pub job: &'a ClaimedJob,
+    /// Says when the job must stop (lease lost, or its watchdog), and
+    /// carries the meter the watchdog reads.
+    pub lease: Lease,
     pub target: Instance,
     pub topology: Topology,
     pub manifest: Manifest,
@@ -277,14 +277,16 @@ async fn perform(
     progress
         .total
         .store(manifest.total_size() * 2, Ordering::Relaxed);
-    let reporter = {
+    let _reporter = {
         let jobs = Arc::clone(jobs);
         let job = job.clone();
         let progress = Arc::clone(&progress);
-        tokio::spawn(async move {
+        let meter = lease.meter(); // read by the runner's watchdog
+        AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let done = progress.done.load(Ordering::Relaxed);
+                meter.set(done);
                 let total = progress.total.load(Ordering::Relaxed).max(1);
                 let pct = (done.saturating_mul(10_000) / total).min(9_999) as i64;
                 let _ = jobs
@@ -292,7 +294,7 @@ async fn perform(
                     .restore_progress(&job, &jobs.node_id, pct, now_millis())
                     .await;
             }
-        })
+        }))
     };
     let result = async {
         let facts = verify::verify_backup(jobs, &prefix, &manifest, &progress).await?;
@@ -308,6 +310,7 @@ async fn perform(
         let r = Restore {
             jobs,
             job,
+            lease: lease.share(),
             target,
             topology,
             manifest,
@@ -330,8 +333,17 @@ async fn perform(
             .map_err(|f| honest(f, &r.progress, facts.keys))
     }
     .await;
-    reporter.abort();
     result
+}
+
+/// Aborts a background task when dropped, however the restore ends (a
+/// watchdog dropping the job's future included).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What a dry run found: the plan, or why the restore would not run.

@@ -98,6 +98,7 @@ pub(crate) async fn slice(r: &Restore<'_>, tinfo: &TargetInfo) -> Result<(), Job
         format_aof: manifest.format == "aof",
         progress: Arc::clone(progress),
         now: now_millis(),
+        lease: r.lease.share(),
     };
     std::thread::Builder::new()
         .name("restore-slicer".into())
@@ -133,6 +134,8 @@ struct SliceWork {
     format_aof: bool,
     progress: Arc<Progress>,
     now: i64,
+    /// Checked between batches: the slicing thread stops with the job.
+    lease: Lease,
 }
 
 impl SliceWork {
@@ -168,10 +171,10 @@ impl SliceWork {
             let batch = Batcher::new(self.map.masters.len());
             let result = if self.format_aof {
                 let mut source = AofReplayer::new(input, &self.map, self.cluster, batch);
-                send_all(&mut source, &pipes).await
+                send_all(&mut source, &pipes, &self.lease).await
             } else {
                 let mut source = RdbSlicer::new(input, &self, batch);
-                send_all(&mut source, &pipes).await
+                send_all(&mut source, &pipes, &self.lease).await
             };
             result?;
         }
@@ -216,9 +219,16 @@ trait OpSource {
 
 /// Hands a source's ops to the pipelines, yielding after each batch so the
 /// pipelines' writers and readers run on this same thread.
-async fn send_all(source: &mut dyn OpSource, pipes: &[Pipeline]) -> Result<(), JobFailure> {
+async fn send_all(
+    source: &mut dyn OpSource,
+    pipes: &[Pipeline],
+    lease: &Lease,
+) -> Result<(), JobFailure> {
     let mut ready = VecDeque::new();
     loop {
+        if lease.lost() {
+            return Err(JobFailure::lost());
+        }
         let more = source.fill(&mut ready).map_err(sync_failure)?;
         while let Some((dest, op)) = ready.pop_front() {
             match dest {
@@ -272,7 +282,10 @@ async fn resend_redirected(
                 if let Reply::Error(e) = r {
                     match e.split_whitespace().collect::<Vec<_>>().as_slice() {
                         ["MOVED" | "ASK", _, addr] => {
-                            again = parse_addr(addr).map(|to| crate::redis::pipeline::Redirect {
+                            let to = parse_addr(addr).ok_or_else(|| {
+                                sync_failure("a redirect named an invalid node address")
+                            })?;
+                            again = Some(crate::redis::pipeline::Redirect {
                                 ask: e.starts_with("ASK"),
                                 to,
                             })
