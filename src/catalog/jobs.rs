@@ -483,13 +483,20 @@ impl Catalog {
 
 impl Catalog {
     /// Saves what a running restore must remember across a crash (the feed
-    /// endpoint a target was pointed at, configuration changed on it).
+    /// endpoint a target was pointed at, configuration changed on it). It
+    /// holds the target's own `masterauth`, so it is sealed like an
+    /// instance password, bound to the restore's id.
     pub async fn set_restore_detail(
         &self,
         job: &ClaimedJob,
         owner: &str,
         detail: &str,
     ) -> Result<bool> {
+        let sealed = match self.keys() {
+            Some(keys) => keys.seal(detail, &restore_aad(&job.record_id))?,
+            None => detail.to_owned(),
+        };
+        let detail = sealed.as_str();
         let sql = format!("UPDATE restores SET detail = $4 WHERE id = $1 AND {OWNED}");
         let n = on_db!(&self.db, pool => sqlx::query(&sql)
             .bind(&job.record_id)
@@ -508,11 +515,18 @@ impl Catalog {
         Ok(d.flatten())
     }
 
-    /// The crash-recovery state an unfinished restore wrote.
+    /// The crash-recovery state an unfinished restore wrote, opened.
     pub async fn restore_detail(&self, id: &str) -> Result<Option<String>> {
         let d: Option<Option<String>> = on_db!(&self.db, pool =>
             sqlx::query_scalar("SELECT detail FROM restores WHERE id = $1").bind(id).fetch_optional(pool).await)?;
-        Ok(d.flatten())
+        match (d.flatten(), self.keys()) {
+            (Some(stored), Some(keys))
+                if crate::secrets::SecretKeys::sealed_key_id(&stored).is_some() =>
+            {
+                Ok(Some(keys.open_value(&stored, &restore_aad(id))?))
+            }
+            (d, _) => Ok(d),
+        }
     }
 
     /// True while an unfinished restore reads this backup.
@@ -525,4 +539,9 @@ impl Catalog {
             .await)?;
         Ok(n > 0)
     }
+}
+
+/// What a sealed restore detail is bound to (never an instance's id).
+fn restore_aad(restore: &str) -> String {
+    format!("restore:{restore}")
 }
