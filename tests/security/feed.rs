@@ -90,10 +90,26 @@ async fn a_thief_on_the_replication_port_gets_nothing_and_the_restore_succeeds()
             loot
         })
     };
+    // Meanwhile, what the catalog holds of the restore's crash-recovery
+    // state, read straight from the database.
+    let watcher = {
+        let done = Arc::clone(&done);
+        let url = app.database_url.clone();
+        tokio::spawn(async move { watch_details(&url, &done).await })
+    };
     let restore = app.start_restore(&id, &backup).await;
     let rec = app.wait_restore(&id, &restore).await;
     done.store(true, Ordering::SeqCst);
     let loot = thief.await.expect("thief");
+    let details = watcher.await.expect("watcher");
+    assert!(
+        details.iter().any(|d| d.starts_with("enc1:")),
+        "the crash-recovery state was seen sealed: {details:?}"
+    );
+    assert!(
+        details.iter().all(|d| !d.contains("the-targets-own")),
+        "the target's masterauth lies in the catalog in clear text"
+    );
 
     assert_eq!(rec["status"], "succeed", "{rec}");
     let path = app
@@ -115,6 +131,30 @@ async fn a_thief_on_the_replication_port_gets_nothing_and_the_restore_succeeds()
         "the target's masterauth is put back"
     );
     assert!(target.cli(&["INFO", "replication"]).contains("role:master"));
+}
+
+/// Every non-null `restores.detail` value seen until `done`.
+async fn watch_details(url: &str, done: &AtomicBool) -> Vec<String> {
+    let sql = "SELECT detail FROM restores WHERE detail IS NOT NULL";
+    let mut seen = Vec::new();
+    macro_rules! poll {
+        ($pool:expr) => {{
+            let pool = $pool.expect("catalog");
+            while !done.load(Ordering::SeqCst) {
+                if let Ok(rows) = sqlx::query_scalar::<_, String>(sql).fetch_all(&pool).await {
+                    seen.extend(rows);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            pool.close().await;
+        }};
+    }
+    if url.starts_with("sqlite:") {
+        poll!(sqlx::SqlitePool::connect(url).await)
+    } else {
+        poll!(sqlx::PgPool::connect(url).await)
+    }
+    seen
 }
 
 /// With no restore waiting, the replication listener closes every
