@@ -476,8 +476,8 @@ impl Config {
             jobs: {
                 let mut j = crate::jobs::JobSettings::default();
                 if let Some(m) = args.restore_mode.clone().or(file.restore_mode) {
-                    j.restore_mode = crate::jobs::restore::RestoreMode::parse(&m)
-                        .ok_or(ConfigError::RestoreMode(m))?;
+                    j.restore_mode =
+                        crate::model::RestoreMode::parse(&m).ok_or(ConfigError::RestoreMode(m))?;
                 }
                 if let Some(n) = args.restore_max_payload.or(file.restore_max_payload) {
                     j.restore_max_payload = n;

@@ -196,6 +196,28 @@ str_enum!(
     JobKind { Backup => "backup", Restore => "restore" }
 );
 
+/// Which restore paths the service may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreMode {
+    /// The feed where possible, else slicing.
+    Auto,
+    /// Only the feed (fails where it is not possible).
+    Feed,
+    /// Only slicing (benchmarks, or targets where REPLICAOF is unwelcome).
+    Slice,
+}
+
+impl RestoreMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            "feed" => Some(Self::Feed),
+            "slice" => Some(Self::Slice),
+            _ => None,
+        }
+    }
+}
+
 /// Why a job failed: the `dcs.08.000x` codes of the DCS reference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobError {

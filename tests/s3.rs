@@ -24,10 +24,14 @@ async fn app_on(s3: &S3Server) -> TestApp {
 }
 
 async fn links(app: &TestApp, instance: &str, backup_id: &str) -> (u16, Value) {
+    // Each call asks for another expiration: a signed POST is accepted
+    // once, and two identical ones within a second are the same request.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     app.call(
         Method::POST,
         &app.v2(&format!("/instances/{instance}/backups/{backup_id}/links")),
-        Some(json!({"expiration": 300})),
+        Some(json!({"expiration": 300 + n})),
     )
     .await
 }

@@ -1,5 +1,10 @@
-//! Talking to Redis: RESP frames, authenticated connections and topology
-//! discovery. Later: the replication snapshotter and RESTORE pipelining.
+//! Talking to Redis, as a client and as a replica or master: RESP frames
+//! (`resp`), connections that check the target policy and log in
+//! (`client`, `targets`), topology discovery and server facts
+//! (`topology`), snapshots taken as a replica (`replication`), the
+//! replication listener restores feed targets from (`feed`), pipelined
+//! writers with `MOVED`/`ASK` resending (`pipeline`) and cluster slots
+//! (`cluster`). Nothing here knows the catalog or what a job is.
 
 pub mod client;
 pub mod cluster;

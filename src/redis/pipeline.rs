@@ -69,6 +69,82 @@ fn parse_redirect(e: &str) -> Option<Redirect> {
     Some(Redirect { ask, to })
 }
 
+/// Sends ops a cluster redirected (`MOVED`/`ASK`) to where it said, one
+/// command at a time on plain connections (ASKING applies to the next
+/// command only), following further redirects up to five hops.
+pub async fn resend_redirected(
+    conn: &crate::model::Connection,
+    opts: &super::ConnectOptions,
+    redirects: Vec<(Op, Redirect)>,
+) -> Result<(), RedisError> {
+    let mut conns: std::collections::HashMap<String, Conn> = std::collections::HashMap::new();
+    for (op, mut redirect) in redirects {
+        let mut hops = 0;
+        loop {
+            hops += 1;
+            if hops > 5 {
+                return Err(RedisError::Server("too many cluster redirects".into()));
+            }
+            let key = redirect.to.to_string();
+            let c = match conns.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Conn::open(conn, &redirect.to.host, redirect.to.port, opts).await?)
+                }
+            };
+            let mut again = None;
+            for reply in send_commands(c, &op, redirect.ask).await? {
+                if let Reply::Error(e) = reply {
+                    match parse_redirect(&e) {
+                        Some(r) => again = Some(r),
+                        None if e.starts_with("MOVED") || e.starts_with("ASK") => {
+                            return Err(RedisError::Server(
+                                "a redirect named an invalid node address".into(),
+                            ))
+                        }
+                        None => {
+                            return Err(RedisError::Server(format!(
+                                "refused after redirect: {}",
+                                super::peer_text(&e)
+                            )))
+                        }
+                    }
+                }
+            }
+            match again {
+                Some(r) => redirect = r,
+                None => break,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends an op's commands on a plain connection, each preceded by ASKING
+/// when `ask`; returns the commands' own replies.
+async fn send_commands(c: &mut Conn, op: &Op, ask: bool) -> Result<Vec<Reply>, RedisError> {
+    let mut rest = &op.bytes[..];
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let Some((Reply::Array(Some(items)), used)) = parse_reply(rest)? else {
+            return Err(RedisError::Server("malformed op".into()));
+        };
+        let args: Vec<Vec<u8>> = items
+            .into_iter()
+            .map(|r| match r {
+                Reply::Bulk(Some(b)) => b,
+                other => other.as_text().unwrap_or_default().into_bytes(),
+            })
+            .collect();
+        rest = &rest[used..];
+        if ask {
+            c.cmd(&["ASKING"]).await?;
+        }
+        out.push(c.cmd(&args).await?);
+    }
+    Ok(out)
+}
+
 impl Pipeline {
     /// Starts pipelining on `conn` with at most `window` bytes unanswered.
     pub fn start(conn: Conn, window: usize) -> Self {

@@ -33,6 +33,15 @@ impl fmt::Debug for Reply {
 }
 
 impl Reply {
+    /// The value of a one-parameter `CONFIG GET` reply (`[name, value]`);
+    /// `None` for an error, an unknown parameter or another shape.
+    pub fn config_value(&self) -> Option<String> {
+        match self {
+            Self::Array(Some(items)) => items.get(1).and_then(Reply::as_text),
+            _ => None,
+        }
+    }
+
     /// The reply as text, for simple strings and bulk strings.
     pub fn as_text(&self) -> Option<String> {
         match self {

@@ -275,13 +275,6 @@ impl ServerFacts {
     }
 }
 
-fn config_value(reply: Reply) -> Option<String> {
-    match reply {
-        Reply::Array(Some(items)) => items.get(1).and_then(Reply::as_text),
-        _ => None,
-    }
-}
-
 /// Reads a server's [`ServerFacts`]: `INFO server`, `INFO memory`,
 /// `CONFIG GET databases` and `tls-replication`, `MODULE LIST`.
 pub async fn server_facts(conn: &mut Conn) -> Result<ServerFacts, RedisError> {
@@ -301,11 +294,13 @@ pub async fn server_facts(conn: &mut Conn) -> Result<ServerFacts, RedisError> {
     let num = |k: &str| memory.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
     let databases = match conn.cmd(&["CONFIG", "GET", "databases"]).await? {
         Reply::Error(_) => None,
-        r => config_value(r).and_then(|v| v.parse().ok()),
+        r => r.config_value().and_then(|v| v.parse().ok()),
     };
     let tls_replication = match conn.cmd(&["CONFIG", "GET", "tls-replication"]).await? {
         Reply::Error(_) => false,
-        r => config_value(r).is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+        r => r
+            .config_value()
+            .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
     };
     let modules = match conn.cmd(&["MODULE", "LIST"]).await? {
         Reply::Array(Some(mods)) => Some(

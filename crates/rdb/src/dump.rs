@@ -13,14 +13,51 @@ use crate::error::RdbError;
 /// Build a payload for `RESTORE key ttl <payload> [ABSTTL] [REPLACE]` from a
 /// key entry's type byte and raw value bytes.
 pub fn dump_payload(rdb_type: u8, raw_value: &[u8], rdb_version: u16) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + raw_value.len() + 10);
+    let mut out = Vec::with_capacity(payload_len(raw_value));
+    write_dump_payload(&mut out, rdb_type, raw_value, rdb_version);
+    out
+}
+
+/// The size of a payload for `raw_value`.
+fn payload_len(raw_value: &[u8]) -> usize {
+    1 + raw_value.len() + 2 + 8
+}
+
+/// Appends the payload of [`dump_payload`] to `out`: the one writer of
+/// DUMP payloads.
+pub fn write_dump_payload(out: &mut Vec<u8>, rdb_type: u8, raw_value: &[u8], rdb_version: u16) {
+    let start = out.len();
     out.push(rdb_type);
     out.extend_from_slice(raw_value);
     out.extend_from_slice(&rdb_version.to_le_bytes());
     let mut c = Crc64::new();
-    c.update(&out);
+    c.update(&out[start..]);
     out.extend_from_slice(&c.value().to_le_bytes());
-    out
+}
+
+/// Appends `RESTORE key ttl <payload> ABSTTL REPLACE` as a RESP command,
+/// the payload built in place (no copy of a big value): `ttl` is the
+/// absolute expiry in ms, 0 for none.
+pub fn write_restore_command(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    expire_ms: Option<i64>,
+    rdb_type: u8,
+    raw_value: &[u8],
+    rdb_version: u16,
+) {
+    use std::io::Write;
+    let ttl = expire_ms.unwrap_or(0).to_string();
+    let _ = write!(out, "*6\r\n$7\r\nRESTORE\r\n${}\r\n", key.len());
+    out.extend_from_slice(key);
+    let _ = write!(
+        out,
+        "\r\n${}\r\n{ttl}\r\n${}\r\n",
+        ttl.len(),
+        payload_len(raw_value)
+    );
+    write_dump_payload(out, rdb_type, raw_value, rdb_version);
+    out.extend_from_slice(b"\r\n$6\r\nABSTTL\r\n$7\r\nREPLACE\r\n");
 }
 
 /// The RDB version a server writes (and the newest it accepts in a DUMP

@@ -29,7 +29,10 @@ pub mod verify;
 pub use aof::{format_double, rdb_to_aof, write_key_commands, AofOptions, AofStats, AofWriter};
 pub use bytes::{int_to_bytes, parse_double};
 pub use crc64::{crc64, Crc64};
-pub use dump::{dump_payload, parse_dump_payload, rdb_version_for_server, DumpPayload};
+pub use dump::{
+    dump_payload, parse_dump_payload, rdb_version_for_server, write_dump_payload,
+    write_restore_command, DumpPayload,
+};
 pub use error::RdbError;
 pub use reader::{ChecksumStatus, Item, KeyEntry, RdbReader, ReadMode};
 pub use types::{

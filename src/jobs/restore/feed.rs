@@ -2,10 +2,8 @@
 //! master.
 
 use std::fs::File;
-use std::path::PathBuf;
 
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 use crate::redis::feed::FeedEvent;
@@ -58,12 +56,6 @@ pub(crate) async fn feed(r: &Restore<'_>) -> Result<(), FeedError> {
         return Err(FeedError::NotPossible("no replication listener".into()));
     };
     let mut c = Conn::open(&target.connection, &node.host, node.port, &jobs.redis).await?;
-    let config_get = |reply: Reply| -> Option<String> {
-        match reply {
-            Reply::Array(Some(items)) => items.get(1).and_then(Reply::as_text),
-            _ => None,
-        }
-    };
     // The feed accepts the target only from its own addresses, and only
     // with a secret made for this restore, which the target presents as
     // its masterauth.
@@ -89,7 +81,7 @@ pub(crate) async fn feed(r: &Restore<'_>) -> Result<(), FeedError> {
         match c.cmd(&["CONFIG", "GET", key]).await? {
             // Servers before 6.0 have no masteruser.
             Reply::Array(Some(items)) if items.is_empty() && key == "masteruser" => continue,
-            r => match config_get(r) {
+            r => match r.config_value() {
                 Some(old) => saved.push((key.to_owned(), old)),
                 None => {
                     return Err(FeedError::NotPossible(format!(
@@ -113,7 +105,11 @@ pub(crate) async fn feed(r: &Restore<'_>) -> Result<(), FeedError> {
         .map(|i| i.with_prefix("db").next().is_none())
         .unwrap_or(false);
     if empty {
-        if let Some(old) = config_get(c.cmd(&["CONFIG", "GET", "repl-diskless-load"]).await?) {
+        if let Some(old) = c
+            .cmd(&["CONFIG", "GET", "repl-diskless-load"])
+            .await?
+            .config_value()
+        {
             if old != "on-empty-db" {
                 saved.push(("repl-diskless-load".to_owned(), old));
                 changes.push(("repl-diskless-load", "on-empty-db".to_owned()));
@@ -197,14 +193,23 @@ async fn feed_and_wait(
         ));
     };
     tracing::info!(peer = %replica.peer, "target connected; sending the snapshot");
-    let mut link = replica.stream;
-    let replid = crate::catalog::random_token(40, b"0123456789abcdef");
-    link.write_all(format!("+FULLRESYNC {replid} 0\r\n${}\r\n", file.size).as_bytes())
+    let mut link = replica;
+    link.begin_full_sync(file.size)
         .await
         .map_err(sync_failure)?;
     let path = format!("{prefix}{}", file.name);
+    let sending = |e: std::io::Error| sync_failure(format!("sending the snapshot: {e}"));
     let (link, sent) = match jobs.store.local_path(&path) {
-        Some(local) => send_local(link, local, progress).await?,
+        Some(local) => {
+            let f = File::open(&local)
+                .map_err(|e| fail(JobError::Storage, format!("opening the snapshot: {e}")))?;
+            let progress = Arc::clone(progress);
+            link.send_file(f, move |n| {
+                progress.done.fetch_add(n, Ordering::Relaxed);
+            })
+            .await
+            .map_err(sending)?
+        }
         None => {
             let mut stream = jobs.store.read_stream(&path).await?;
             let mut sent = 0u64;
@@ -214,11 +219,8 @@ async fn feed_and_wait(
                 progress
                     .done
                     .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                link.write_all(&chunk)
-                    .await
-                    .map_err(|e| sync_failure(format!("sending the snapshot: {e}")))?;
+                link.send(&chunk).await.map_err(sending)?;
             }
-            link.flush().await.map_err(sync_failure)?;
             (link, sent)
         }
     };
@@ -228,19 +230,8 @@ async fn feed_and_wait(
             format!("read {sent} bytes of {}", file.size),
         ));
     }
-    let (mut rd, mut wr) = link.into_split();
     // Keep the link alive (and the target's acks drained) until released.
-    let keepalive = tokio::spawn(async move {
-        let mut sink = vec![0u8; 4096];
-        loop {
-            tokio::select! {
-                r = rd.read(&mut sink) => if matches!(r, Ok(0) | Err(_)) { break },
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                    if wr.write_all(b"*1\r\n$4\r\nPING\r\n").await.is_err() { break }
-                }
-            }
-        }
-    });
+    let _keepalive = link.keep_alive();
     let deadline =
         Instant::now() + Duration::from_secs(120) + Duration::from_secs(file.size / (20 << 20));
     // The target loads at its own pace and moves no byte the watchdog
@@ -270,48 +261,5 @@ async fn feed_and_wait(
             ));
         }
     };
-    keepalive.abort();
     result
-}
-
-/// Sends a local file down the replication link from a blocking thread
-/// with `sendfile(2)`: the snapshot goes from the page cache to the target
-/// without being copied through the service. Returns the link and the
-/// bytes sent.
-async fn send_local(
-    link: tokio::net::TcpStream,
-    local: PathBuf,
-    progress: &Arc<Progress>,
-) -> Result<(tokio::net::TcpStream, u64), JobFailure> {
-    /// Progress is counted per piece of this size.
-    const PIECE: usize = 8 << 20;
-    let link = link.into_std().map_err(sync_failure)?;
-    link.set_nonblocking(false).map_err(sync_failure)?;
-    // A target that stops reading fails the send instead of hanging it.
-    link.set_write_timeout(Some(Duration::from_secs(60)))
-        .map_err(sync_failure)?;
-    let progress = Arc::clone(progress);
-    let (link, sent) = tokio::task::spawn_blocking(move || {
-        let copy = || -> Result<u64, JobFailure> {
-            let file = File::open(&local)
-                .map_err(|e| fail(JobError::Storage, format!("opening the snapshot: {e}")))?;
-            let mut offset = 0u64;
-            loop {
-                let n = rustix::fs::sendfile(&link, &file, Some(&mut offset), PIECE)
-                    .map_err(|e| sync_failure(format!("sending the snapshot: {e}")))?;
-                if n == 0 {
-                    return Ok(offset);
-                }
-                progress.done.fetch_add(n as u64, Ordering::Relaxed);
-            }
-        };
-        let sent = copy();
-        (link, sent)
-    })
-    .await
-    .map_err(|e| sync_failure(format!("sender crashed: {e}")))?;
-    let sent = sent?;
-    link.set_nonblocking(true).map_err(sync_failure)?;
-    let link = tokio::net::TcpStream::from_std(link).map_err(sync_failure)?;
-    Ok((link, sent))
 }

@@ -36,27 +36,7 @@ use crate::redis::resp::Reply;
 use crate::redis::{discover, Conn};
 use crate::storage::{backup_prefix, Manifest};
 
-/// Which restore paths the service may take.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RestoreMode {
-    /// The feed where possible, else slicing.
-    Auto,
-    /// Only the feed (fails where it is not possible).
-    Feed,
-    /// Only slicing (benchmarks, or targets where REPLICAOF is unwelcome).
-    Slice,
-}
-
-impl RestoreMode {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "auto" => Some(Self::Auto),
-            "feed" => Some(Self::Feed),
-            "slice" => Some(Self::Slice),
-            _ => None,
-        }
-    }
-}
+pub use crate::model::RestoreMode;
 
 /// What a restore remembers across a crash of the service.
 #[derive(Serialize, Deserialize, Debug, Default, Clone)]
@@ -255,17 +235,7 @@ async fn perform(
         .await?
         .filter(|b| b.status == BackupStatus::Succeed)
         .ok_or_else(|| fail(JobError::SizeQuery, "the backup is no longer available"))?;
-    let prefix = backup_prefix(
-        backup.project_id.as_str(),
-        backup.instance_id.as_str(),
-        backup.id.as_str(),
-    );
-    let manifest = jobs
-        .store
-        .manifest(&prefix)
-        .await
-        .map_err(|e| fail(JobError::SizeQuery, format!("manifest: {e}")))?
-        .ok_or_else(|| fail(JobError::SizeQuery, "the backup's manifest is missing"))?;
+    let (prefix, manifest) = stored_backup(jobs, &backup).await?;
     if !jobs
         .catalog
         .start_restore(job, &jobs.node_id, now_millis())
@@ -396,17 +366,7 @@ async fn dry_run_inner(
     target: &Instance,
     backup: &BackupRecord,
 ) -> Result<DryRun, JobFailure> {
-    let prefix = backup_prefix(
-        backup.project_id.as_str(),
-        backup.instance_id.as_str(),
-        backup.id.as_str(),
-    );
-    let manifest = jobs
-        .store
-        .manifest(&prefix)
-        .await
-        .map_err(|e| fail(JobError::SizeQuery, format!("manifest: {e}")))?
-        .ok_or_else(|| fail(JobError::SizeQuery, "the backup's manifest is missing"))?;
+    let (prefix, manifest) = stored_backup(jobs, backup).await?;
     let progress = Arc::new(Progress::default());
     let facts = verify::verify_backup(jobs, &prefix, &manifest, &progress).await?;
     let topology = discover(&target.connection, &jobs.redis).await?;
@@ -444,6 +404,25 @@ async fn dry_run_inner(
     };
     out.targets = targets;
     Ok(out)
+}
+
+/// Where a backup's files are and its manifest, read from the store.
+async fn stored_backup(
+    jobs: &Jobs,
+    backup: &BackupRecord,
+) -> Result<(String, Manifest), JobFailure> {
+    let prefix = backup_prefix(
+        backup.project_id.as_str(),
+        backup.instance_id.as_str(),
+        backup.id.as_str(),
+    );
+    let manifest = jobs
+        .store
+        .manifest(&prefix)
+        .await
+        .map_err(|e| fail(JobError::SizeQuery, format!("manifest: {e}")))?
+        .ok_or_else(|| fail(JobError::SizeQuery, "the backup's manifest is missing"))?;
+    Ok((prefix, manifest))
 }
 
 /// A failure after the first write says what the target holds now.

@@ -2,7 +2,7 @@
 //! `RESTORE … ABSTTL REPLACE` (or decoded commands), or an AOF replayed,
 //! pipelined to the master owning each key.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
@@ -190,7 +190,13 @@ impl SliceWork {
             }
             redirects.extend(stats.redirects);
         }
-        resend_redirected(&self.jobs, &self.target, redirects).await
+        crate::redis::pipeline::resend_redirected(
+            &self.target.connection,
+            &self.jobs.redis,
+            redirects,
+        )
+        .await
+        .map_err(sync_failure)
     }
 }
 
@@ -245,93 +251,6 @@ async fn send_all(
         }
         tokio::task::yield_now().await;
     }
-}
-
-/// Sends ops a cluster redirected (`MOVED`/`ASK`) to where it said.
-async fn resend_redirected(
-    jobs: &Jobs,
-    target: &Instance,
-    redirects: Vec<(Op, crate::redis::pipeline::Redirect)>,
-) -> Result<(), JobFailure> {
-    let mut conns: HashMap<String, Conn> = HashMap::new();
-    for (op, mut redirect) in redirects {
-        let mut hops = 0;
-        loop {
-            hops += 1;
-            if hops > 5 {
-                return Err(sync_failure("too many cluster redirects"));
-            }
-            let key = redirect.to.to_string();
-            if !conns.contains_key(&key) {
-                let c = Conn::open(
-                    &target.connection,
-                    &redirect.to.host,
-                    redirect.to.port,
-                    &jobs.redis,
-                )
-                .await?;
-                conns.insert(key.clone(), c);
-            }
-            let Some(c) = conns.get_mut(&key) else {
-                continue;
-            };
-            let mut again = None;
-            // ASKING applies to the next command only, so send one by one.
-            let replies = send_raw(c, &op, redirect.ask).await?;
-            for r in replies {
-                if let Reply::Error(e) = r {
-                    match e.split_whitespace().collect::<Vec<_>>().as_slice() {
-                        ["MOVED" | "ASK", _, addr] => {
-                            let to = parse_addr(addr).ok_or_else(|| {
-                                sync_failure("a redirect named an invalid node address")
-                            })?;
-                            again = Some(crate::redis::pipeline::Redirect {
-                                ask: e.starts_with("ASK"),
-                                to,
-                            })
-                        }
-                        _ => return Err(sync_failure(format!("refused after redirect: {e}"))),
-                    }
-                }
-            }
-            match again {
-                Some(r) => redirect = r,
-                None => break,
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Sends an op's commands on a plain connection, each preceded by ASKING
-/// when `ask`; returns the commands' own replies.
-async fn send_raw(c: &mut Conn, op: &Op, ask: bool) -> Result<Vec<Reply>, JobFailure> {
-    // Split the op back into commands.
-    let mut rest = &op.bytes[..];
-    let mut cmds = Vec::new();
-    while !rest.is_empty() {
-        let Some((Reply::Array(Some(items)), used)) = parse_reply(rest).map_err(sync_failure)?
-        else {
-            return Err(sync_failure("malformed op"));
-        };
-        let args: Vec<Vec<u8>> = items
-            .into_iter()
-            .map(|r| match r {
-                Reply::Bulk(Some(b)) => b,
-                other => other.as_text().unwrap_or_default().into_bytes(),
-            })
-            .collect();
-        cmds.push(args);
-        rest = &rest[used..];
-    }
-    let mut out = Vec::with_capacity(cmds.len());
-    for args in cmds {
-        if ask {
-            c.cmd(&["ASKING"]).await?;
-        }
-        out.push(c.cmd(&args).await?);
-    }
-    Ok(out)
 }
 
 /// Per-destination buffers of encoded commands, cut into ops of about
@@ -403,32 +322,6 @@ impl Batcher {
         out.append(&mut self.ready);
         any
     }
-}
-
-/// Appends `RESTORE key ttl <payload> ABSTTL REPLACE`, building the DUMP
-/// payload (`type | value | version LE16 | CRC64 LE64`, as `createDumpPayload`
-/// in `cluster.c`) in place.
-fn encode_restore(
-    out: &mut Vec<u8>,
-    key: &[u8],
-    expire_ms: Option<i64>,
-    rdb_type: u8,
-    raw: &[u8],
-    version: u16,
-) {
-    use std::io::Write;
-    let ttl = expire_ms.unwrap_or(0).to_string();
-    let payload_len = 1 + raw.len() + 2 + 8;
-    let _ = write!(out, "*6\r\n$7\r\nRESTORE\r\n${}\r\n", key.len());
-    out.extend_from_slice(key);
-    let _ = write!(out, "\r\n${}\r\n{ttl}\r\n${payload_len}\r\n", ttl.len());
-    let start = out.len();
-    out.push(rdb_type);
-    out.extend_from_slice(raw);
-    out.extend_from_slice(&version.to_le_bytes());
-    let crc = dcs_rdb::crc64(0, &out[start..]);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(b"\r\n$6\r\nABSTTL\r\n$7\r\nREPLACE\r\n");
 }
 
 /// Cuts each key's value out of the RDB and turns it into RESTORE (or,
@@ -538,7 +431,14 @@ impl<'a, R: Read> RdbSlicer<'a, R> {
                     };
                     let stamp = version.min(cap) as u16;
                     self.batch.push_with(dest, 1, |out| {
-                        encode_restore(out, &k.key, k.expire_ms, k.rdb_type, raw, stamp)
+                        dcs_rdb::write_restore_command(
+                            out,
+                            &k.key,
+                            k.expire_ms,
+                            k.rdb_type,
+                            raw,
+                            stamp,
+                        )
                     });
                     self.restored += 1;
                     self.written.fetch_add(1, Ordering::Relaxed);
@@ -678,7 +578,7 @@ mod tests {
     #[test]
     fn restore_commands_carry_dump_payloads() {
         let mut fast = Vec::new();
-        encode_restore(&mut fast, b"k\x00ey", Some(1234), 0, b"\x05hello", 10);
+        dcs_rdb::write_restore_command(&mut fast, b"k\x00ey", Some(1234), 0, b"\x05hello", 10);
         let mut slow = Vec::new();
         let payload = dcs_rdb::dump_payload(0, b"\x05hello", 10);
         encode_command(
