@@ -22,7 +22,7 @@ use percent_encoding::{percent_decode_str, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::error::ApiError;
+use super::error::{ApiError, Dcs};
 use crate::catalog::{Catalog, Credential};
 use crate::model::ProjectId;
 
@@ -147,8 +147,8 @@ fn parse_authorization(value: &str) -> Option<AuthHeader<'_>> {
     })
 }
 
-fn unauthorized(msg: &str) -> ApiError {
-    ApiError::unauthorized("DCS.1001", msg)
+fn unauthorized() -> ApiError {
+    ApiError::new(Dcs::TokenInvalid)
 }
 
 /// Caches credentials so a signed request costs no database round trip,
@@ -225,37 +225,37 @@ pub fn precheck(headers: &HeaderMap, now: time::OffsetDateTime) -> Result<Presen
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::unauthorized("DCS.1003", "No token in the request."))?;
-    let auth = parse_authorization(auth).ok_or_else(|| unauthorized("Invalid token."))?;
+        .ok_or_else(|| ApiError::new(Dcs::TokenMissing))?;
+    let auth = parse_authorization(auth).ok_or_else(unauthorized)?;
     let date = headers
         .get("x-sdk-date")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| unauthorized("Invalid token."))?;
+        .ok_or_else(unauthorized)?;
     let signed_at = time::PrimitiveDateTime::parse(date, DATE_FORMAT)
-        .map_err(|_| unauthorized("Invalid token."))?
+        .map_err(|_| unauthorized())?
         .assume_utc();
     if (now - signed_at).unsigned_abs() > MAX_SKEW {
-        return Err(ApiError::unauthorized("DCS.1002", "Token expired."));
+        return Err(ApiError::new(Dcs::TokenExpired));
     }
     // The date must be signed, or the window above means nothing.
     if !auth.signed_headers.contains(&"x-sdk-date") {
-        return Err(unauthorized("Invalid token."));
+        return Err(unauthorized());
     }
     if headers
         .get("x-sdk-content-sha256")
         .is_some_and(|v| v.as_bytes() == b"UNSIGNED-PAYLOAD")
     {
-        return Err(unauthorized("Invalid token."));
+        return Err(unauthorized());
     }
     let mut signed = Vec::with_capacity(auth.signed_headers.len());
     for name in &auth.signed_headers {
         if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(unauthorized("Invalid token."));
+            return Err(unauthorized());
         }
         let value = headers
             .get(*name)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| unauthorized("Invalid token."))?;
+            .ok_or_else(unauthorized)?;
         signed.push(((*name).to_owned(), value.trim().to_owned()));
     }
     Ok(Presented {
@@ -302,7 +302,7 @@ pub async fn check_signature(
         .into();
     match (ok, project) {
         (true, Some(p)) => Ok(p),
-        _ => Err(unauthorized("Invalid token.")),
+        _ => Err(unauthorized()),
     }
 }
 

@@ -3,18 +3,17 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde_json::Value;
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, Dcs};
 use super::wire::{
     optional_body, validate_remark, CreateBackupBody, CreateBackupResponse, LinkJson, LinksBody,
     LinksResponse,
 };
-use super::{downloads, load_instance, load_instance_including_deleted, Caller, Shared};
+use super::{downloads, Call, Shared};
 use crate::catalog::NewBackup;
 use crate::model::{
     now_millis, BackupFormat, BackupId, BackupRecord, BackupStatus, BackupType, Instance,
@@ -45,11 +44,11 @@ pub fn routes() -> Router<Shared> {
         )
 }
 
-async fn start_backup(
-    state: &Shared,
-    inst: &Instance,
-    body: &CreateBackupBody,
-) -> ApiResult<BackupRecord> {
+/// Both versions' `POST …/backups`: the instance, then the body.
+async fn start_backup(call: &Call, body: &Bytes) -> ApiResult<Json<CreateBackupResponse>> {
+    let state = &call.state;
+    let inst = call.instance().await?;
+    let body: CreateBackupBody = optional_body(body)?;
     let remark = validate_remark(&body.remark)?;
     let format = match &body.backup_format {
         Value::Null => BackupFormat::Rdb,
@@ -76,7 +75,9 @@ async fn start_backup(
         .await?;
     state.jobs.wake();
     tracing::info!(instance = %inst.id, backup = %rec.id, format = %format, "backup queued");
-    Ok(rec)
+    Ok(Json(CreateBackupResponse {
+        backup_id: rec.id.to_string(),
+    }))
 }
 
 /// Start a manual backup.
@@ -91,18 +92,8 @@ async fn start_backup(
         (status = 404, description = "DCS.3022"),
     )
 )]
-pub async fn create_backup(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Path(path): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<Json<CreateBackupResponse>> {
-    let inst = load_instance(&state, &caller, &path.1).await?;
-    let body: CreateBackupBody = optional_body(&body)?;
-    let rec = start_backup(&state, &inst, &body).await?;
-    Ok(Json(CreateBackupResponse {
-        backup_id: rec.id.to_string(),
-    }))
+pub async fn create_backup(call: Call, body: Bytes) -> ApiResult<Json<CreateBackupResponse>> {
+    start_backup(&call, &body).await
 }
 
 /// v1.0: start a manual backup (`{remark}`).
@@ -113,21 +104,8 @@ pub async fn create_backup(
     request_body = CreateBackupBody,
     responses((status = 200, body = CreateBackupResponse), (status = 400), (status = 404))
 )]
-pub async fn create_backup_v1(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Path(path): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<Json<CreateBackupResponse>> {
-    let run = async {
-        let inst = load_instance(&state, &caller, &path.1).await?;
-        let body: CreateBackupBody = optional_body(&body)?;
-        start_backup(&state, &inst, &body).await
-    };
-    let rec = run.await.map_err(ApiError::v1)?;
-    Ok(Json(CreateBackupResponse {
-        backup_id: rec.id.to_string(),
-    }))
+pub async fn create_backup_v1(call: Call, body: Bytes) -> ApiResult<Json<CreateBackupResponse>> {
+    start_backup(&call, &body).await.map_err(ApiError::v1)
 }
 
 /// The caller's backup of this instance.
@@ -139,15 +117,12 @@ async fn load_backup(state: &Shared, inst: &Instance, raw: &str) -> ApiResult<Ba
     }
 }
 
-async fn remove_backup(
-    state: &Shared,
-    caller: &Caller,
-    instance: &str,
-    backup: &str,
-) -> ApiResult<()> {
+/// Both versions' `DELETE …/backups/{backup_id}`.
+async fn remove_backup(call: &Call) -> ApiResult<()> {
+    let state = &call.state;
     // A deleted instance's backups can still be deleted by its project.
-    let inst = load_instance_including_deleted(state, caller, instance).await?;
-    let rec = load_backup(state, &inst, backup).await?;
+    let inst = call.instance_including_deleted().await?;
+    let rec = load_backup(state, &inst, call.raw_backup_id()).await?;
     match rec.status {
         BackupStatus::Waiting | BackupStatus::Backuping => {
             return Err(ApiError::busy(crate::model::JobKind::Backup)
@@ -167,11 +142,7 @@ async fn remove_backup(
     );
     state.store.delete_prefix(&prefix).await.map_err(|e| {
         tracing::error!(backup = %rec.id, error = %e, "cannot delete backup files");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "DCS.4101",
-            "Delete instance backup file failed.",
-        )
+        ApiError::new(Dcs::DeleteFailed)
     })?;
     state
         .catalog
@@ -188,12 +159,8 @@ async fn remove_backup(
     params(("project_id" = String, Path), ("instance_id" = String, Path), ("backup_id" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 400, description = "Running backup or unknown id"), (status = 404))
 )]
-pub async fn delete_backup(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Path(path): Path<(String, String, String)>,
-) -> ApiResult<StatusCode> {
-    remove_backup(&state, &caller, &path.1, &path.2).await?;
+pub async fn delete_backup(call: Call) -> ApiResult<StatusCode> {
+    remove_backup(&call).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -204,14 +171,8 @@ pub async fn delete_backup(
     params(("project_id" = String, Path), ("instance_id" = String, Path), ("backup_id" = String, Path)),
     responses((status = 200, description = "`{\"message\": \"\"}`"), (status = 400), (status = 404))
 )]
-pub async fn delete_backup_v1(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Path(path): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
-    remove_backup(&state, &caller, &path.1, &path.2)
-        .await
-        .map_err(ApiError::v1)?;
+pub async fn delete_backup_v1(call: Call) -> ApiResult<Json<Value>> {
+    remove_backup(&call).await.map_err(ApiError::v1)?;
     Ok(Json(serde_json::json!({"message": ""})))
 }
 
@@ -223,20 +184,16 @@ pub async fn delete_backup_v1(
     request_body = LinksBody,
     responses((status = 200, body = LinksResponse), (status = 400, description = "DCS.4800 expiration or backup"), (status = 404))
 )]
-pub async fn create_links(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Path(path): Path<(String, String, String)>,
-    body: Bytes,
-) -> ApiResult<Json<LinksResponse>> {
-    let inst = load_instance(&state, &caller, &path.1).await?;
+pub async fn create_links(call: Call, body: Bytes) -> ApiResult<Json<LinksResponse>> {
+    let state = &call.state;
+    let inst = call.instance().await?;
     let body: LinksBody = optional_body(&body)?;
     let ttl = body
         .expiration
         .as_i64()
         .filter(|s| (300..=86_400).contains(s))
         .ok_or_else(|| ApiError::invalid("expiration"))?;
-    let rec = load_backup(&state, &inst, &path.2).await?;
+    let rec = load_backup(state, &inst, call.raw_backup_id()).await?;
     if rec.status != BackupStatus::Succeed {
         return Err(ApiError::invalid("backup_id")
             .with_ext(format!("the backup is {}, it has no files", rec.status)));
@@ -267,7 +224,7 @@ pub async fn create_links(
             .await
         {
             Ok(Some(url)) => url,
-            Ok(None) => downloads::signed_link(&state, &rec.id, &f.name, expires).await?,
+            Ok(None) => downloads::signed_link(state, &rec.id, &f.name, expires).await?,
             Err(e) => {
                 tracing::error!(backup = %rec.id, error = %e, "cannot presign a download link");
                 return Err(ApiError::internal());

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use subtle::ConstantTimeEq;
 
 use super::auth::sign;
-use super::error::ApiError;
+use super::error::{ApiError, Dcs};
 use super::params::pairs;
 use super::{AppState, Shared};
 use crate::catalog::Catalog;
@@ -74,12 +74,7 @@ pub async fn signed_link(
 }
 
 fn denied() -> Response {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "DCS.2003",
-        "The link is invalid or has expired.",
-    )
-    .into_response()
+    ApiError::new(Dcs::LinkDenied).into_response()
 }
 
 /// Download one backup file through a signed, expiring link.
@@ -136,14 +131,7 @@ pub async fn download(
         Ok(None) => return denied(),
         Err(e) => return ApiError::from(e).into_response(),
     }
-    let gone = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "DCS.4001",
-            "The backup file no longer exists.",
-        )
-        .into_response()
-    };
+    let gone = || ApiError::new(Dcs::FileGone).into_response();
     if rec.status != BackupStatus::Succeed {
         return gone();
     }

@@ -2,20 +2,20 @@
 //! Redis servers.
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::RawQuery;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde_json::Value;
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, Dcs};
 use super::params::{pairs, DEFAULT_LIMIT, MAX_LIMIT};
 use super::wire::{
-    parse_body, validate_policy, CreateInstanceBody, CreateInstanceResponse, CreatedInstanceJson,
-    InstanceJson, InstanceListJson, ModifyInstanceBody,
+    parse_body, validate_policy, CreateInstanceResponse, CreatedInstanceJson, InstanceBody,
+    InstanceJson, InstanceListJson,
 };
-use super::{instance_status, load_instance, Caller, Shared};
+use super::{instance_status, Call, Caller, Shared};
 use crate::model::{now_millis, Connection, Instance, InstanceId, Secret, StoredPolicy, Topology};
 use crate::redis::{discover, RedisError};
 
@@ -33,17 +33,8 @@ pub fn routes() -> Router<Shared> {
         )
 }
 
-fn bad_name() -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "DCS.4010",
-        "Invalid DCS instance name. The name must be 4 to 64 characters in length. \
-         Only letters (case-insensitive), digits, underscores (_) ,and hyphens (-) are allowed.",
-    )
-}
-
 fn validate_name(v: &Value) -> ApiResult<String> {
-    let name = v.as_str().ok_or_else(bad_name)?;
+    let name = v.as_str().ok_or(Dcs::BadName)?;
     // The reference: 4–64 characters, starting with a letter or digit,
     // then letters, digits, underscores and hyphens.
     let ok = (4..=64).contains(&name.chars().count())
@@ -54,18 +45,14 @@ fn validate_name(v: &Value) -> ApiResult<String> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    ok.then(|| name.to_owned()).ok_or_else(bad_name)
+    Ok(ok.then(|| name.to_owned()).ok_or(Dcs::BadName)?)
 }
 
 fn validate_description(v: &Value) -> ApiResult<String> {
     match v {
         Value::Null => Ok(String::new()),
         Value::String(s) if s.chars().count() <= 1024 => Ok(s.clone()),
-        _ => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "DCS.4011",
-            "DCS instance description cannot exceed 1024 characters.",
-        )),
+        _ => Err(ApiError::new(Dcs::BadDescription)),
     }
 }
 
@@ -91,18 +78,17 @@ fn validate_port(v: &Value) -> ApiResult<Option<u16>> {
     }
 }
 
-fn optional_string(
-    v: &Value,
-    name: &str,
-    code: &'static str,
-    msg: &str,
-) -> ApiResult<Option<String>> {
+/// A password or user name: absent or empty is none; `fault` tells which
+/// of the two is wrong.
+fn credential_field(v: &Value, name: &str, fault: Dcs) -> ApiResult<Option<String>> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) if s.is_empty() => Ok(None),
+        Value::String(s) if !credential_ok(s) => {
+            Err(ApiError::new(fault).with_ext("at most 512 bytes, no control characters"))
+        }
         Value::String(s) => Ok(Some(s.clone())),
-        _ => Err(ApiError::new(StatusCode::BAD_REQUEST, code, msg)
-            .with_ext(format!("{name} must be a string"))),
+        _ => Err(ApiError::new(fault).with_ext(format!("{name} must be a string"))),
     }
 }
 
@@ -115,20 +101,6 @@ fn optional_bool(v: &Value, name: &str) -> ApiResult<Option<bool>> {
     }
 }
 
-fn bad_password() -> (&'static str, &'static str) {
-    (
-        "DCS.4845",
-        "The password parameter is missing or its value is invalid.",
-    )
-}
-
-fn bad_user() -> (&'static str, &'static str) {
-    (
-        "DCS.4844",
-        "The access_user parameter is missing or its value is invalid.",
-    )
-}
-
 /// Maps a failure to reach or log in to Redis to the DCS error that tells
 /// the user which part of the request to fix. The texts are fixed
 /// phrases: nothing a server sent is echoed, and a closed port reads like
@@ -136,24 +108,12 @@ fn bad_user() -> (&'static str, &'static str) {
 fn connect_error(e: &RedisError) -> ApiError {
     const AUTH: &str = "authentication failed";
     match e {
-        RedisError::Auth(_) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "DCS.4080",
-            "Instance password verify failed.",
-        )
-        .with_ext(AUTH),
+        RedisError::Auth(_) => ApiError::new(Dcs::WrongPassword).with_ext(AUTH),
         RedisError::Server(m) if m.starts_with("NOAUTH") || m.starts_with("WRONGPASS") => {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "DCS.4080",
-                "Instance password verify failed.",
-            )
-            .with_ext(AUTH)
+            ApiError::new(Dcs::WrongPassword).with_ext(AUTH)
         }
         RedisError::Server(m) if m.starts_with("NOPERM") => {
-            let (code, msg) = bad_user();
-            ApiError::new(StatusCode::BAD_REQUEST, code, msg)
-                .with_ext("the user lacks a permission the service needs")
+            ApiError::new(Dcs::BadUser).with_ext("the user lacks a permission the service needs")
         }
         RedisError::Tls(_) => ApiError::invalid("enable_ssl").with_ext("TLS handshake failed"),
         RedisError::Refused { .. } => {
@@ -179,23 +139,11 @@ fn credential_ok(s: &str) -> bool {
 }
 
 fn password_field(v: &Value) -> ApiResult<Option<String>> {
-    let (c, m) = bad_password();
-    let p = optional_string(v, "password", c, m)?;
-    match p {
-        Some(p) if !credential_ok(&p) => Err(ApiError::new(StatusCode::BAD_REQUEST, c, m)
-            .with_ext("at most 512 bytes, no control characters")),
-        p => Ok(p),
-    }
+    credential_field(v, "password", Dcs::BadPassword)
 }
 
 fn user_field(v: &Value) -> ApiResult<Option<String>> {
-    let (c, m) = bad_user();
-    let u = optional_string(v, "access_user", c, m)?;
-    match u {
-        Some(u) if !credential_ok(&u) => Err(ApiError::new(StatusCode::BAD_REQUEST, c, m)
-            .with_ext("at most 512 bytes, no control characters")),
-        u => Ok(u),
-    }
+    credential_field(v, "access_user", Dcs::BadUser)
 }
 
 async fn discover_or_reject(state: &Shared, conn: &Connection) -> ApiResult<Topology> {
@@ -218,41 +166,26 @@ async fn name_taken(
     Ok(same.iter().any(|i| Some(&i.id) != except))
 }
 
-fn name_exists() -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "DCS.4060",
-        "This DCS instance name already exists.",
-    )
-}
-
 /// Adopt an existing Redis or Valkey server.
 #[utoipa::path(
     post,
     path = "/v2/{project_id}/instances",
     params(("project_id" = String, Path)),
-    request_body = CreateInstanceBody,
+    request_body = InstanceBody,
     responses(
         (status = 200, body = CreateInstanceResponse, description = "Adopted"),
         (status = 400, description = "Invalid request, unreachable server or wrong password"),
         (status = 401, description = "Bad signature"),
     )
 )]
-pub async fn create_instance(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    body: Bytes,
-) -> ApiResult<Json<CreateInstanceResponse>> {
-    let body: CreateInstanceBody = parse_body(&body)?;
+pub async fn create_instance(call: Call, body: Bytes) -> ApiResult<Json<CreateInstanceResponse>> {
+    let Call { state, caller, .. } = call;
+    let body: InstanceBody = parse_body(&body)?;
     let name = validate_name(&body.name)?;
     let description = validate_description(&body.description)?;
     if let Some(engine) = body.engine.as_str() {
         if !engine.eq_ignore_ascii_case("redis") && !engine.eq_ignore_ascii_case("valkey") {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "DCS.4006",
-                "The selected cache engine type is not supported.",
-            ));
+            return Err(ApiError::new(Dcs::EngineUnsupported));
         }
     }
     let host = validate_host(&body.private_ip)?;
@@ -274,7 +207,7 @@ pub async fn create_instance(
             updated_at: now,
         });
     if name_taken(&state, &caller, &name, None).await? {
-        return Err(name_exists());
+        return Err(ApiError::new(Dcs::NameExists));
     }
     let connection = Connection {
         host,
@@ -318,10 +251,10 @@ pub async fn create_instance(
     responses((status = 200, body = InstanceListJson))
 )]
 pub async fn list_instances(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
+    call: Call,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<InstanceListJson>> {
+    let Call { state, caller, .. } = call;
     let q = pairs(raw.as_deref());
     let get = |k: &str| {
         q.iter()
@@ -348,7 +281,7 @@ pub async fn list_instances(
         Some(_) => return Err(ApiError::invalid("name_equal")),
     };
     let (items, total) = if let Some(id) = get("instance_id") {
-        let id = InstanceId::parse(id).ok_or_else(ApiError::bad_instance_id)?;
+        let id = InstanceId::parse(id).ok_or(Dcs::BadInstanceId)?;
         let found = state.catalog.instance(&caller.0, &id).await?;
         let n = u64::from(found.is_some());
         (found.into_iter().collect(), n)
@@ -381,14 +314,9 @@ pub async fn list_instances(
     params(("project_id" = String, Path), ("instance_id" = String, Path)),
     responses((status = 200, body = InstanceJson), (status = 404, description = "DCS.3022"))
 )]
-pub async fn show_instance(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Path(path): Path<(String, String)>,
-) -> ApiResult<Json<InstanceJson>> {
-    let id = path.1;
-    let inst = load_instance(&state, &caller, &id).await?;
-    let status = instance_status(&state, &inst).await;
+pub async fn show_instance(call: Call) -> ApiResult<Json<InstanceJson>> {
+    let inst = call.instance().await?;
+    let status = instance_status(&call.state, &inst).await;
     Ok(Json(InstanceJson::new(&inst, status)))
 }
 
@@ -399,23 +327,18 @@ pub async fn show_instance(
     put,
     path = "/v2/{project_id}/instances/{instance_id}",
     params(("project_id" = String, Path), ("instance_id" = String, Path)),
-    request_body = ModifyInstanceBody,
+    request_body = InstanceBody,
     responses((status = 204, description = "Modified"), (status = 400), (status = 404))
 )]
-pub async fn modify_instance(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Path(path): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<StatusCode> {
-    let id = path.1;
-    let mut inst = load_instance(&state, &caller, &id).await?;
-    let body: ModifyInstanceBody = parse_body(&body)?;
+pub async fn modify_instance(call: Call, body: Bytes) -> ApiResult<StatusCode> {
+    let mut inst = call.instance().await?;
+    let Call { state, caller, .. } = call;
+    let body: InstanceBody = parse_body(&body)?;
     let now = now_millis();
     if !body.name.is_null() {
         let name = validate_name(&body.name)?;
         if name != inst.name && name_taken(&state, &caller, &name, Some(&inst.id)).await? {
-            return Err(name_exists());
+            return Err(ApiError::new(Dcs::NameExists));
         }
         inst.name = name;
     }
@@ -446,8 +369,7 @@ pub async fn modify_instance(
         || conn.username != old.username
         || conn.tls != old.tls;
     if moved && old.password.is_some() && body.password.is_null() {
-        let (c, m) = bad_password();
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, c, m).with_ext(
+        return Err(ApiError::new(Dcs::BadPassword).with_ext(
             "changing the address, port, user or TLS of an instance requires its password",
         ));
     }
@@ -470,7 +392,7 @@ pub async fn modify_instance(
     }
     inst.updated_at = now;
     if !state.catalog.update_instance(&inst).await? {
-        return Err(ApiError::no_instance());
+        return Err(ApiError::new(Dcs::NoInstance));
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -482,13 +404,9 @@ pub async fn modify_instance(
     params(("project_id" = String, Path), ("instance_id" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 400, description = "A job is running"), (status = 404))
 )]
-pub async fn delete_instance(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Path(path): Path<(String, String)>,
-) -> ApiResult<Response> {
-    let id = path.1;
-    let inst = load_instance(&state, &caller, &id).await?;
+pub async fn delete_instance(call: Call) -> ApiResult<Response> {
+    let inst = call.instance().await?;
+    let Call { state, caller, .. } = call;
     if let Some(kind) = state.catalog.active_job_kind(&inst.id).await? {
         return Err(ApiError::busy(kind));
     }
@@ -497,7 +415,7 @@ pub async fn delete_instance(
         .delete_instance(&caller.0, &inst.id, now_millis())
         .await?
     {
-        return Err(ApiError::no_instance());
+        return Err(ApiError::new(Dcs::NoInstance));
     }
     tracing::info!(instance = %inst.id, "instance deleted; its backups are kept");
     Ok(StatusCode::NO_CONTENT.into_response())

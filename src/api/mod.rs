@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -24,11 +25,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
-use self::error::ApiError;
+use self::error::{ApiError, ApiResult, Dcs};
 use crate::catalog::Catalog;
 use crate::config::HttpSettings;
 use crate::jobs::Jobs;
-use crate::model::{InstanceId, ProjectId};
+use crate::model::{Instance, InstanceId, ProjectId};
 use crate::redis::ConnectOptions;
 use crate::storage::Store;
 
@@ -84,6 +85,81 @@ pub type Shared = Arc<AppState>;
 #[derive(Clone, Debug)]
 pub struct Caller(pub ProjectId);
 
+/// The API version a route belongs to: it decides the query's parameter
+/// names and paging (`params`) and the shape of an error body (`error`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    V2,
+    V1,
+}
+
+/// The ids a signed route's path may carry, as sent.
+#[derive(serde::Deserialize, Debug, Default)]
+struct PathIds {
+    instance_id: Option<String>,
+    backup_id: Option<String>,
+}
+
+/// What every signed handler starts from: the shared state, the caller
+/// [`authenticate`] found, and the ids in the path. Parsing and loading
+/// them is left to the handler, so that it validates in the order a user
+/// fixes a request.
+pub(crate) struct Call {
+    pub state: Shared,
+    pub caller: Caller,
+    ids: PathIds,
+}
+
+impl FromRequestParts<Shared> for Call {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Response> {
+        let Some(caller) = parts.extensions.get::<Caller>().cloned() else {
+            tracing::error!("a signed route was reached without authentication");
+            return Err(ApiError::internal().into_response());
+        };
+        let Path(ids) = Path::<PathIds>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self {
+            state: state.clone(),
+            caller,
+            ids,
+        })
+    }
+}
+
+impl Call {
+    /// The `{instance_id}` of the path, parsed (DCS.4061 if malformed).
+    pub fn instance_id(&self) -> ApiResult<InstanceId> {
+        let raw = self.ids.instance_id.as_deref().unwrap_or("");
+        Ok(InstanceId::parse(raw).ok_or(Dcs::BadInstanceId)?)
+    }
+
+    /// The `{backup_id}` of the path, as sent.
+    pub fn raw_backup_id(&self) -> &str {
+        self.ids.backup_id.as_deref().unwrap_or("")
+    }
+
+    /// The caller's instance named by the path.
+    pub async fn instance(&self) -> ApiResult<Instance> {
+        let id = self.instance_id()?;
+        let found = self.state.catalog.instance(&self.caller.0, &id).await?;
+        Ok(found.ok_or(Dcs::NoInstance)?)
+    }
+
+    /// Like [`Call::instance`], but finds a deleted instance too: only for
+    /// the routes that list and delete its backups.
+    pub async fn instance_including_deleted(&self) -> ApiResult<Instance> {
+        let id = self.instance_id()?;
+        let catalog = &self.state.catalog;
+        let found = catalog
+            .instance_including_deleted(&self.caller.0, &id)
+            .await?;
+        Ok(found.map(|(inst, _deleted)| inst).ok_or(Dcs::NoInstance)?)
+    }
+}
+
 /// Guards every signed route, cheapest check first: repeated query keys
 /// (400), then the signature's presence and date from the headers alone
 /// (401 before a byte of the body is read), then the body within the body
@@ -94,16 +170,16 @@ async fn authenticate(State(state): State<Shared>, req: Request, next: Next) -> 
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
     if let Err(e) = params::refuse_repeated(parts.uri.query()) {
-        return if path.starts_with("/v1.0/") {
-            e.v1()
+        let version = if path.starts_with("/v1.0/") {
+            Version::V1
         } else {
-            e
-        }
-        .into_response();
+            Version::V2
+        };
+        return e.in_version(version).into_response();
     }
     let now = time::OffsetDateTime::now_utc();
     let refused = |e: ApiError| {
-        tracing::info!(path, code = e.code, "request refused");
+        tracing::info!(path, code = e.code(), "request refused");
         e.into_response()
     };
     let presented = match auth::precheck(&parts.headers, now) {
@@ -115,12 +191,7 @@ async fn authenticate(State(state): State<Shared>, req: Request, next: Next) -> 
         Ok(Ok(b)) => b,
         Ok(Err(_)) => return ApiError::invalid("body").into_response(),
         Err(_) => {
-            let mut r = ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "DCS.4800",
-                "The request body did not arrive in time.",
-            )
-            .into_response();
+            let mut r = ApiError::new(Dcs::BodyTimeout).into_response();
             r.headers_mut().insert(
                 axum::http::header::CONNECTION,
                 axum::http::HeaderValue::from_static("close"),
@@ -144,8 +215,7 @@ async fn authenticate(State(state): State<Shared>, req: Request, next: Next) -> 
     };
     let path_project = path.split('/').nth(2).unwrap_or("");
     if path_project != project.as_str() {
-        return ApiError::unauthorized("DCS.1004", "Project ID does not match the token.")
-            .into_response();
+        return ApiError::new(Dcs::ProjectMismatch).into_response();
     }
     if auth::is_mutating(&parts.method) {
         match state
@@ -160,7 +230,7 @@ async fn authenticate(State(state): State<Shared>, req: Request, next: Next) -> 
                     ak = presented.access(),
                     "replayed signed request refused"
                 );
-                return ApiError::unauthorized("DCS.1001", "Request already used.").into_response();
+                return ApiError::new(Dcs::SignatureReused).into_response();
             }
             Err(e) => return e.into_response(),
         }
@@ -217,8 +287,7 @@ async fn health(State(state): State<Shared>) -> Response {
         wire::BackupListJson,
         wire::RestoreRecordJson,
         wire::RestoreListJson,
-        wire::CreateInstanceBody,
-        wire::ModifyInstanceBody,
+        wire::InstanceBody,
         wire::CreateInstanceResponse,
         wire::InstanceJson,
         wire::InstanceListJson,
@@ -244,7 +313,7 @@ async fn openapi() -> Response {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found_url()
+    ApiError::new(Dcs::NoUrl)
 }
 
 /// The whole HTTP surface.
@@ -262,36 +331,6 @@ pub fn router(state: Shared) -> Router {
         .merge(signed)
         .fallback(not_found)
         .with_state(state)
-}
-
-/// Parses the instance id in a path and loads the caller's instance.
-pub(crate) async fn load_instance(
-    state: &AppState,
-    caller: &Caller,
-    raw_id: &str,
-) -> Result<crate::model::Instance, ApiError> {
-    let id = InstanceId::parse(raw_id).ok_or_else(ApiError::bad_instance_id)?;
-    state
-        .catalog
-        .instance(&caller.0, &id)
-        .await?
-        .ok_or_else(ApiError::no_instance)
-}
-
-/// Like [`load_instance`], but finds a deleted instance too: only for the
-/// routes that list and delete its backups.
-pub(crate) async fn load_instance_including_deleted(
-    state: &AppState,
-    caller: &Caller,
-    raw_id: &str,
-) -> Result<crate::model::Instance, ApiError> {
-    let id = InstanceId::parse(raw_id).ok_or_else(ApiError::bad_instance_id)?;
-    state
-        .catalog
-        .instance_including_deleted(&caller.0, &id)
-        .await?
-        .map(|(inst, _deleted)| inst)
-        .ok_or_else(ApiError::no_instance)
 }
 
 /// Reachability of an instance as `RUNNING` or `ERROR`, checked at most

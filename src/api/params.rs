@@ -3,7 +3,8 @@
 //! parameter names and in whether paging is `offset` (0-based) or `start`
 //! (1-based).
 
-use super::error::ApiError;
+use super::error::{ApiError, Dcs};
+use super::Version;
 use crate::model::{ListQuery, Millis};
 
 pub const DEFAULT_LIMIT: u64 = 10;
@@ -93,13 +94,6 @@ pub fn parse_compact_time(value: &str) -> Option<Millis> {
     Some(date.with_time(t).assume_utc().unix_timestamp() * 1000)
 }
 
-/// Which API version's parameter names and paging apply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Version {
-    V2,
-    V1,
-}
-
 /// Parses a record listing's query string.
 pub fn list_query(raw: Option<&str>, version: Version) -> Result<ListQuery, ApiError> {
     let pairs = pairs(raw);
@@ -150,7 +144,7 @@ pub fn list_query(raw: Option<&str>, version: Version) -> Result<ListQuery, ApiE
     let end = time(end_names)?.map(|e| e + 999);
     if let (Some(b), Some(e)) = (begin, end) {
         if e < b {
-            return Err(ApiError::end_before_begin());
+            return Err(ApiError::new(Dcs::EndBeforeBegin));
         }
     }
     Ok(ListQuery {
@@ -195,7 +189,7 @@ mod tests {
     fn code(raw: &str, v: Version) -> String {
         match list_query(Some(raw), v) {
             Ok(_) => "ok".into(),
-            Err(e) => format!("{} {}", e.code, e.msg),
+            Err(e) => format!("{} {}", e.code(), e.msg),
         }
     }
 

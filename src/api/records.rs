@@ -1,16 +1,16 @@
 //! Backup and restore record listings, v2 and v1.0 (the seed APIs).
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::RawQuery;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Router;
 
-use super::error::{ApiError, ApiResult};
-use super::params::{list_query, Version};
+use super::error::{ApiError, ApiResult, Dcs};
+use super::params::list_query;
 use super::wire::{BackupListJson, BackupRecordJson, RestoreListJson, RestoreRecordJson};
-use super::{Caller, Shared};
-use crate::model::{BackupRecord, InstanceId, ListQuery, Page, RestoreRecord};
+use super::{Call, Shared, Version};
+use crate::model::{InstanceId, ListQuery};
 
 pub fn routes() -> Router<Shared> {
     Router::new()
@@ -35,40 +35,43 @@ pub fn routes() -> Router<Shared> {
 /// Validates the instance id, then the query; the catalog then checks
 /// that the instance is the caller's in the same statement that reads the
 /// page: the order in which a user would fix their request.
-fn prepare(id: &str, raw: Option<&str>, version: Version) -> ApiResult<(InstanceId, ListQuery)> {
-    let id = InstanceId::parse(id).ok_or_else(ApiError::bad_instance_id)?;
-    let q = list_query(raw, version)?;
+fn prepare(call: &Call, raw: Option<&str>, v: Version) -> ApiResult<(InstanceId, ListQuery)> {
+    let id = call.instance_id()?;
+    let q = list_query(raw, v)?;
     Ok((id, q))
 }
 
-async fn backups(
-    state: &Shared,
-    caller: &Caller,
-    id: &str,
-    raw: Option<&str>,
-    v: Version,
-) -> ApiResult<Page<BackupRecord>> {
-    let (id, q) = prepare(id, raw, v)?;
-    state
-        .catalog
-        .list_backups(&caller.0, &id, &q)
-        .await?
-        .ok_or_else(ApiError::no_instance)
+/// Both versions' backup listing.
+async fn backup_listing(call: &Call, raw: Option<&str>, v: Version) -> ApiResult<Response> {
+    let (id, q) = prepare(call, raw, v)?;
+    let found = call.state.catalog.list_backups(&call.caller.0, &id, &q);
+    let page = found.await?.ok_or(Dcs::NoInstance)?;
+    let body = BackupListJson {
+        backup_record_response: page.items.iter().map(BackupRecordJson::from).collect(),
+        total_num: page.total,
+    };
+    Ok(listing_json(&body, page.items.len()))
 }
 
-async fn restores(
-    state: &Shared,
-    caller: &Caller,
-    id: &str,
-    raw: Option<&str>,
-    v: Version,
-) -> ApiResult<Page<RestoreRecord>> {
-    let (id, q) = prepare(id, raw, v)?;
-    state
-        .catalog
-        .list_restores(&caller.0, &id, &q)
-        .await?
-        .ok_or_else(ApiError::no_instance)
+/// Both versions' restore listing; v2 answers 204 when none match, v1.0
+/// adds each record's source instance.
+async fn restore_listing(call: &Call, raw: Option<&str>, v: Version) -> ApiResult<Response> {
+    let (id, q) = prepare(call, raw, v)?;
+    let found = call.state.catalog.list_restores(&call.caller.0, &id, &q);
+    let page = found.await?.ok_or(Dcs::NoInstance)?;
+    if page.total == 0 && v == Version::V2 {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let with_source = v == Version::V1;
+    let body = RestoreListJson {
+        restore_record_response: page
+            .items
+            .iter()
+            .map(|r| RestoreRecordJson::new(r, with_source))
+            .collect(),
+        total_num: page.total,
+    };
+    Ok(listing_json(&body, page.items.len()))
 }
 
 /// A listing's JSON, written into a buffer sized for its records at once
@@ -82,26 +85,6 @@ fn listing_json<T: serde::Serialize>(body: &T, records: usize) -> Response {
             ApiError::internal().into_response()
         }
     }
-}
-
-fn backup_list(page: &Page<BackupRecord>) -> Response {
-    let body = BackupListJson {
-        backup_record_response: page.items.iter().map(BackupRecordJson::from).collect(),
-        total_num: page.total,
-    };
-    listing_json(&body, page.items.len())
-}
-
-fn restore_list(page: &Page<RestoreRecord>, v: Version) -> Response {
-    let body = RestoreListJson {
-        restore_record_response: page
-            .items
-            .iter()
-            .map(|r| RestoreRecordJson::new(r, v == Version::V1))
-            .collect(),
-        total_num: page.total,
-    };
-    listing_json(&body, page.items.len())
 }
 
 /// List backup records, newest first.
@@ -121,15 +104,8 @@ fn restore_list(page: &Page<RestoreRecord>, v: Version) -> Response {
         (status = 404, description = "DCS.3022"),
     )
 )]
-pub async fn list_backups_v2(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Path(path): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult<Response> {
-    let id = path.1;
-    let page = backups(&state, &caller, &id, raw.as_deref(), Version::V2).await?;
-    Ok(backup_list(&page))
+pub async fn list_backups_v2(call: Call, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    backup_listing(&call, raw.as_deref(), Version::V2).await
 }
 
 /// List restore records, newest first; 204 when none match.
@@ -147,18 +123,8 @@ pub async fn list_backups_v2(
         (status = 400), (status = 404),
     )
 )]
-pub async fn list_restores_v2(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Path(path): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult<Response> {
-    let id = path.1;
-    let page = restores(&state, &caller, &id, raw.as_deref(), Version::V2).await?;
-    if page.total == 0 {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    Ok(restore_list(&page, Version::V2))
+pub async fn list_restores_v2(call: Call, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    restore_listing(&call, raw.as_deref(), Version::V2).await
 }
 
 /// v1.0: list backup records (`start` 1-based, `beginTime`/`endTime`).
@@ -172,17 +138,10 @@ pub async fn list_restores_v2(
     ),
     responses((status = 200, body = BackupListJson), (status = 400), (status = 404))
 )]
-pub async fn list_backups_v1(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Path(path): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult<Response> {
-    let id = path.1;
-    let page = backups(&state, &caller, &id, raw.as_deref(), Version::V1)
+pub async fn list_backups_v1(call: Call, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    backup_listing(&call, raw.as_deref(), Version::V1)
         .await
-        .map_err(ApiError::v1)?;
-    Ok(backup_list(&page))
+        .map_err(ApiError::v1)
 }
 
 /// v1.0: list restore records, with the source instance of each.
@@ -196,15 +155,8 @@ pub async fn list_backups_v1(
     ),
     responses((status = 200, body = RestoreListJson), (status = 400), (status = 404))
 )]
-pub async fn list_restores_v1(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Path(path): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult<Response> {
-    let id = path.1;
-    let page = restores(&state, &caller, &id, raw.as_deref(), Version::V1)
+pub async fn list_restores_v1(call: Call, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    restore_listing(&call, raw.as_deref(), Version::V1)
         .await
-        .map_err(ApiError::v1)?;
-    Ok(restore_list(&page, Version::V1))
+        .map_err(ApiError::v1)
 }

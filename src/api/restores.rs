@@ -1,19 +1,17 @@
 //! Starting restores (v2 and v1.0).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, Dcs};
 use super::wire::{
     parse_body, validate_remark, CreateRestoreBody, CreateRestoreResponse, DryRunJson,
 };
-use super::{load_instance, Caller, Shared};
+use super::{Call, Shared};
 use crate::catalog::NewRestore;
-use crate::model::{now_millis, BackupId, BackupStatus, RestoreId, RestoreRecord, RestoreStatus};
+use crate::model::{now_millis, BackupId, BackupStatus, RestoreId, RestoreStatus};
 
 pub fn routes() -> Router<Shared> {
     Router::new()
@@ -27,19 +25,11 @@ pub fn routes() -> Router<Shared> {
         )
 }
 
-/// What a restore request led to.
-enum Started {
-    Queued(RestoreRecord),
-    DryRun(DryRunJson),
-}
-
-async fn start_restore(
-    state: &Shared,
-    caller: &Caller,
-    instance: &str,
-    body: &Bytes,
-) -> ApiResult<Started> {
-    let inst = load_instance(state, caller, instance).await?;
+/// Both versions' `POST …/restores`: queues a restore and answers its id,
+/// or with `"dry_run": true` answers the plan and writes nothing.
+async fn start_restore(call: &Call, body: &Bytes) -> ApiResult<Response> {
+    let Call { state, caller, .. } = call;
+    let inst = call.instance().await?;
     let body: CreateRestoreBody = parse_body(body)?;
     let remark = validate_remark(&body.remark)?;
     let dry_run = match &body.dry_run {
@@ -60,17 +50,13 @@ async fn start_restore(
         .filter(|b| b.project_id == caller.0)
         .ok_or_else(|| ApiError::invalid("backup_id"))?;
     if backup.status != BackupStatus::Succeed {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "DCS.4087",
-            "The restoration operation is allowed only when the backup task succeeded.",
-        )
-        .with_ext(format!("the backup is {}", backup.status)));
+        return Err(ApiError::new(Dcs::BackupNotSucceeded)
+            .with_ext(format!("the backup is {}", backup.status)));
     }
     if dry_run {
         let plan = crate::jobs::restore::dry_run(&state.jobs, &inst, &backup).await;
         tracing::info!(instance = %inst.id, backup = %backup.id, accepted = plan.refusal.is_none(), "restore dry run");
-        return Ok(Started::DryRun(plan.into()));
+        return Ok(Json(DryRunJson::from(plan)).into_response());
     }
     let source = state
         .catalog
@@ -97,17 +83,10 @@ async fn start_restore(
         .await?;
     state.jobs.wake();
     tracing::info!(instance = %inst.id, restore = %rec.id, backup = %backup.id, "restore queued");
-    Ok(Started::Queued(rec))
-}
-
-fn answer(started: Started) -> Response {
-    match started {
-        Started::Queued(rec) => Json(CreateRestoreResponse {
-            restore_id: rec.id.to_string(),
-        })
-        .into_response(),
-        Started::DryRun(plan) => Json(plan).into_response(),
-    }
+    let queued = CreateRestoreResponse {
+        restore_id: rec.id.to_string(),
+    };
+    Ok(Json(queued).into_response())
 }
 
 /// Restore a backup (of this or another instance of the project) into this instance.
@@ -122,15 +101,8 @@ fn answer(started: Started) -> Response {
         (status = 404, description = "DCS.3022"),
     )
 )]
-pub async fn create_restore(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Path(path): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    Ok(answer(
-        start_restore(&state, &caller, &path.1, &body).await?,
-    ))
+pub async fn create_restore(call: Call, body: Bytes) -> ApiResult<Response> {
+    start_restore(&call, &body).await
 }
 
 /// v1.0: restore a backup into this instance.
@@ -141,14 +113,6 @@ pub async fn create_restore(
     request_body = CreateRestoreBody,
     responses((status = 200, body = CreateRestoreResponse), (status = 400), (status = 404))
 )]
-pub async fn create_restore_v1(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Path(path): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let started = start_restore(&state, &caller, &path.1, &body)
-        .await
-        .map_err(ApiError::v1)?;
-    Ok(answer(started))
+pub async fn create_restore_v1(call: Call, body: Bytes) -> ApiResult<Response> {
+    start_restore(&call, &body).await.map_err(ApiError::v1)
 }
