@@ -35,13 +35,7 @@ pub struct ServerInfo {
 pub async fn server_info(conn: &mut Conn) -> Result<(ServerInfo, Info), RedisError> {
     let server = conn.info("server").await?;
     let repl = conn.info("replication").await?;
-    let (engine, version) = match server.get("valkey_version") {
-        Some(v) => ("valkey".to_owned(), v.to_owned()),
-        None => (
-            server.get("server_name").unwrap_or("redis").to_owned(),
-            server.get("redis_version").unwrap_or("unknown").to_owned(),
-        ),
-    };
+    let (engine, version) = engine_and_version(&server);
     let role_master = repl.get("role") != Some("slave");
     // A replica's master is followed, so its address must be valid.
     let master = match (repl.get("master_host"), repl.get("master_port")) {
@@ -275,22 +269,28 @@ impl ServerFacts {
     }
 }
 
+/// Which server this is, from `INFO server`: Valkey reports
+/// `redis_version:7.2.4` for compatibility and its own version as
+/// `valkey_version`, so that field decides (Valkey 8 included).
+fn engine_and_version(server: &Info) -> (String, String) {
+    match server.get("valkey_version") {
+        Some(v) => ("valkey".to_owned(), v.to_owned()),
+        None => (
+            server.get("server_name").unwrap_or("redis").to_owned(),
+            server.get("redis_version").unwrap_or("unknown").to_owned(),
+        ),
+    }
+}
+
 /// Reads a server's [`ServerFacts`]: `INFO server`, `INFO memory`,
 /// `CONFIG GET databases` and `tls-replication`, `MODULE LIST`.
 pub async fn server_facts(conn: &mut Conn) -> Result<ServerFacts, RedisError> {
     let server = conn.info("server").await?;
     let memory = conn.info("memory").await?;
     let redis_version = server.get("redis_version").unwrap_or("0").to_owned();
-    let valkey_version = server.get("valkey_version").map(str::to_owned);
-    let rdb_version = dcs_rdb::rdb_version_for_server(&redis_version, valkey_version.as_deref())
+    let rdb_version = dcs_rdb::rdb_version_for_server(&redis_version, server.get("valkey_version"))
         .unwrap_or(9) as u32;
-    let (engine, version) = match &valkey_version {
-        Some(v) => ("valkey".to_owned(), v.clone()),
-        None => (
-            server.get("server_name").unwrap_or("redis").to_owned(),
-            redis_version.clone(),
-        ),
-    };
+    let (engine, version) = engine_and_version(&server);
     let num = |k: &str| memory.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
     let databases = match conn.cmd(&["CONFIG", "GET", "databases"]).await? {
         Reply::Error(_) => None,
