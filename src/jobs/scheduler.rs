@@ -47,7 +47,7 @@ fn window_on_local_day(p: &BackupPolicy, local_day: i64, hour: u8) -> Option<Win
     Some(Window {
         start,
         end: start + HOUR,
-        label: format!("{:02}:00-{:02}:00", hour, (hour + 1) % 24),
+        label: crate::model::window_label(hour),
     })
 }
 
@@ -187,7 +187,7 @@ impl Jobs {
                 .policy
                 .as_ref()
                 .and_then(|p| p.policy.begin_hour)
-                .map(|h| format!("{:02}:00-{:02}:00", h, (h + 1) % 24));
+                .map(crate::model::window_label);
             let rec = self
                 .catalog
                 .insert_backup(&NewBackup {
