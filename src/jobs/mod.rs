@@ -19,7 +19,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::catalog::{Catalog, ClaimedJob};
 use crate::clock::{Clock, SystemClock};
-use crate::model::{now_millis, JobError, JobKind};
+use crate::model::{now_millis, BackupRecord, BackupStatus, JobError, JobKind, Millis};
 use crate::redis::feed::FeedServer;
 use crate::redis::{ConnectOptions, RedisError};
 use crate::storage::{StorageError, Store};
@@ -77,6 +77,39 @@ impl From<crate::catalog::CatalogError> for JobFailure {
     fn from(e: crate::catalog::CatalogError) -> Self {
         Self::new(JobError::ToolStart, format!("catalog: {e}"))
     }
+}
+
+/// Why a backup could not be retired.
+#[derive(Debug, thiserror::Error)]
+pub enum RetireError {
+    /// Its files could not be removed; the record was left as it was.
+    #[error("cannot delete the backup's files: {0}")]
+    Files(#[source] StorageError),
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+}
+
+/// Retires a finished backup, for a deletion and for an expiry alike:
+/// removes the files under its prefix, then moves its record to `status`
+/// (`deleted` or `expired`). The record changes only once the files are
+/// gone, so a failure leaves it to be retired again. `Ok(false)`: the record
+/// was not in a final state.
+pub async fn retire_backup(
+    jobs: &Jobs,
+    rec: &BackupRecord,
+    status: BackupStatus,
+    now: Millis,
+) -> Result<bool, RetireError> {
+    let prefix = crate::storage::backup_prefix(
+        rec.project_id.as_str(),
+        rec.instance_id.as_str(),
+        rec.id.as_str(),
+    );
+    jobs.store
+        .delete_prefix(&prefix)
+        .await
+        .map_err(RetireError::Files)?;
+    Ok(jobs.catalog.retire_backup(&rec.id, status, now).await?)
 }
 
 /// Tunables of the job runner.
