@@ -10,7 +10,7 @@
 
 use super::records::NewBackup;
 use super::records::NewRestore;
-use super::{is_unique_violation, on_db, Catalog, CatalogError, Db, Result};
+use super::{bind_args, is_unique_violation, on_db, Arg, Catalog, CatalogError, Db, Result};
 use crate::model::{
     BackupId, BackupRecord, InstanceId, JobError, JobId, JobKind, Millis, RestoreRecord,
 };
@@ -344,36 +344,17 @@ impl Catalog {
         now: Millis,
     ) -> Result<bool> {
         let sql = format!(
-            "UPDATE backups SET status = $4, size = $5, error_code = $6, manifest = $7, \
-             progress = CASE WHEN $4 = 'succeed' THEN 10000 ELSE progress END, updated_at = $8 \
+            "UPDATE backups SET status = $5, size = $6, error_code = $7, manifest = $8, \
+             progress = CASE WHEN $5 = 'succeed' THEN 10000 ELSE progress END, updated_at = $4 \
              WHERE id = $1 AND {OWNED}"
         );
-        let done = on_db!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
-            let n = sqlx::query(&sql)
-                .bind(&job.record_id)
-                .bind(job.id.as_str())
-                .bind(owner)
-                .bind(out.status.as_str())
-                .bind(out.size)
-                .bind(out.error.map(JobError::code))
-                .bind(out.manifest.as_deref())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if n == 1 {
-                sqlx::query(RELEASE_JOB)
-                    .bind(job.id.as_str())
-                    .bind(owner)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            n == 1
-        });
-        Ok(done)
+        let args = [
+            Arg::Text(Some(out.status.as_str())),
+            Arg::Int(Some(out.size)),
+            Arg::Text(out.error.map(JobError::code)),
+            Arg::Text(out.manifest.as_deref()),
+        ];
+        self.finish_owned(job, owner, now, &sql, &args).await
     }
 
     /// `waiting` → `restoring`.
@@ -422,25 +403,42 @@ impl Catalog {
         now: Millis,
     ) -> Result<bool> {
         let sql = format!(
-            "UPDATE restores SET status = $4, error_code = $5, path = $6, reason = $8, \
+            "UPDATE restores SET status = $5, error_code = $6, path = $7, reason = $8, \
              detail = NULL, \
-             progress = CASE WHEN $4 = 'succeed' THEN 10000 ELSE progress END, updated_at = $7 \
+             progress = CASE WHEN $5 = 'succeed' THEN 10000 ELSE progress END, updated_at = $4 \
              WHERE id = $1 AND {OWNED}"
         );
+        let args = [
+            Arg::Text(Some(out.status.as_str())),
+            Arg::Text(out.error.map(JobError::code)),
+            Arg::Text(out.path.as_deref()),
+            Arg::Text(out.reason.as_deref()),
+        ];
+        self.finish_owned(job, owner, now, &sql, &args).await
+    }
+
+    /// Runs a runner's final record update and, if it landed (the job is
+    /// still `owner`'s), releases the job, in one transaction: a record
+    /// never says finished while its job still holds the instance.
+    /// `update` takes $1 the record, $2 the job, $3 the owner, $4 `now`,
+    /// then `args` from $5.
+    async fn finish_owned(
+        &self,
+        job: &ClaimedJob,
+        owner: &str,
+        now: Millis,
+        update: &str,
+        args: &[Arg<'_>],
+    ) -> Result<bool> {
         let done = on_db!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            let n = sqlx::query(&sql)
+            let mut query = sqlx::query(update)
                 .bind(&job.record_id)
                 .bind(job.id.as_str())
                 .bind(owner)
-                .bind(out.status.as_str())
-                .bind(out.error.map(JobError::code))
-                .bind(out.path.as_deref())
-                .bind(now)
-                .bind(out.reason.as_deref())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                .bind(now);
+            query = bind_args!(query, args);
+            let n = query.execute(&mut *tx).await?.rows_affected();
             if n == 1 {
                 sqlx::query(RELEASE_JOB)
                     .bind(job.id.as_str())

@@ -42,20 +42,8 @@ impl Catalog {
         end: Millis,
         now: Millis,
     ) -> Result<WindowRow> {
-        let res = on_db!(&self.db, pool => sqlx::query(
-            "INSERT INTO backup_windows (instance_id, window_start, window_end, state, backup_id, updated_at) \
-             VALUES ($1, $2, $3, 'pending', NULL, $4)")
-            .bind(instance.as_str())
-            .bind(start)
-            .bind(end)
-            .bind(now)
-            .execute(pool)
-            .await.map(|_| ()));
-        match res {
-            Ok(()) => {}
-            Err(e) if is_unique_violation(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
+        self.insert_window(instance, start, end, "pending", now)
+            .await?;
         let row: (String, i64, i64, String, Option<String>) = on_db!(&self.db, pool => sqlx::query_as(
             "SELECT instance_id, window_start, window_end, state, backup_id FROM backup_windows \
              WHERE instance_id = $1 AND window_start = $2")
@@ -81,12 +69,27 @@ impl Catalog {
         end: Millis,
         now: Millis,
     ) -> Result<bool> {
+        self.insert_window(instance, start, end, "skipped", now)
+            .await
+    }
+
+    /// Inserts a window row in `state`; false if the window already has
+    /// one (claimed, or recorded, by another node or an earlier tick).
+    async fn insert_window(
+        &self,
+        instance: &InstanceId,
+        start: Millis,
+        end: Millis,
+        state: &str,
+        now: Millis,
+    ) -> Result<bool> {
         let res = on_db!(&self.db, pool => sqlx::query(
             "INSERT INTO backup_windows (instance_id, window_start, window_end, state, backup_id, updated_at) \
-             VALUES ($1, $2, $3, 'skipped', NULL, $4)")
+             VALUES ($1, $2, $3, $4, NULL, $5)")
             .bind(instance.as_str())
             .bind(start)
             .bind(end)
+            .bind(state)
             .bind(now)
             .execute(pool)
             .await.map(|_| ()));
