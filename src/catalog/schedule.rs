@@ -3,7 +3,8 @@
 //! A window is claimed by inserting `(instance_id, window_start)`; the
 //! primary key makes the claim exactly-once across restarts and replicas.
 
-use super::{is_unique_violation, on_db, Catalog, Result};
+use super::records::Record;
+use super::{is_unique_violation, on_db, Arg, Catalog, Result};
 use crate::model::{BackupId, BackupRecord, Instance, InstanceId, Millis};
 
 /// A window's row.
@@ -152,10 +153,10 @@ impl Catalog {
         let sql = format!(
             "SELECT {} FROM backups WHERE status = 'succeed' AND expires_at IS NOT NULL AND expires_at < $1 \
              ORDER BY expires_at LIMIT $2",
-            super::records::BACKUP_COLUMNS
+            <BackupRecord as Record>::COLUMNS
         );
-        let rows: Vec<super::records::BackupRow> = on_db!(&self.db, pool => sqlx::query_as(&sql).bind(now).bind(limit).fetch_all(pool).await)?;
-        rows.into_iter().map(BackupRecord::try_from).collect()
+        self.records(&sql, &[Arg::Int(Some(now)), Arg::Int(Some(limit))])
+            .await
     }
 
     /// The time a backup expires, if it does.
