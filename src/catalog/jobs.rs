@@ -86,28 +86,37 @@ impl Catalog {
     /// [`CatalogError::Busy`] when the instance already has an unfinished job.
     #[tracing::instrument(skip_all, fields(backup = %b.id, instance = %b.instance_id))]
     pub async fn enqueue_backup(&self, b: &NewBackup) -> Result<BackupRecord> {
-        let job = JobId::generate();
-        self.insert_job(&job, JobKind::Backup, &b.instance_id, b.id.as_str())
-            .await?;
-        match self.insert_backup(b).await {
-            Ok(rec) => {
-                self.release_job_hold(&job).await?;
-                Ok(rec)
-            }
-            Err(e) => {
-                self.delete_job(&job).await?;
-                Err(e)
-            }
-        }
+        self.enqueue(JobKind::Backup, &b.instance_id, b.id.as_str(), || {
+            self.insert_backup(b)
+        })
+        .await
     }
 
     /// Records a new restore and queues its job, or refuses when busy.
     #[tracing::instrument(skip_all, fields(restore = %r.id, instance = %r.instance_id))]
     pub async fn enqueue_restore(&self, r: &NewRestore) -> Result<RestoreRecord> {
+        self.enqueue(JobKind::Restore, &r.instance_id, r.id.as_str(), || {
+            self.insert_restore(r)
+        })
+        .await
+    }
+
+    /// Takes the instance's job slot, runs `insert` (the record's insert),
+    /// then makes the job claimable; if the insert fails the slot is freed.
+    async fn enqueue<T, F, Fut>(
+        &self,
+        kind: JobKind,
+        instance: &InstanceId,
+        record_id: &str,
+        insert: F,
+    ) -> Result<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         let job = JobId::generate();
-        self.insert_job(&job, JobKind::Restore, &r.instance_id, r.id.as_str())
-            .await?;
-        match self.insert_restore(r).await {
+        self.insert_job(&job, kind, instance, record_id).await?;
+        match insert().await {
             Ok(rec) => {
                 self.release_job_hold(&job).await?;
                 Ok(rec)
