@@ -309,14 +309,8 @@ impl Catalog {
             "UPDATE backups SET status = 'backuping', progress = 0, size = 0, error_code = NULL, \
              execution_at = $4, updated_at = $4 WHERE id = $1 AND {OWNED}"
         );
-        let n = on_db!(&self.db, pool => sqlx::query(&sql)
-            .bind(&job.record_id)
-            .bind(job.id.as_str())
-            .bind(owner)
-            .bind(now)
-            .execute(pool)
-            .await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
+        self.update_owned(job, owner, &sql, &[Arg::Int(Some(now))])
+            .await
     }
 
     /// Writes progress (hundredths of a percent) of a running backup.
@@ -332,16 +326,17 @@ impl Catalog {
             "UPDATE backups SET progress = $4, size = $5, updated_at = $6 \
              WHERE id = $1 AND status = 'backuping' AND {OWNED}"
         );
-        let n = on_db!(&self.db, pool => sqlx::query(&sql)
-            .bind(&job.record_id)
-            .bind(job.id.as_str())
-            .bind(owner)
-            .bind(progress)
-            .bind(size)
-            .bind(now)
-            .execute(pool)
-            .await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
+        self.update_owned(
+            job,
+            owner,
+            &sql,
+            &[
+                Arg::Int(Some(progress)),
+                Arg::Int(Some(size)),
+                Arg::Int(Some(now)),
+            ],
+        )
+        .await
     }
 
     /// Writes a backup's final state and releases its job, atomically.
@@ -372,14 +367,8 @@ impl Catalog {
             "UPDATE restores SET status = 'restoring', progress = 0, error_code = NULL, updated_at = $4 \
              WHERE id = $1 AND {OWNED}"
         );
-        let n = on_db!(&self.db, pool => sqlx::query(&sql)
-            .bind(&job.record_id)
-            .bind(job.id.as_str())
-            .bind(owner)
-            .bind(now)
-            .execute(pool)
-            .await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
+        self.update_owned(job, owner, &sql, &[Arg::Int(Some(now))])
+            .await
     }
 
     pub async fn restore_progress(
@@ -392,15 +381,13 @@ impl Catalog {
         let sql = format!(
             "UPDATE restores SET progress = $4, updated_at = $5 WHERE id = $1 AND status = 'restoring' AND {OWNED}"
         );
-        let n = on_db!(&self.db, pool => sqlx::query(&sql)
-            .bind(&job.record_id)
-            .bind(job.id.as_str())
-            .bind(owner)
-            .bind(progress)
-            .bind(now)
-            .execute(pool)
-            .await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
+        self.update_owned(
+            job,
+            owner,
+            &sql,
+            &[Arg::Int(Some(progress)), Arg::Int(Some(now))],
+        )
+        .await
     }
 
     /// Writes a restore's final state and releases its job, atomically.
@@ -424,6 +411,25 @@ impl Catalog {
             Arg::Text(out.reason.as_deref()),
         ];
         self.finish_owned(job, owner, now, &sql, &args).await
+    }
+
+    /// Runs a runner's record update (`$1` the record, `$2` the job, `$3`
+    /// the owner, then `args` from `$4`, guarded by `OWNED`); false if the
+    /// job is no longer `owner`'s.
+    async fn update_owned(
+        &self,
+        job: &ClaimedJob,
+        owner: &str,
+        update: &str,
+        args: &[Arg<'_>],
+    ) -> Result<bool> {
+        let n = on_db!(&self.db, pool => bind_args!(sqlx::query(update)
+            .bind(&job.record_id)
+            .bind(job.id.as_str())
+            .bind(owner), args)
+            .execute(pool)
+            .await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
     }
 
     /// Runs a runner's final record update and, if it landed (the job is
@@ -505,14 +511,8 @@ impl Catalog {
         };
         let detail = sealed.as_str();
         let sql = format!("UPDATE restores SET detail = $4 WHERE id = $1 AND {OWNED}");
-        let n = on_db!(&self.db, pool => sqlx::query(&sql)
-            .bind(&job.record_id)
-            .bind(job.id.as_str())
-            .bind(owner)
-            .bind(detail)
-            .execute(pool)
-            .await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
+        self.update_owned(job, owner, &sql, &[Arg::Text(Some(detail))])
+            .await
     }
 
     /// How a finished restore put the data in (`replication feed`, …).
