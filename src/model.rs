@@ -431,6 +431,13 @@ pub struct BackupPolicy {
     pub timezone_offset: Option<String>,
 }
 
+/// The one-hour window opening at `hour`, as policies write it
+/// (`HH:00-HH+1:00`, wrapping at midnight): a policy's `begin_at` and an
+/// automatic backup's `period`.
+pub fn window_label(hour: u8) -> String {
+    format!("{:02}:00-{:02}:00", hour, (hour + 1) % 24)
+}
+
 /// A stored policy with its identity and stamps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredPolicy {

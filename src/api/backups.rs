@@ -15,6 +15,7 @@ use super::wire::{
 };
 use super::{downloads, Call, Shared};
 use crate::catalog::NewBackup;
+use crate::jobs::RetireError;
 use crate::model::{
     now_millis, BackupFormat, BackupId, BackupRecord, BackupStatus, BackupType, Instance,
 };
@@ -135,19 +136,14 @@ async fn remove_backup(call: &Call) -> ApiResult<()> {
         return Err(ApiError::busy(crate::model::JobKind::Restore)
             .with_ext("a restore is reading this backup"));
     }
-    let prefix = backup_prefix(
-        rec.project_id.as_str(),
-        rec.instance_id.as_str(),
-        rec.id.as_str(),
-    );
-    state.store.delete_prefix(&prefix).await.map_err(|e| {
-        tracing::error!(backup = %rec.id, error = %e, "cannot delete backup files");
-        ApiError::new(Dcs::DeleteFailed)
-    })?;
-    state
-        .catalog
-        .retire_backup(&rec.id, BackupStatus::Deleted, now_millis())
-        .await?;
+    match crate::jobs::retire_backup(&state.jobs, &rec, BackupStatus::Deleted, now_millis()).await {
+        Ok(_) => {}
+        Err(RetireError::Files(e)) => {
+            tracing::error!(backup = %rec.id, error = %e, "cannot delete backup files");
+            return Err(ApiError::new(Dcs::DeleteFailed));
+        }
+        Err(RetireError::Catalog(e)) => return Err(e.into()),
+    }
     tracing::info!(backup = %rec.id, "backup deleted; record kept");
     Ok(())
 }

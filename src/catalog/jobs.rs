@@ -10,7 +10,7 @@
 
 use super::records::NewBackup;
 use super::records::NewRestore;
-use super::{is_unique_violation, on_db, Catalog, CatalogError, Db, Result};
+use super::{bind_args, is_unique_violation, on_db, Arg, Catalog, CatalogError, Db, Result};
 use crate::model::{
     BackupId, BackupRecord, InstanceId, JobError, JobId, JobKind, Millis, RestoreRecord,
 };
@@ -86,28 +86,37 @@ impl Catalog {
     /// [`CatalogError::Busy`] when the instance already has an unfinished job.
     #[tracing::instrument(skip_all, fields(backup = %b.id, instance = %b.instance_id))]
     pub async fn enqueue_backup(&self, b: &NewBackup) -> Result<BackupRecord> {
-        let job = JobId::generate();
-        self.insert_job(&job, JobKind::Backup, &b.instance_id, b.id.as_str())
-            .await?;
-        match self.insert_backup(b).await {
-            Ok(rec) => {
-                self.release_job_hold(&job).await?;
-                Ok(rec)
-            }
-            Err(e) => {
-                self.delete_job(&job).await?;
-                Err(e)
-            }
-        }
+        self.enqueue(JobKind::Backup, &b.instance_id, b.id.as_str(), || {
+            self.insert_backup(b)
+        })
+        .await
     }
 
     /// Records a new restore and queues its job, or refuses when busy.
     #[tracing::instrument(skip_all, fields(restore = %r.id, instance = %r.instance_id))]
     pub async fn enqueue_restore(&self, r: &NewRestore) -> Result<RestoreRecord> {
+        self.enqueue(JobKind::Restore, &r.instance_id, r.id.as_str(), || {
+            self.insert_restore(r)
+        })
+        .await
+    }
+
+    /// Takes the instance's job slot, runs `insert` (the record's insert),
+    /// then makes the job claimable; if the insert fails the slot is freed.
+    async fn enqueue<T, F, Fut>(
+        &self,
+        kind: JobKind,
+        instance: &InstanceId,
+        record_id: &str,
+        insert: F,
+    ) -> Result<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         let job = JobId::generate();
-        self.insert_job(&job, JobKind::Restore, &r.instance_id, r.id.as_str())
-            .await?;
-        match self.insert_restore(r).await {
+        self.insert_job(&job, kind, instance, record_id).await?;
+        match insert().await {
             Ok(rec) => {
                 self.release_job_hold(&job).await?;
                 Ok(rec)
@@ -300,14 +309,8 @@ impl Catalog {
             "UPDATE backups SET status = 'backuping', progress = 0, size = 0, error_code = NULL, \
              execution_at = $4, updated_at = $4 WHERE id = $1 AND {OWNED}"
         );
-        let n = on_db!(&self.db, pool => sqlx::query(&sql)
-            .bind(&job.record_id)
-            .bind(job.id.as_str())
-            .bind(owner)
-            .bind(now)
-            .execute(pool)
-            .await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
+        self.update_owned(job, owner, &sql, &[Arg::Int(Some(now))])
+            .await
     }
 
     /// Writes progress (hundredths of a percent) of a running backup.
@@ -323,16 +326,17 @@ impl Catalog {
             "UPDATE backups SET progress = $4, size = $5, updated_at = $6 \
              WHERE id = $1 AND status = 'backuping' AND {OWNED}"
         );
-        let n = on_db!(&self.db, pool => sqlx::query(&sql)
-            .bind(&job.record_id)
-            .bind(job.id.as_str())
-            .bind(owner)
-            .bind(progress)
-            .bind(size)
-            .bind(now)
-            .execute(pool)
-            .await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
+        self.update_owned(
+            job,
+            owner,
+            &sql,
+            &[
+                Arg::Int(Some(progress)),
+                Arg::Int(Some(size)),
+                Arg::Int(Some(now)),
+            ],
+        )
+        .await
     }
 
     /// Writes a backup's final state and releases its job, atomically.
@@ -344,36 +348,17 @@ impl Catalog {
         now: Millis,
     ) -> Result<bool> {
         let sql = format!(
-            "UPDATE backups SET status = $4, size = $5, error_code = $6, manifest = $7, \
-             progress = CASE WHEN $4 = 'succeed' THEN 10000 ELSE progress END, updated_at = $8 \
+            "UPDATE backups SET status = $5, size = $6, error_code = $7, manifest = $8, \
+             progress = CASE WHEN $5 = 'succeed' THEN 10000 ELSE progress END, updated_at = $4 \
              WHERE id = $1 AND {OWNED}"
         );
-        let done = on_db!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
-            let n = sqlx::query(&sql)
-                .bind(&job.record_id)
-                .bind(job.id.as_str())
-                .bind(owner)
-                .bind(out.status.as_str())
-                .bind(out.size)
-                .bind(out.error.map(JobError::code))
-                .bind(out.manifest.as_deref())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if n == 1 {
-                sqlx::query(RELEASE_JOB)
-                    .bind(job.id.as_str())
-                    .bind(owner)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            n == 1
-        });
-        Ok(done)
+        let args = [
+            Arg::Text(Some(out.status.as_str())),
+            Arg::Int(Some(out.size)),
+            Arg::Text(out.error.map(JobError::code)),
+            Arg::Text(out.manifest.as_deref()),
+        ];
+        self.finish_owned(job, owner, now, &sql, &args).await
     }
 
     /// `waiting` → `restoring`.
@@ -382,14 +367,8 @@ impl Catalog {
             "UPDATE restores SET status = 'restoring', progress = 0, error_code = NULL, updated_at = $4 \
              WHERE id = $1 AND {OWNED}"
         );
-        let n = on_db!(&self.db, pool => sqlx::query(&sql)
-            .bind(&job.record_id)
-            .bind(job.id.as_str())
-            .bind(owner)
-            .bind(now)
-            .execute(pool)
-            .await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
+        self.update_owned(job, owner, &sql, &[Arg::Int(Some(now))])
+            .await
     }
 
     pub async fn restore_progress(
@@ -402,15 +381,13 @@ impl Catalog {
         let sql = format!(
             "UPDATE restores SET progress = $4, updated_at = $5 WHERE id = $1 AND status = 'restoring' AND {OWNED}"
         );
-        let n = on_db!(&self.db, pool => sqlx::query(&sql)
-            .bind(&job.record_id)
-            .bind(job.id.as_str())
-            .bind(owner)
-            .bind(progress)
-            .bind(now)
-            .execute(pool)
-            .await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
+        self.update_owned(
+            job,
+            owner,
+            &sql,
+            &[Arg::Int(Some(progress)), Arg::Int(Some(now))],
+        )
+        .await
     }
 
     /// Writes a restore's final state and releases its job, atomically.
@@ -422,25 +399,61 @@ impl Catalog {
         now: Millis,
     ) -> Result<bool> {
         let sql = format!(
-            "UPDATE restores SET status = $4, error_code = $5, path = $6, reason = $8, \
+            "UPDATE restores SET status = $5, error_code = $6, path = $7, reason = $8, \
              detail = NULL, \
-             progress = CASE WHEN $4 = 'succeed' THEN 10000 ELSE progress END, updated_at = $7 \
+             progress = CASE WHEN $5 = 'succeed' THEN 10000 ELSE progress END, updated_at = $4 \
              WHERE id = $1 AND {OWNED}"
         );
+        let args = [
+            Arg::Text(Some(out.status.as_str())),
+            Arg::Text(out.error.map(JobError::code)),
+            Arg::Text(out.path.as_deref()),
+            Arg::Text(out.reason.as_deref()),
+        ];
+        self.finish_owned(job, owner, now, &sql, &args).await
+    }
+
+    /// Runs a runner's record update (`$1` the record, `$2` the job, `$3`
+    /// the owner, then `args` from `$4`, guarded by `OWNED`); false if the
+    /// job is no longer `owner`'s.
+    async fn update_owned(
+        &self,
+        job: &ClaimedJob,
+        owner: &str,
+        update: &str,
+        args: &[Arg<'_>],
+    ) -> Result<bool> {
+        let n = on_db!(&self.db, pool => bind_args!(sqlx::query(update)
+            .bind(&job.record_id)
+            .bind(job.id.as_str())
+            .bind(owner), args)
+            .execute(pool)
+            .await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Runs a runner's final record update and, if it landed (the job is
+    /// still `owner`'s), releases the job, in one transaction: a record
+    /// never says finished while its job still holds the instance.
+    /// `update` takes $1 the record, $2 the job, $3 the owner, $4 `now`,
+    /// then `args` from $5.
+    async fn finish_owned(
+        &self,
+        job: &ClaimedJob,
+        owner: &str,
+        now: Millis,
+        update: &str,
+        args: &[Arg<'_>],
+    ) -> Result<bool> {
         let done = on_db!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            let n = sqlx::query(&sql)
+            let mut query = sqlx::query(update)
                 .bind(&job.record_id)
                 .bind(job.id.as_str())
                 .bind(owner)
-                .bind(out.status.as_str())
-                .bind(out.error.map(JobError::code))
-                .bind(out.path.as_deref())
-                .bind(now)
-                .bind(out.reason.as_deref())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                .bind(now);
+            query = bind_args!(query, args);
+            let n = query.execute(&mut *tx).await?.rows_affected();
             if n == 1 {
                 sqlx::query(RELEASE_JOB)
                     .bind(job.id.as_str())
@@ -498,14 +511,8 @@ impl Catalog {
         };
         let detail = sealed.as_str();
         let sql = format!("UPDATE restores SET detail = $4 WHERE id = $1 AND {OWNED}");
-        let n = on_db!(&self.db, pool => sqlx::query(&sql)
-            .bind(&job.record_id)
-            .bind(job.id.as_str())
-            .bind(owner)
-            .bind(detail)
-            .execute(pool)
-            .await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
+        self.update_owned(job, owner, &sql, &[Arg::Text(Some(detail))])
+            .await
     }
 
     /// How a finished restore put the data in (`replication feed`, …).

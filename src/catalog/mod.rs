@@ -78,6 +78,29 @@ macro_rules! on_db {
 }
 pub(crate) use on_db;
 
+/// A value bound by position where a statement's parameters are shared
+/// by several callers (see [`bind_args`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Arg<'a> {
+    Int(Option<i64>),
+    Text(Option<&'a str>),
+}
+
+/// Binds `args` in order to a query of either engine.
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {{
+        let mut query = $query;
+        for arg in $args {
+            query = match *arg {
+                $crate::catalog::Arg::Int(v) => query.bind(v),
+                $crate::catalog::Arg::Text(v) => query.bind(v),
+            };
+        }
+        query
+    }};
+}
+pub(crate) use bind_args;
+
 /// A credential: an access key bound to one project.
 #[derive(Clone, Debug)]
 pub struct Credential {
@@ -168,6 +191,46 @@ impl InstanceRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
+    }
+}
+
+/// An instance's stored forms of its password, topology and policy.
+struct InstanceFields {
+    password: Option<String>,
+    topology: String,
+    policy: Option<String>,
+}
+
+impl InstanceFields {
+    fn of(catalog: &Catalog, inst: &Instance) -> Result<Self> {
+        Ok(Self {
+            password: catalog.seal_password(inst)?,
+            topology: serde_json::to_string(&inst.topology)
+                .map_err(|e| CatalogError::Corrupt(e.to_string()))?,
+            policy: policy_json(&inst.policy)?,
+        })
+    }
+
+    /// The first 14 of [`INSTANCE_COLUMNS`] in order (`id` … `policy_updated_at`),
+    /// as insert and update both bind them.
+    fn args<'a>(&'a self, inst: &'a Instance) -> [Arg<'a>; 14] {
+        let policy = inst.policy.as_ref();
+        [
+            Arg::Text(Some(inst.id.as_str())),
+            Arg::Text(Some(inst.project_id.as_str())),
+            Arg::Text(Some(&inst.name)),
+            Arg::Text(Some(&inst.description)),
+            Arg::Text(Some(&inst.connection.host)),
+            Arg::Int(Some(i64::from(inst.connection.port))),
+            Arg::Text(inst.connection.username.as_deref()),
+            Arg::Text(self.password.as_deref()),
+            Arg::Int(Some(i64::from(inst.connection.tls))),
+            Arg::Text(Some(&self.topology)),
+            Arg::Text(self.policy.as_deref()),
+            Arg::Text(policy.map(|p| p.id.as_str())),
+            Arg::Int(policy.map(|p| p.created_at)),
+            Arg::Int(policy.map(|p| p.updated_at)),
+        ]
     }
 }
 
@@ -491,30 +554,16 @@ impl Catalog {
 
     #[tracing::instrument(skip_all, fields(instance = %inst.id))]
     pub async fn insert_instance(&self, inst: &Instance) -> Result<()> {
-        let password = self.seal_password(inst)?;
-        let topology = serde_json::to_string(&inst.topology)
-            .map_err(|e| CatalogError::Corrupt(e.to_string()))?;
-        let policy = policy_json(&inst.policy)?;
+        let fields = InstanceFields::of(self, inst)?;
         let sql = format!(
             "INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         );
-        on_db!(&self.db, pool => sqlx::query(&sql)
-            .bind(inst.id.as_str())
-            .bind(inst.project_id.as_str())
-            .bind(&inst.name)
-            .bind(&inst.description)
-            .bind(&inst.connection.host)
-            .bind(i64::from(inst.connection.port))
-            .bind(inst.connection.username.as_deref())
-            .bind(&password)
-            .bind(i64::from(inst.connection.tls))
-            .bind(&topology)
-            .bind(policy)
-            .bind(inst.policy.as_ref().map(|p| p.id.clone()))
-            .bind(inst.policy.as_ref().map(|p| p.created_at))
-            .bind(inst.policy.as_ref().map(|p| p.updated_at))
-            .bind(inst.created_at)
-            .bind(inst.updated_at)
+        let args = fields.args(inst);
+        let stamps = [
+            Arg::Int(Some(inst.created_at)),
+            Arg::Int(Some(inst.updated_at)),
+        ];
+        on_db!(&self.db, pool => bind_args!(bind_args!(sqlx::query(&sql), &args), &stamps)
             .execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
@@ -522,30 +571,14 @@ impl Catalog {
     /// Writes every mutable field of an existing instance.
     #[tracing::instrument(skip_all, fields(instance = %inst.id))]
     pub async fn update_instance(&self, inst: &Instance) -> Result<bool> {
-        let password = self.seal_password(inst)?;
-        let topology = serde_json::to_string(&inst.topology)
-            .map_err(|e| CatalogError::Corrupt(e.to_string()))?;
-        let policy = policy_json(&inst.policy)?;
-        let done = on_db!(&self.db, pool => sqlx::query(
+        let fields = InstanceFields::of(self, inst)?;
+        let args = fields.args(inst);
+        let stamps = [Arg::Int(Some(inst.updated_at))];
+        let done = on_db!(&self.db, pool => bind_args!(bind_args!(sqlx::query(
             "UPDATE instances SET name = $3, description = $4, host = $5, port = $6, username = $7, \
              password = $8, tls = $9, topology = $10, policy = $11, policy_id = $12, \
              policy_created_at = $13, policy_updated_at = $14, updated_at = $15 \
-             WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL")
-            .bind(inst.id.as_str())
-            .bind(inst.project_id.as_str())
-            .bind(&inst.name)
-            .bind(&inst.description)
-            .bind(&inst.connection.host)
-            .bind(i64::from(inst.connection.port))
-            .bind(inst.connection.username.as_deref())
-            .bind(&password)
-            .bind(i64::from(inst.connection.tls))
-            .bind(&topology)
-            .bind(policy)
-            .bind(inst.policy.as_ref().map(|p| p.id.clone()))
-            .bind(inst.policy.as_ref().map(|p| p.created_at))
-            .bind(inst.policy.as_ref().map(|p| p.updated_at))
-            .bind(inst.updated_at)
+             WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL"), &args), &stamps)
             .execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }

@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use super::{is_unique_violation, on_db, Catalog, CatalogError, Db, Result};
+use super::{bind_args, is_unique_violation, on_db, Arg, Catalog, CatalogError, Db, Result};
 use crate::model::{
     compact_utc, BackupFormat, BackupId, BackupRecord, BackupStatus, BackupType, InstanceId,
     JobError, ListQuery, Millis, Page, ProjectId, RestoreId, RestoreRecord, RestoreStatus,
@@ -47,139 +47,50 @@ pub struct NewRestore {
     pub error: Option<JobError>,
 }
 
-#[derive(sqlx::FromRow)]
-pub(crate) struct BackupRow {
-    id: String,
-    instance_id: String,
-    project_id: String,
-    name: String,
-    backup_type: String,
-    format: String,
-    status: String,
-    progress: i64,
-    size: i64,
-    period: Option<String>,
-    remark: String,
-    created_at: i64,
-    execution_at: Option<i64>,
-    updated_at: i64,
-    error_code: Option<String>,
-}
-
-pub(crate) const BACKUP_COLUMNS: &str = "id, instance_id, project_id, name, backup_type, format, \
-     status, progress, size, period, remark, created_at, execution_at, updated_at, error_code";
-
-impl TryFrom<BackupRow> for BackupRecord {
-    type Error = CatalogError;
-
-    fn try_from(r: BackupRow) -> Result<Self> {
-        let bad = |what: &str| CatalogError::Corrupt(format!("backup {}: {what}", r.id));
-        Ok(BackupRecord {
-            backup_type: BackupType::parse(&r.backup_type).ok_or_else(|| bad("type"))?,
-            format: BackupFormat::parse(&r.format).ok_or_else(|| bad("format"))?,
-            status: BackupStatus::parse(&r.status).ok_or_else(|| bad("status"))?,
-            project_id: ProjectId::parse(&r.project_id).ok_or_else(|| bad("project"))?,
-            error: r.error_code.as_deref().and_then(JobError::parse),
-            id: BackupId::from_stored(r.id),
-            instance_id: InstanceId::from_stored(r.instance_id),
-            name: r.name,
-            progress: r.progress,
-            size: r.size,
-            period: r.period,
-            remark: r.remark,
-            created_at: r.created_at,
-            execution_at: r.execution_at,
-            updated_at: r.updated_at,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct RestoreRow {
-    id: String,
-    instance_id: String,
-    project_id: String,
-    backup_id: String,
-    backup_name: String,
-    backup_remark: String,
-    source_instance_id: String,
-    source_instance_name: String,
-    name: String,
-    remark: String,
-    status: String,
-    progress: i64,
-    created_at: i64,
-    updated_at: i64,
-    error_code: Option<String>,
-    reason: Option<String>,
-}
-
-pub(crate) const RESTORE_COLUMNS: &str = "id, instance_id, project_id, backup_id, backup_name, \
-     backup_remark, source_instance_id, source_instance_name, name, remark, status, progress, \
-     created_at, updated_at, error_code, reason";
-
-impl TryFrom<RestoreRow> for RestoreRecord {
-    type Error = CatalogError;
-
-    fn try_from(r: RestoreRow) -> Result<Self> {
-        let bad = |what: &str| CatalogError::Corrupt(format!("restore {}: {what}", r.id));
-        Ok(RestoreRecord {
-            status: RestoreStatus::parse(&r.status).ok_or_else(|| bad("status"))?,
-            project_id: ProjectId::parse(&r.project_id).ok_or_else(|| bad("project"))?,
-            error: r.error_code.as_deref().and_then(JobError::parse),
-            reason: r.reason,
-            id: RestoreId::from_stored(r.id),
-            instance_id: InstanceId::from_stored(r.instance_id),
-            backup_id: BackupId::from_stored(r.backup_id),
-            backup_name: r.backup_name,
-            backup_remark: r.backup_remark,
-            source_instance_id: InstanceId::from_stored(r.source_instance_id),
-            source_instance_name: r.source_instance_name,
-            name: r.name,
-            remark: r.remark,
-            progress: r.progress,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        })
-    }
-}
-
-/// A record type as a listing reads it: the columns of
-/// [`Listed::COLUMNS`], in order from column 2 of a listing row (after the
-/// bounds). The instance and project are the listing's own, so they are
-/// not read back.
-trait Listed: Sized + Send + 'static {
+/// A record type read by column position: the columns of
+/// [`Record::COLUMNS`], in that order, from column `at` of a row of either
+/// engine. Every read of a record (by id, listings, the scheduler's) selects
+/// these columns and decodes them here, so there is one decoder per record.
+pub(crate) trait Record: Sized + Send + 'static {
     const COLUMNS: &'static str;
 
-    fn read<'r>(row: impl Columns<'r>, instance: &InstanceId, project: &ProjectId) -> Result<Self>;
+    fn decode<'r>(row: impl Columns<'r>, at: usize) -> Result<Self>;
 
     fn created_at(&self) -> Millis;
 }
 
 /// A row of either engine, read by column position; text is borrowed from
-/// the row, so a page's strings are copied once, into its records.
-trait Columns<'r>: Copy {
+/// the row, so a record's strings are copied once, into the record.
+pub(crate) trait Columns<'r>: Copy {
     fn text(self, i: usize) -> Result<&'r str>;
     fn text_or_null(self, i: usize) -> Result<Option<&'r str>>;
     fn int(self, i: usize) -> Result<i64>;
     fn int_or_null(self, i: usize) -> Result<Option<i64>>;
 }
 
-impl<'r> Columns<'r> for &'r sqlx::postgres::PgRow {
-    fn text(self, i: usize) -> Result<&'r str> {
-        Ok(sqlx::Row::try_get(self, i)?)
-    }
-    fn text_or_null(self, i: usize) -> Result<Option<&'r str>> {
-        Ok(sqlx::Row::try_get(self, i)?)
-    }
-    fn int(self, i: usize) -> Result<i64> {
-        Ok(sqlx::Row::try_get(self, i)?)
-    }
-    fn int_or_null(self, i: usize) -> Result<Option<i64>> {
-        Ok(sqlx::Row::try_get(self, i)?)
-    }
+/// Rows read through sqlx: PostgreSQL always, SQLite outside listings.
+macro_rules! sqlx_columns {
+    ($row:ty) => {
+        impl<'r> Columns<'r> for &'r $row {
+            fn text(self, i: usize) -> Result<&'r str> {
+                Ok(sqlx::Row::try_get(self, i)?)
+            }
+            fn text_or_null(self, i: usize) -> Result<Option<&'r str>> {
+                Ok(sqlx::Row::try_get(self, i)?)
+            }
+            fn int(self, i: usize) -> Result<i64> {
+                Ok(sqlx::Row::try_get(self, i)?)
+            }
+            fn int_or_null(self, i: usize) -> Result<Option<i64>> {
+                Ok(sqlx::Row::try_get(self, i)?)
+            }
+        }
+    };
 }
+sqlx_columns!(sqlx::postgres::PgRow);
+sqlx_columns!(sqlx::sqlite::SqliteRow);
 
+/// Rows of the SQLite listing reads (see `reads`).
 impl<'r> Columns<'r> for &'r rusqlite::Row<'_> {
     fn text(self, i: usize) -> Result<&'r str> {
         lite(i, self.get_ref(i)?.as_str())
@@ -196,32 +107,32 @@ impl<'r> Columns<'r> for &'r rusqlite::Row<'_> {
 }
 
 fn lite<T>(i: usize, v: rusqlite::types::FromSqlResult<T>) -> Result<T> {
-    v.map_err(|e| CatalogError::Corrupt(format!("listing column {i}: {e}")))
+    v.map_err(|e| CatalogError::Corrupt(format!("record column {i}: {e}")))
 }
 
-impl Listed for BackupRecord {
-    const COLUMNS: &'static str = "id, name, backup_type, format, status, progress, size, \
-         period, remark, created_at, execution_at, updated_at, error_code";
+impl Record for BackupRecord {
+    const COLUMNS: &'static str = "id, instance_id, project_id, name, backup_type, format, \
+         status, progress, size, period, remark, created_at, execution_at, updated_at, error_code";
 
-    fn read<'r>(r: impl Columns<'r>, instance: &InstanceId, project: &ProjectId) -> Result<Self> {
-        let id = r.text(2)?;
+    fn decode<'r>(r: impl Columns<'r>, at: usize) -> Result<Self> {
+        let id = r.text(at)?;
         let bad = |what: &str| CatalogError::Corrupt(format!("backup {id}: {what}"));
         Ok(BackupRecord {
             id: BackupId::from_stored(id.to_owned()),
-            instance_id: instance.clone(),
-            project_id: project.clone(),
-            name: r.text(3)?.to_owned(),
-            backup_type: BackupType::parse(r.text(4)?).ok_or_else(|| bad("type"))?,
-            format: BackupFormat::parse(r.text(5)?).ok_or_else(|| bad("format"))?,
-            status: BackupStatus::parse(r.text(6)?).ok_or_else(|| bad("status"))?,
-            progress: r.int(7)?,
-            size: r.int(8)?,
-            period: r.text_or_null(9)?.map(str::to_owned),
-            remark: r.text(10)?.to_owned(),
-            created_at: r.int(11)?,
-            execution_at: r.int_or_null(12)?,
-            updated_at: r.int(13)?,
-            error: r.text_or_null(14)?.and_then(JobError::parse),
+            instance_id: InstanceId::from_stored(r.text(at + 1)?.to_owned()),
+            project_id: ProjectId::parse(r.text(at + 2)?).ok_or_else(|| bad("project"))?,
+            name: r.text(at + 3)?.to_owned(),
+            backup_type: BackupType::parse(r.text(at + 4)?).ok_or_else(|| bad("type"))?,
+            format: BackupFormat::parse(r.text(at + 5)?).ok_or_else(|| bad("format"))?,
+            status: BackupStatus::parse(r.text(at + 6)?).ok_or_else(|| bad("status"))?,
+            progress: r.int(at + 7)?,
+            size: r.int(at + 8)?,
+            period: r.text_or_null(at + 9)?.map(str::to_owned),
+            remark: r.text(at + 10)?.to_owned(),
+            created_at: r.int(at + 11)?,
+            execution_at: r.int_or_null(at + 12)?,
+            updated_at: r.int(at + 13)?,
+            error: r.text_or_null(at + 14)?.and_then(JobError::parse),
         })
     }
 
@@ -230,31 +141,31 @@ impl Listed for BackupRecord {
     }
 }
 
-impl Listed for RestoreRecord {
-    const COLUMNS: &'static str = "id, backup_id, backup_name, backup_remark, \
-         source_instance_id, source_instance_name, name, remark, status, progress, created_at, \
-         updated_at, error_code, reason";
+impl Record for RestoreRecord {
+    const COLUMNS: &'static str = "id, instance_id, project_id, backup_id, backup_name, \
+         backup_remark, source_instance_id, source_instance_name, name, remark, status, progress, \
+         created_at, updated_at, error_code, reason";
 
-    fn read<'r>(r: impl Columns<'r>, instance: &InstanceId, project: &ProjectId) -> Result<Self> {
-        let id = r.text(2)?;
+    fn decode<'r>(r: impl Columns<'r>, at: usize) -> Result<Self> {
+        let id = r.text(at)?;
         let bad = |what: &str| CatalogError::Corrupt(format!("restore {id}: {what}"));
         Ok(RestoreRecord {
             id: RestoreId::from_stored(id.to_owned()),
-            instance_id: instance.clone(),
-            project_id: project.clone(),
-            backup_id: BackupId::from_stored(r.text(3)?.to_owned()),
-            backup_name: r.text(4)?.to_owned(),
-            backup_remark: r.text(5)?.to_owned(),
-            source_instance_id: InstanceId::from_stored(r.text(6)?.to_owned()),
-            source_instance_name: r.text(7)?.to_owned(),
-            name: r.text(8)?.to_owned(),
-            remark: r.text(9)?.to_owned(),
-            status: RestoreStatus::parse(r.text(10)?).ok_or_else(|| bad("status"))?,
-            progress: r.int(11)?,
-            created_at: r.int(12)?,
-            updated_at: r.int(13)?,
-            error: r.text_or_null(14)?.and_then(JobError::parse),
-            reason: r.text_or_null(15)?.map(str::to_owned),
+            instance_id: InstanceId::from_stored(r.text(at + 1)?.to_owned()),
+            project_id: ProjectId::parse(r.text(at + 2)?).ok_or_else(|| bad("project"))?,
+            backup_id: BackupId::from_stored(r.text(at + 3)?.to_owned()),
+            backup_name: r.text(at + 4)?.to_owned(),
+            backup_remark: r.text(at + 5)?.to_owned(),
+            source_instance_id: InstanceId::from_stored(r.text(at + 6)?.to_owned()),
+            source_instance_name: r.text(at + 7)?.to_owned(),
+            name: r.text(at + 8)?.to_owned(),
+            remark: r.text(at + 9)?.to_owned(),
+            status: RestoreStatus::parse(r.text(at + 10)?).ok_or_else(|| bad("status"))?,
+            progress: r.int(at + 11)?,
+            created_at: r.int(at + 12)?,
+            updated_at: r.int(at + 13)?,
+            error: r.text_or_null(at + 14)?.and_then(JobError::parse),
+            reason: r.text_or_null(at + 15)?.map(str::to_owned),
         })
     }
 
@@ -462,13 +373,27 @@ impl Catalog {
     }
 
     pub async fn backup(&self, id: &BackupId) -> Result<Option<BackupRecord>> {
-        let row: Option<BackupRow> = on_db!(&self.db, pool => sqlx::query_as(BACKUP_BY_ID.as_str()).bind(id.as_str()).fetch_optional(pool).await)?;
-        row.map(BackupRecord::try_from).transpose()
+        self.record_by_id(&BACKUP_BY_ID, id.as_str()).await
     }
 
     pub async fn restore(&self, id: &RestoreId) -> Result<Option<RestoreRecord>> {
-        let row: Option<RestoreRow> = on_db!(&self.db, pool => sqlx::query_as(RESTORE_BY_ID.as_str()).bind(id.as_str()).fetch_optional(pool).await)?;
-        row.map(RestoreRecord::try_from).transpose()
+        self.record_by_id(&RESTORE_BY_ID, id.as_str()).await
+    }
+
+    async fn record_by_id<T: Record>(&self, sql: &str, id: &str) -> Result<Option<T>> {
+        on_db!(&self.db, pool => {
+            let row = sqlx::query(sql).bind(id).fetch_optional(pool).await?;
+            row.as_ref().map(|row| T::decode(row, 0)).transpose()
+        })
+    }
+
+    /// The records `sql` selects (its columns [`Record::COLUMNS`]), in
+    /// the order it returns them.
+    pub(crate) async fn records<T: Record>(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<T>> {
+        on_db!(&self.db, pool => {
+            let rows = bind_args!(sqlx::query(sql), args).fetch_all(pool).await?;
+            rows.iter().map(|row| T::decode(row, 0)).collect()
+        })
     }
 
     /// One page of an instance's backup records, newest first; `None` if
@@ -498,7 +423,7 @@ impl Catalog {
     /// Runs a listing statement built by [`list_sql`]: the instance check,
     /// the seq bounds of the time range and the page's records in one
     /// round trip.
-    async fn list_page<T: Listed>(
+    async fn list_page<T: Record>(
         &self,
         statements: &'static ListStatements,
         project: &ProjectId,
@@ -522,8 +447,7 @@ impl Catalog {
                     Value::Integer(limit),
                 ];
                 args.extend(q.begin.into_iter().chain(q.end).map(Value::Integer));
-                let (inst, proj) = (instance.clone(), project.clone());
-                let read = move |row: &rusqlite::Row<'_>| T::read(row, &inst, &proj);
+                let read = |row: &rusqlite::Row<'_>| T::decode(row, 2);
                 let Some(listing) = reads.list(sql, args, q.limit, read).await? else {
                     return Ok(None);
                 };
@@ -551,7 +475,7 @@ impl Catalog {
                     // A range with no record on the page leaves one row
                     // with the bounds only.
                     if row.try_get::<Option<&str>, _>(2)?.is_some() {
-                        items.push(T::read(row, instance, project)?);
+                        items.push(T::decode(row, 2)?);
                     }
                 }
                 (first.try_get(0)?, first.try_get(1)?, items)
@@ -576,7 +500,7 @@ impl Catalog {
 /// touches one index of the table.
 ///
 /// Both engines return one row per record of the page, each carrying the
-/// bounds first (`lo`, `hi`) and then the record's [`Listed::COLUMNS`]; a
+/// bounds first (`lo`, `hi`) and then the record's [`Record::COLUMNS`]; a
 /// page with no record is one row of bounds and NULLs, and an instance that
 /// is not the project's gives no row. On PostgreSQL each bound is read once
 /// through a `LATERAL ... LIMIT 1` the page's range refers to; SQLite has
@@ -663,10 +587,18 @@ static BACKUP_LISTS: LazyLock<ListStatements> =
 static RESTORE_LISTS: LazyLock<ListStatements> =
     LazyLock::new(|| list_statements("restores", RestoreRecord::COLUMNS));
 
-static BACKUP_BY_ID: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE id = $1"));
-static RESTORE_BY_ID: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {RESTORE_COLUMNS} FROM restores WHERE id = $1"));
+static BACKUP_BY_ID: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM backups WHERE id = $1",
+        BackupRecord::COLUMNS
+    )
+});
+static RESTORE_BY_ID: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM restores WHERE id = $1",
+        RestoreRecord::COLUMNS
+    )
+});
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,8 @@
 //! A window is claimed by inserting `(instance_id, window_start)`; the
 //! primary key makes the claim exactly-once across restarts and replicas.
 
-use super::{is_unique_violation, on_db, Catalog, Result};
+use super::records::Record;
+use super::{is_unique_violation, on_db, Arg, Catalog, Result};
 use crate::model::{BackupId, BackupRecord, Instance, InstanceId, Millis};
 
 /// A window's row.
@@ -42,20 +43,8 @@ impl Catalog {
         end: Millis,
         now: Millis,
     ) -> Result<WindowRow> {
-        let res = on_db!(&self.db, pool => sqlx::query(
-            "INSERT INTO backup_windows (instance_id, window_start, window_end, state, backup_id, updated_at) \
-             VALUES ($1, $2, $3, 'pending', NULL, $4)")
-            .bind(instance.as_str())
-            .bind(start)
-            .bind(end)
-            .bind(now)
-            .execute(pool)
-            .await.map(|_| ()));
-        match res {
-            Ok(()) => {}
-            Err(e) if is_unique_violation(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
+        self.insert_window(instance, start, end, "pending", now)
+            .await?;
         let row: (String, i64, i64, String, Option<String>) = on_db!(&self.db, pool => sqlx::query_as(
             "SELECT instance_id, window_start, window_end, state, backup_id FROM backup_windows \
              WHERE instance_id = $1 AND window_start = $2")
@@ -81,12 +70,27 @@ impl Catalog {
         end: Millis,
         now: Millis,
     ) -> Result<bool> {
+        self.insert_window(instance, start, end, "skipped", now)
+            .await
+    }
+
+    /// Inserts a window row in `state`; false if the window already has
+    /// one (claimed, or recorded, by another node or an earlier tick).
+    async fn insert_window(
+        &self,
+        instance: &InstanceId,
+        start: Millis,
+        end: Millis,
+        state: &str,
+        now: Millis,
+    ) -> Result<bool> {
         let res = on_db!(&self.db, pool => sqlx::query(
             "INSERT INTO backup_windows (instance_id, window_start, window_end, state, backup_id, updated_at) \
-             VALUES ($1, $2, $3, 'skipped', NULL, $4)")
+             VALUES ($1, $2, $3, $4, NULL, $5)")
             .bind(instance.as_str())
             .bind(start)
             .bind(end)
+            .bind(state)
             .bind(now)
             .execute(pool)
             .await.map(|_| ()));
@@ -149,10 +153,10 @@ impl Catalog {
         let sql = format!(
             "SELECT {} FROM backups WHERE status = 'succeed' AND expires_at IS NOT NULL AND expires_at < $1 \
              ORDER BY expires_at LIMIT $2",
-            super::records::BACKUP_COLUMNS
+            <BackupRecord as Record>::COLUMNS
         );
-        let rows: Vec<super::records::BackupRow> = on_db!(&self.db, pool => sqlx::query_as(&sql).bind(now).bind(limit).fetch_all(pool).await)?;
-        rows.into_iter().map(BackupRecord::try_from).collect()
+        self.records(&sql, &[Arg::Int(Some(now)), Arg::Int(Some(limit))])
+            .await
     }
 
     /// The time a backup expires, if it does.

@@ -15,8 +15,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::pipe::{ChannelReader, ChannelWriter, DEPTH};
-use super::{JobFailure, Jobs, Lease, Meter, MAX_ATTEMPTS};
-use crate::catalog::{BackupOutcome, ClaimedJob};
+use super::{JobFailure, Jobs, Lease, Meter, RecordJob, MAX_ATTEMPTS};
+use crate::catalog::{BackupOutcome, ClaimedJob, Result as CatalogResult};
 use crate::model::{
     compact_utc, now_millis, BackupFormat, BackupRecord, BackupStatus, Connection, Instance,
     JobError, NodeAddr, Topology,
@@ -41,67 +41,75 @@ struct Progress {
     expected: AtomicU64,
 }
 
-pub(super) async fn run(jobs: &Arc<Jobs>, job: &ClaimedJob, lease: &Lease) {
-    let rec = match jobs.catalog.backup_of_job(job).await {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            tracing::warn!("backup record missing; dropping the job");
-            let _ = jobs
-                .catalog
-                .finish_job(&job.id, &jobs.node_id, now_millis())
-                .await;
-            return;
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the backup record");
-            return;
-        }
-    };
-    let prefix = backup_prefix(
-        rec.project_id.as_str(),
-        rec.instance_id.as_str(),
-        rec.id.as_str(),
-    );
-    let result = perform(jobs, job, lease, &rec, &prefix).await;
-    let outcome = match result {
-        Ok((manifest, json)) => {
-            tracing::info!(
-                files = manifest.files.len(),
-                size = manifest.total_size(),
-                "backup succeeded"
+/// A backup job as [`super::run_record`] runs it. A backup has no crash
+/// recovery: a new attempt starts over, removing what an earlier one left.
+pub(super) struct BackupJob;
+
+impl RecordJob for BackupJob {
+    const WHAT: &'static str = "backup";
+    /// The record and the prefix its files go under.
+    type Record = (BackupRecord, String);
+    type Done = (Manifest, String);
+    type Outcome = BackupOutcome;
+
+    async fn load(jobs: &Jobs, job: &ClaimedJob) -> CatalogResult<Option<Self::Record>> {
+        Ok(jobs.catalog.backup_of_job(job).await?.map(|rec| {
+            let prefix = backup_prefix(
+                rec.project_id.as_str(),
+                rec.instance_id.as_str(),
+                rec.id.as_str(),
             );
-            BackupOutcome {
-                status: BackupStatus::Succeed,
-                size: manifest.total_size() as i64,
-                error: None,
-                manifest: Some(json),
+            (rec, prefix)
+        }))
+    }
+
+    async fn perform(
+        jobs: &Arc<Jobs>,
+        job: &ClaimedJob,
+        lease: &Lease,
+        (rec, prefix): &Self::Record,
+    ) -> Result<Self::Done, JobFailure> {
+        perform(jobs, job, lease, rec, prefix).await
+    }
+
+    async fn outcome(
+        jobs: &Jobs,
+        (_, prefix): &Self::Record,
+        result: Result<Self::Done, JobFailure>,
+    ) -> BackupOutcome {
+        match result {
+            Ok((manifest, json)) => {
+                tracing::info!(
+                    files = manifest.files.len(),
+                    size = manifest.total_size(),
+                    "backup succeeded"
+                );
+                BackupOutcome {
+                    status: BackupStatus::Succeed,
+                    size: manifest.total_size() as i64,
+                    error: None,
+                    manifest: Some(json),
+                }
+            }
+            Err(f) => {
+                // Nothing partial stays behind a failed record.
+                if let Err(e) = jobs.store.delete_prefix(prefix).await {
+                    tracing::warn!(error = %e, "cannot remove the failed backup's partial files");
+                }
+                BackupOutcome {
+                    status: BackupStatus::Failed,
+                    size: 0,
+                    error: Some(f.code),
+                    manifest: None,
+                }
             }
         }
-        Err(f) => {
-            tracing::warn!(code = f.code.code(), detail = %f.detail, "backup failed");
-            if lease.lost() {
-                return;
-            }
-            // Nothing partial stays behind a failed record.
-            if let Err(e) = jobs.store.delete_prefix(&prefix).await {
-                tracing::warn!(error = %e, "cannot remove the failed backup's partial files");
-            }
-            BackupOutcome {
-                status: BackupStatus::Failed,
-                size: 0,
-                error: Some(f.code),
-                manifest: None,
-            }
-        }
-    };
-    match jobs
-        .catalog
-        .finish_backup(job, &jobs.node_id, &outcome, now_millis())
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!("job no longer ours; its new owner records the outcome"),
-        Err(e) => tracing::error!(error = %e, "cannot record the backup's end; it will be retried"),
+    }
+
+    async fn record(jobs: &Jobs, job: &ClaimedJob, out: &BackupOutcome) -> CatalogResult<bool> {
+        jobs.catalog
+            .finish_backup(job, &jobs.node_id, out, now_millis())
+            .await
     }
 }
 

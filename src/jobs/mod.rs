@@ -11,6 +11,7 @@ pub mod pipe;
 pub mod restore;
 pub mod scheduler;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::catalog::{Catalog, ClaimedJob};
 use crate::clock::{Clock, SystemClock};
-use crate::model::{now_millis, JobError, JobKind};
+use crate::model::{now_millis, BackupRecord, BackupStatus, JobError, JobKind, Millis};
 use crate::redis::feed::FeedServer;
 use crate::redis::{ConnectOptions, RedisError};
 use crate::storage::{StorageError, Store};
@@ -77,6 +78,113 @@ impl From<crate::catalog::CatalogError> for JobFailure {
     fn from(e: crate::catalog::CatalogError) -> Self {
         Self::new(JobError::ToolStart, format!("catalog: {e}"))
     }
+}
+
+/// One kind of job as [`run_record`] runs it: how its record is read, the
+/// work, and the outcome a result becomes.
+pub(crate) trait RecordJob {
+    /// `backup` or `restore`, for the log.
+    const WHAT: &'static str;
+    type Record: Send + Sync;
+    type Done: Send;
+    type Outcome: Send + Sync;
+
+    /// The job's record; `None` if it is gone.
+    fn load(
+        jobs: &Jobs,
+        job: &ClaimedJob,
+    ) -> impl Future<Output = crate::catalog::Result<Option<Self::Record>>> + Send;
+
+    fn perform(
+        jobs: &Arc<Jobs>,
+        job: &ClaimedJob,
+        lease: &Lease,
+        rec: &Self::Record,
+    ) -> impl Future<Output = Result<Self::Done, JobFailure>> + Send;
+
+    /// The outcome to record; never asked for a failure after the lease
+    /// was lost.
+    fn outcome(
+        jobs: &Jobs,
+        rec: &Self::Record,
+        result: Result<Self::Done, JobFailure>,
+    ) -> impl Future<Output = Self::Outcome> + Send;
+
+    /// Writes the outcome and releases the job; false if no longer ours.
+    fn record(
+        jobs: &Jobs,
+        job: &ClaimedJob,
+        out: &Self::Outcome,
+    ) -> impl Future<Output = crate::catalog::Result<bool>> + Send;
+}
+
+/// The shape every job run shares: read the record (a job whose record is
+/// gone is dropped), perform, turn the result into an outcome and record
+/// it, unless the lease was lost: then the job's new owner records it.
+async fn run_record<K: RecordJob>(jobs: &Arc<Jobs>, job: &ClaimedJob, lease: &Lease) {
+    let rec = match K::load(jobs, job).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            tracing::warn!("{} record missing; dropping the job", K::WHAT);
+            let _ = jobs
+                .catalog
+                .finish_job(&job.id, &jobs.node_id, now_millis())
+                .await;
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the {} record", K::WHAT);
+            return;
+        }
+    };
+    let result = K::perform(jobs, job, lease, &rec).await;
+    if let Err(f) = &result {
+        tracing::warn!(code = f.code.code(), detail = %f.detail, "{} failed", K::WHAT);
+        if lease.lost() {
+            return;
+        }
+    }
+    let outcome = K::outcome(jobs, &rec, result).await;
+    match K::record(jobs, job, &outcome).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("job no longer ours; its new owner records the outcome"),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record the {}'s end; it will be retried", K::WHAT)
+        }
+    }
+}
+
+/// Why a backup could not be retired.
+#[derive(Debug, thiserror::Error)]
+pub enum RetireError {
+    /// Its files could not be removed; the record was left as it was.
+    #[error("cannot delete the backup's files: {0}")]
+    Files(#[source] StorageError),
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+}
+
+/// Retires a finished backup, for a deletion and for an expiry alike:
+/// removes the files under its prefix, then moves its record to `status`
+/// (`deleted` or `expired`). The record changes only once the files are
+/// gone, so a failure leaves it to be retired again. `Ok(false)`: the record
+/// was not in a final state.
+pub async fn retire_backup(
+    jobs: &Jobs,
+    rec: &BackupRecord,
+    status: BackupStatus,
+    now: Millis,
+) -> Result<bool, RetireError> {
+    let prefix = crate::storage::backup_prefix(
+        rec.project_id.as_str(),
+        rec.instance_id.as_str(),
+        rec.id.as_str(),
+    );
+    jobs.store
+        .delete_prefix(&prefix)
+        .await
+        .map_err(RetireError::Files)?;
+    Ok(jobs.catalog.retire_backup(&rec.id, status, now).await?)
 }
 
 /// Tunables of the job runner.
@@ -261,8 +369,8 @@ impl Jobs {
         let shared = lease.share();
         let mut task = tokio::spawn(async move {
             match claimed.kind {
-                JobKind::Backup => backup::run(&me, &claimed, &shared).await,
-                JobKind::Restore => restore::run(&me, &claimed, &shared).await,
+                JobKind::Backup => run_record::<backup::BackupJob>(&me, &claimed, &shared).await,
+                JobKind::Restore => run_record::<restore::RestoreJob>(&me, &claimed, &shared).await,
             }
         });
         // The watchdog: a job past its deadline or moving too few bytes is

@@ -18,7 +18,6 @@ use crate::catalog::{CatalogError, NewBackup};
 use crate::model::{
     BackupFormat, BackupId, BackupPolicy, BackupStatus, BackupType, Instance, JobError, Millis,
 };
-use crate::storage::backup_prefix;
 
 const HOUR: Millis = 3_600_000;
 const DAY: Millis = 24 * HOUR;
@@ -47,7 +46,7 @@ fn window_on_local_day(p: &BackupPolicy, local_day: i64, hour: u8) -> Option<Win
     Some(Window {
         start,
         end: start + HOUR,
-        label: format!("{:02}:00-{:02}:00", hour, (hour + 1) % 24),
+        label: crate::model::window_label(hour),
     })
 }
 
@@ -187,7 +186,7 @@ impl Jobs {
                 .policy
                 .as_ref()
                 .and_then(|p| p.policy.begin_hour)
-                .map(|h| format!("{:02}:00-{:02}:00", h, (h + 1) % 24));
+                .map(crate::model::window_label);
             let rec = self
                 .catalog
                 .insert_backup(&NewBackup {
@@ -217,21 +216,15 @@ impl Jobs {
             if self.catalog.backup_in_use(&rec.id).await? {
                 continue;
             }
-            let prefix = backup_prefix(
-                rec.project_id.as_str(),
-                rec.instance_id.as_str(),
-                rec.id.as_str(),
-            );
-            if let Err(e) = self.store.delete_prefix(&prefix).await {
-                tracing::warn!(backup = %rec.id, error = %e, "cannot delete an expired backup's files; retrying later");
-                continue;
-            }
-            if self
-                .catalog
-                .retire_backup(&rec.id, BackupStatus::Expired, now)
-                .await?
-            {
-                tracing::info!(backup = %rec.id, "automatic backup expired; files deleted");
+            match super::retire_backup(self, &rec, BackupStatus::Expired, now).await {
+                Ok(true) => {
+                    tracing::info!(backup = %rec.id, "automatic backup expired; files deleted");
+                }
+                Ok(false) => {}
+                Err(super::RetireError::Files(e)) => {
+                    tracing::warn!(backup = %rec.id, error = %e, "cannot delete an expired backup's files; retrying later");
+                }
+                Err(super::RetireError::Catalog(e)) => return Err(e),
             }
         }
         Ok(())

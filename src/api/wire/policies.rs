@@ -173,7 +173,7 @@ impl From<&BackupPolicy> for BackupPolicyJson {
                     .collect::<Vec<_>>(),
             ),
             period_type: Value::from(p.period_type.clone().unwrap_or_else(|| "weekly".into())),
-            begin_at: Value::from(format!("{:02}:00-{:02}:00", h, (h + 1) % 24)),
+            begin_at: Value::from(crate::model::window_label(h)),
         });
         Self {
             backup_type: Value::from(p.backup_type.clone()),

@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{JobFailure, Jobs, Lease};
-use crate::catalog::{ClaimedJob, RestoreOutcome};
+use super::{JobFailure, Jobs, Lease, RecordJob};
+use crate::catalog::{ClaimedJob, RestoreOutcome, Result as CatalogResult};
 use crate::model::{
     now_millis, BackupRecord, BackupStatus, CacheMode, Instance, JobError, NodeAddr, RestoreId,
-    RestoreStatus, Topology,
+    RestoreRecord, RestoreStatus, Topology,
 };
 use crate::redis::resp::Reply;
 use crate::redis::{discover, Conn};
@@ -60,59 +60,64 @@ fn sync_failure(e: impl std::fmt::Display) -> JobFailure {
     fail(JobError::RestoreSync, e.to_string())
 }
 
-pub(super) async fn run(jobs: &Arc<Jobs>, job: &ClaimedJob, lease: &Lease) {
-    let id = RestoreId::from_stored(job.record_id.clone());
-    let rec = match jobs.catalog.restore(&id).await {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            tracing::warn!("restore record missing; dropping the job");
-            let _ = jobs
-                .catalog
-                .finish_job(&job.id, &jobs.node_id, now_millis())
-                .await;
-            return;
+/// A restore job as [`super::run_record`] runs it. A new attempt after a
+/// runner died does not restore again: it [`recover`]s the target and
+/// records the restore failed.
+pub(super) struct RestoreJob;
+
+impl RecordJob for RestoreJob {
+    const WHAT: &'static str = "restore";
+    type Record = RestoreRecord;
+    /// The path the data went in by.
+    type Done = String;
+    type Outcome = RestoreOutcome;
+
+    async fn load(jobs: &Jobs, job: &ClaimedJob) -> CatalogResult<Option<RestoreRecord>> {
+        let id = RestoreId::from_stored(job.record_id.clone());
+        jobs.catalog.restore(&id).await
+    }
+
+    async fn perform(
+        jobs: &Arc<Jobs>,
+        job: &ClaimedJob,
+        lease: &Lease,
+        rec: &RestoreRecord,
+    ) -> Result<String, JobFailure> {
+        if job.attempts > 1 {
+            recover(jobs, job).await
+        } else {
+            perform(jobs, job, lease, rec).await
         }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the restore record");
-            return;
-        }
-    };
-    let result = if job.attempts > 1 {
-        recover(jobs, job).await
-    } else {
-        perform(jobs, job, lease, &rec).await
-    };
-    let outcome = match result {
-        Ok(path) => {
-            tracing::info!(%path, "restore succeeded");
-            RestoreOutcome {
-                status: RestoreStatus::Succeed,
-                error: None,
-                path: Some(path),
-                reason: None,
+    }
+
+    async fn outcome(
+        _: &Jobs,
+        _: &RestoreRecord,
+        result: Result<String, JobFailure>,
+    ) -> RestoreOutcome {
+        match result {
+            Ok(path) => {
+                tracing::info!(%path, "restore succeeded");
+                RestoreOutcome {
+                    status: RestoreStatus::Succeed,
+                    error: None,
+                    path: Some(path),
+                    reason: None,
+                }
             }
-        }
-        Err(f) => {
-            tracing::warn!(code = f.code.code(), detail = %f.detail, "restore failed");
-            if lease.lost() {
-                return;
-            }
-            RestoreOutcome {
+            Err(f) => RestoreOutcome {
                 status: RestoreStatus::Failed,
                 error: Some(f.code),
                 path: None,
                 reason: Some(f.detail),
-            }
+            },
         }
-    };
-    match jobs
-        .catalog
-        .finish_restore(job, &jobs.node_id, &outcome, now_millis())
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!("job no longer ours; its new owner records the outcome"),
-        Err(e) => tracing::error!(error = %e, "cannot record the restore's end"),
+    }
+
+    async fn record(jobs: &Jobs, job: &ClaimedJob, out: &RestoreOutcome) -> CatalogResult<bool> {
+        jobs.catalog
+            .finish_restore(job, &jobs.node_id, out, now_millis())
+            .await
     }
 }
 
