@@ -23,7 +23,7 @@ use crate::model::{
 };
 use crate::redis::replication::{start_snapshot, Transfer};
 use crate::redis::{discover, Conn, ConnectOptions};
-use crate::storage::{backup_prefix, Manifest, ManifestFile};
+use crate::storage::{BackupLocation, Manifest, ManifestFile};
 use dcs_rdb::{AofOptions, AofWriter, ChecksumStatus, Item, RdbReader, ReadMode};
 
 /// Where one file of the backup comes from.
@@ -57,12 +57,8 @@ pub(super) async fn run(jobs: &Arc<Jobs>, job: &ClaimedJob, lease: &Lease) {
             return;
         }
     };
-    let prefix = backup_prefix(
-        rec.project_id.as_str(),
-        rec.instance_id.as_str(),
-        rec.id.as_str(),
-    );
-    let result = perform(jobs, job, lease, &rec, &prefix).await;
+    let at = BackupLocation::of(&rec);
+    let result = perform(jobs, job, lease, &rec, &at).await;
     let outcome = match result {
         Ok((manifest, json)) => {
             tracing::info!(
@@ -83,7 +79,7 @@ pub(super) async fn run(jobs: &Arc<Jobs>, job: &ClaimedJob, lease: &Lease) {
                 return;
             }
             // Nothing partial stays behind a failed record.
-            if let Err(e) = jobs.store.delete_prefix(&prefix).await {
+            if let Err(e) = jobs.store.delete_prefix(at.prefix()).await {
                 tracing::warn!(error = %e, "cannot remove the failed backup's partial files");
             }
             BackupOutcome {
@@ -110,7 +106,7 @@ async fn perform(
     job: &ClaimedJob,
     lease: &Lease,
     rec: &BackupRecord,
-    prefix: &str,
+    at: &BackupLocation,
 ) -> Result<(Manifest, String), JobFailure> {
     if job.attempts > MAX_ATTEMPTS {
         return Err(JobFailure::new(
@@ -123,7 +119,7 @@ async fn perform(
     }
     if job.attempts > 1 {
         // Whatever an earlier attempt left is incomplete by definition.
-        jobs.store.delete_prefix(prefix).await?;
+        jobs.store.delete_prefix(at.prefix()).await?;
     }
     let inst = jobs
         .catalog
@@ -150,7 +146,7 @@ async fn perform(
     let meter = lease.meter();
     let transfers = sources.iter().zip(&progress).map(|(src, prog)| {
         let name = file_name(src, cluster, &stamp, rec.format);
-        let path = format!("{prefix}{name}");
+        let path = at.file(&name);
         snapshot_to_store(
             jobs,
             &inst,
@@ -199,7 +195,7 @@ async fn perform(
     if lease.lost() {
         return Err(JobFailure::lost());
     }
-    jobs.store.put_manifest(prefix, &manifest).await?;
+    jobs.store.put_manifest(at.prefix(), &manifest).await?;
     Ok((manifest, json))
 }
 

@@ -18,7 +18,7 @@ use crate::catalog::{CatalogError, NewBackup};
 use crate::model::{
     BackupFormat, BackupId, BackupPolicy, BackupStatus, BackupType, Instance, JobError, Millis,
 };
-use crate::storage::backup_prefix;
+use crate::storage::BackupLocation;
 
 const HOUR: Millis = 3_600_000;
 const DAY: Millis = 24 * HOUR;
@@ -217,12 +217,8 @@ impl Jobs {
             if self.catalog.backup_in_use(&rec.id).await? {
                 continue;
             }
-            let prefix = backup_prefix(
-                rec.project_id.as_str(),
-                rec.instance_id.as_str(),
-                rec.id.as_str(),
-            );
-            if let Err(e) = self.store.delete_prefix(&prefix).await {
+            let at = BackupLocation::of(&rec);
+            if let Err(e) = self.store.delete_prefix(at.prefix()).await {
                 tracing::warn!(backup = %rec.id, error = %e, "cannot delete an expired backup's files; retrying later");
                 continue;
             }

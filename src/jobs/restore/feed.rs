@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::*;
 use crate::redis::feed::FeedEvent;
 use crate::redis::RedisError;
-use crate::storage::ManifestFile;
+use crate::storage::{FileSource, ManifestFile};
 
 /// Per-restore feed secrets: letters and digits only, so that every
 /// server version takes them as a `masterauth` value.
@@ -187,7 +187,7 @@ async fn feed_and_wait(
     control: &mut Conn,
     file: &ManifestFile,
 ) -> Result<(), JobFailure> {
-    let (jobs, prefix, progress) = (r.jobs, r.prefix.as_str(), &r.progress);
+    let (jobs, progress) = (r.jobs, &r.progress);
     let connected = tokio::time::timeout(Duration::from_secs(30), registration.events.recv()).await;
     let Ok(Some(FeedEvent::Connected(replica))) = connected else {
         return Err(sync_failure(
@@ -202,11 +202,10 @@ async fn feed_and_wait(
     link.write_all(format!("+FULLRESYNC {replid} 0\r\n${}\r\n", file.size).as_bytes())
         .await
         .map_err(sync_failure)?;
-    let path = format!("{prefix}{}", file.name);
-    let (link, sent) = match jobs.store.local_path(&path) {
-        Some(local) => send_local(link, local, progress).await?,
-        None => {
-            let mut stream = jobs.store.read_stream(&path).await?;
+    let (link, sent) = match jobs.store.source(&r.backup.file(&file.name))? {
+        FileSource::Local(local) => send_local(link, local, progress).await?,
+        FileSource::Remote(remote) => {
+            let mut stream = remote.stream().await?;
             let mut sent = 0u64;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| fail(JobError::Storage, e.to_string()))?;

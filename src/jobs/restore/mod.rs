@@ -34,7 +34,7 @@ use crate::model::{
 };
 use crate::redis::resp::Reply;
 use crate::redis::{discover, Conn};
-use crate::storage::{backup_prefix, Manifest};
+use crate::storage::{BackupLocation, Manifest};
 
 /// Which restore paths the service may take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -238,9 +238,19 @@ pub(crate) struct Restore<'a> {
     pub target: Instance,
     pub topology: Topology,
     pub manifest: Manifest,
-    /// `{project}/{instance}/{backup}/` in the store.
-    pub prefix: String,
+    /// Where the backup's files are in the store.
+    pub backup: BackupLocation,
     pub progress: Arc<Progress>,
+}
+
+/// The manifest of the backup at `at`; a backup without one cannot be
+/// restored.
+async fn read_manifest(jobs: &Jobs, at: &BackupLocation) -> Result<Manifest, JobFailure> {
+    jobs.store
+        .manifest(at.prefix())
+        .await
+        .map_err(|e| fail(JobError::SizeQuery, format!("manifest: {e}")))?
+        .ok_or_else(|| fail(JobError::SizeQuery, "the backup's manifest is missing"))
 }
 
 async fn perform(
@@ -255,17 +265,8 @@ async fn perform(
         .await?
         .filter(|b| b.status == BackupStatus::Succeed)
         .ok_or_else(|| fail(JobError::SizeQuery, "the backup is no longer available"))?;
-    let prefix = backup_prefix(
-        backup.project_id.as_str(),
-        backup.instance_id.as_str(),
-        backup.id.as_str(),
-    );
-    let manifest = jobs
-        .store
-        .manifest(&prefix)
-        .await
-        .map_err(|e| fail(JobError::SizeQuery, format!("manifest: {e}")))?
-        .ok_or_else(|| fail(JobError::SizeQuery, "the backup's manifest is missing"))?;
+    let at = BackupLocation::of(&backup);
+    let manifest = read_manifest(jobs, &at).await?;
     if !jobs
         .catalog
         .start_restore(job, &jobs.node_id, now_millis())
@@ -297,7 +298,7 @@ async fn perform(
         }))
     };
     let result = async {
-        let facts = verify::verify_backup(jobs, &prefix, &manifest, &progress).await?;
+        let facts = verify::verify_backup(jobs, &at, &manifest, &progress).await?;
         if lease.lost() {
             return Err(JobFailure::lost());
         }
@@ -314,7 +315,7 @@ async fn perform(
             target,
             topology,
             manifest,
-            prefix,
+            backup: at,
             progress: Arc::clone(&progress),
         };
         let masters = plan::gather(jobs, &r.target, &r.topology, &facts).await?;
@@ -396,19 +397,10 @@ async fn dry_run_inner(
     target: &Instance,
     backup: &BackupRecord,
 ) -> Result<DryRun, JobFailure> {
-    let prefix = backup_prefix(
-        backup.project_id.as_str(),
-        backup.instance_id.as_str(),
-        backup.id.as_str(),
-    );
-    let manifest = jobs
-        .store
-        .manifest(&prefix)
-        .await
-        .map_err(|e| fail(JobError::SizeQuery, format!("manifest: {e}")))?
-        .ok_or_else(|| fail(JobError::SizeQuery, "the backup's manifest is missing"))?;
+    let at = BackupLocation::of(backup);
+    let manifest = read_manifest(jobs, &at).await?;
     let progress = Arc::new(Progress::default());
-    let facts = verify::verify_backup(jobs, &prefix, &manifest, &progress).await?;
+    let facts = verify::verify_backup(jobs, &at, &manifest, &progress).await?;
     let topology = discover(&target.connection, &jobs.redis).await?;
     let masters = plan::gather(jobs, target, &topology, &facts).await?;
     let targets = masters
