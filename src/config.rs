@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
-use crate::storage::StorageUrl;
+use crate::storage::{S3Keys, StorageUrl};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -319,6 +319,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub storage: StorageUrl,
+    /// The keys an S3 `storage` signs with, from the environment.
+    pub s3_keys: S3Keys,
     pub advertise_addr: Option<String>,
     pub replication_port: Option<u16>,
     /// Bind host (and port) of the replication listener.
@@ -334,6 +336,18 @@ pub struct Config {
     pub deny_targets: Vec<crate::redis::Cidr>,
     /// `DCS_BACKUP_SECRET_KEY`, if set; else `DATA_DIR/secret.key` is used.
     pub secret_key: Option<crate::model::Secret>,
+}
+
+/// The S3 keys from the environment (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), each if set; the store
+/// uses these and never reads the environment itself.
+pub fn s3_keys_from_env() -> S3Keys {
+    let var = |name| std::env::var(name).ok().map(crate::model::Secret::new);
+    S3Keys {
+        access_key_id: var("AWS_ACCESS_KEY_ID"),
+        secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
+        session_token: var("AWS_SESSION_TOKEN"),
+    }
 }
 
 /// The key for instance passwords from the environment, if set.
@@ -455,6 +469,7 @@ impl Config {
                 .or(file.listen)
                 .unwrap_or_else(|| "127.0.0.1:8080".into()),
             storage: StorageUrl::parse(&storage)?,
+            s3_keys: s3_keys_from_env(),
             data_dir,
             database_url,
             advertise_addr: args.advertise_addr.clone().or(file.advertise_addr),
@@ -498,6 +513,9 @@ impl Config {
             storage: StorageUrl::Fs {
                 root: dir.join("backups"),
             },
+            // Tests and benchmarks point `storage` at S3 after setting
+            // the keys in their environment.
+            s3_keys: s3_keys_from_env(),
             advertise_addr: None,
             replication_port: None,
             replication_listen: None,

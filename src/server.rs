@@ -109,7 +109,7 @@ pub async fn prepare(config: &Config) -> Result<Shared, StartError> {
             "instance passwords are encrypted with a key this service does not hold; those instances are unusable until every replica is given the same key (DCS_BACKUP_SECRET_KEY or DATA_DIR/secret.key)"
         );
     }
-    let store = Store::open(&config.storage)
+    let store = Store::open(&config.storage, &config.s3_keys)
         .await
         .map_err(|source| StartError::Store {
             url: config.storage.clone(),

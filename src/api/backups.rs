@@ -19,7 +19,7 @@ use crate::jobs::RetireError;
 use crate::model::{
     now_millis, BackupFormat, BackupId, BackupRecord, BackupStatus, BackupType, Instance,
 };
-use crate::storage::{backup_prefix, Manifest, StorageUrl};
+use crate::storage::{BackupLocation, Manifest};
 
 pub fn routes() -> Router<Shared> {
     Router::new()
@@ -203,20 +203,13 @@ pub async fn create_links(call: Call, body: Bytes) -> ApiResult<Json<LinksRespon
             tracing::error!(backup = %rec.id, "succeeded backup without a manifest");
             ApiError::internal()
         })?;
-    let prefix = backup_prefix(
-        rec.project_id.as_str(),
-        rec.instance_id.as_str(),
-        rec.id.as_str(),
-    );
+    let at = BackupLocation::of(&rec);
     let expires = now_millis() / 1000 + ttl;
     let mut links = Vec::with_capacity(manifest.files.len());
     for f in &manifest.files {
         let link = match state
             .store
-            .presign_read(
-                &format!("{prefix}{}", f.name),
-                Duration::from_secs(ttl as u64),
-            )
+            .presign_read(&at.file(&f.name), Duration::from_secs(ttl as u64))
             .await
         {
             Ok(Some(url)) => url,
@@ -231,15 +224,7 @@ pub async fn create_links(call: Call, body: Bytes) -> ApiResult<Json<LinksRespon
             link,
         });
     }
-    let bucket_name = match state.store.url() {
-        StorageUrl::S3 { bucket, .. } => bucket.clone(),
-        StorageUrl::Fs { .. } => String::new(),
-    };
-    // The place in the bucket: the store's own prefix, then the backup's.
-    let file_path = match state.store.url() {
-        StorageUrl::S3 { prefix: p, .. } if !p.is_empty() => format!("{p}/{prefix}"),
-        _ => prefix,
-    };
+    let (bucket_name, file_path) = state.store.bucket_path(&at);
     Ok(Json(LinksResponse {
         file_path,
         bucket_name,

@@ -19,7 +19,7 @@ use super::params::pairs;
 use super::{AppState, Shared};
 use crate::catalog::Catalog;
 use crate::model::{now_millis, BackupId, BackupStatus, Secret};
-use crate::storage::{backup_prefix, Manifest};
+use crate::storage::{BackupLocation, Manifest};
 
 pub fn routes() -> Router<Shared> {
     Router::new().route("/downloads/{backup_id}/{file}", get(download))
@@ -142,14 +142,7 @@ pub async fn download(
         _ => None,
     };
     let Some(size) = size else { return gone() };
-    let path = format!(
-        "{}{file}",
-        backup_prefix(
-            rec.project_id.as_str(),
-            rec.instance_id.as_str(),
-            rec.id.as_str()
-        )
-    );
+    let path = BackupLocation::of(&rec).file(&file);
     match state.store.read_stream(&path).await {
         Ok(stream) => (
             [

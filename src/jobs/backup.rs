@@ -23,7 +23,7 @@ use crate::model::{
 };
 use crate::redis::replication::{start_snapshot, Transfer};
 use crate::redis::{discover, Conn, ConnectOptions};
-use crate::storage::{backup_prefix, Manifest, ManifestFile};
+use crate::storage::{BackupLocation, Manifest, ManifestFile};
 use dcs_rdb::{AofOptions, AofWriter, ChecksumStatus, Item, RdbReader, ReadMode};
 
 /// Where one file of the backup comes from.
@@ -47,19 +47,15 @@ pub(super) struct BackupJob;
 
 impl RecordJob for BackupJob {
     const WHAT: &'static str = "backup";
-    /// The record and the prefix its files go under.
-    type Record = (BackupRecord, String);
+    /// The record and where its files go.
+    type Record = (BackupRecord, BackupLocation);
     type Done = (Manifest, String);
     type Outcome = BackupOutcome;
 
     async fn load(jobs: &Jobs, job: &ClaimedJob) -> CatalogResult<Option<Self::Record>> {
         Ok(jobs.catalog.backup_of_job(job).await?.map(|rec| {
-            let prefix = backup_prefix(
-                rec.project_id.as_str(),
-                rec.instance_id.as_str(),
-                rec.id.as_str(),
-            );
-            (rec, prefix)
+            let at = BackupLocation::of(&rec);
+            (rec, at)
         }))
     }
 
@@ -67,14 +63,14 @@ impl RecordJob for BackupJob {
         jobs: &Arc<Jobs>,
         job: &ClaimedJob,
         lease: &Lease,
-        (rec, prefix): &Self::Record,
+        (rec, at): &Self::Record,
     ) -> Result<Self::Done, JobFailure> {
-        perform(jobs, job, lease, rec, prefix).await
+        perform(jobs, job, lease, rec, at).await
     }
 
     async fn outcome(
         jobs: &Jobs,
-        (_, prefix): &Self::Record,
+        (_, at): &Self::Record,
         result: Result<Self::Done, JobFailure>,
     ) -> BackupOutcome {
         match result {
@@ -93,7 +89,7 @@ impl RecordJob for BackupJob {
             }
             Err(f) => {
                 // Nothing partial stays behind a failed record.
-                if let Err(e) = jobs.store.delete_prefix(prefix).await {
+                if let Err(e) = jobs.store.delete_prefix(at.prefix()).await {
                     tracing::warn!(error = %e, "cannot remove the failed backup's partial files");
                 }
                 BackupOutcome {
@@ -118,7 +114,7 @@ async fn perform(
     job: &ClaimedJob,
     lease: &Lease,
     rec: &BackupRecord,
-    prefix: &str,
+    at: &BackupLocation,
 ) -> Result<(Manifest, String), JobFailure> {
     if job.attempts > MAX_ATTEMPTS {
         return Err(JobFailure::new(
@@ -131,7 +127,7 @@ async fn perform(
     }
     if job.attempts > 1 {
         // Whatever an earlier attempt left is incomplete by definition.
-        jobs.store.delete_prefix(prefix).await?;
+        jobs.store.delete_prefix(at.prefix()).await?;
     }
     let inst = jobs
         .catalog
@@ -158,7 +154,7 @@ async fn perform(
     let meter = lease.meter();
     let transfers = sources.iter().zip(&progress).map(|(src, prog)| {
         let name = file_name(src, cluster, &stamp, rec.format);
-        let path = format!("{prefix}{name}");
+        let path = at.file(&name);
         snapshot_to_store(
             jobs,
             &inst,
@@ -207,7 +203,7 @@ async fn perform(
     if lease.lost() {
         return Err(JobFailure::lost());
     }
-    jobs.store.put_manifest(prefix, &manifest).await?;
+    jobs.store.put_manifest(at.prefix(), &manifest).await?;
     Ok((manifest, json))
 }
 

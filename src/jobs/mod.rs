@@ -175,13 +175,9 @@ pub async fn retire_backup(
     status: BackupStatus,
     now: Millis,
 ) -> Result<bool, RetireError> {
-    let prefix = crate::storage::backup_prefix(
-        rec.project_id.as_str(),
-        rec.instance_id.as_str(),
-        rec.id.as_str(),
-    );
+    let at = crate::storage::BackupLocation::of(rec);
     jobs.store
-        .delete_prefix(&prefix)
+        .delete_prefix(at.prefix())
         .await
         .map_err(RetireError::Files)?;
     Ok(jobs.catalog.retire_backup(&rec.id, status, now).await?)
@@ -429,12 +425,8 @@ impl Jobs {
         let res = match job.kind {
             JobKind::Backup => {
                 if let Ok(Some(rec)) = self.catalog.backup_of_job(job).await {
-                    let prefix = crate::storage::backup_prefix(
-                        rec.project_id.as_str(),
-                        rec.instance_id.as_str(),
-                        rec.id.as_str(),
-                    );
-                    if let Err(e) = self.store.delete_prefix(&prefix).await {
+                    let at = crate::storage::BackupLocation::of(&rec);
+                    if let Err(e) = self.store.delete_prefix(at.prefix()).await {
                         tracing::warn!(error = %e, "cannot remove the timed-out backup's files");
                     }
                 }
@@ -480,12 +472,8 @@ impl Jobs {
                     manifest: None,
                 };
                 if let Ok(Some(rec)) = self.catalog.backup_of_job(job).await {
-                    let prefix = crate::storage::backup_prefix(
-                        rec.project_id.as_str(),
-                        rec.instance_id.as_str(),
-                        rec.id.as_str(),
-                    );
-                    let _ = self.store.delete_prefix(&prefix).await;
+                    let at = crate::storage::BackupLocation::of(&rec);
+                    let _ = self.store.delete_prefix(at.prefix()).await;
                 }
                 self.catalog
                     .finish_backup(job, &self.node_id, &out, now)

@@ -1,9 +1,22 @@
 //! The object store holding backup files, through OpenDAL: a local
 //! directory (default) or any S3-compatible bucket.
 //!
-//! Layout: `{project}/{instance}/{backup}/{file}` plus
-//! `{project}/{instance}/{backup}/manifest.json`, written last. This module
-//! knows nothing about HTTP or the catalog.
+//! It owns:
+//! - the layout: [`BackupLocation`] names a backup's directory
+//!   `{project}/{instance}/{backup}/`, its files and its `manifest.json`;
+//! - key checking: every key a [`Store`] method takes goes through
+//!   [`check_key`] first, so none leaves the store's root;
+//! - the [`Manifest`], written last, whose presence says a backup is
+//!   complete, and the hashing [`FileWriter`] that produces its sizes and
+//!   BLAKE3s;
+//! - reading back: [`Store::source`] decides once whether a file is a local
+//!   one (read by blocking threads from the page cache, or sent with
+//!   `sendfile`) or a remote object streamed once ([`FileSource`]);
+//! - links: presigned S3 URLs, and where a backup lies as the API reports
+//!   it ([`Store::bucket_path`]).
+//!
+//! S3 keys come from the configuration ([`S3Keys`]), never from the
+//! environment here. This module knows nothing about HTTP or the catalog.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,6 +25,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use opendal::{services, Operator};
 use serde::{Deserialize, Serialize};
+
+use crate::model::Secret;
 
 /// Errors of the object store.
 #[derive(Debug, thiserror::Error)]
@@ -69,9 +84,93 @@ const WRITE_BUFFER: usize = 1024 * 1024;
 /// every finished concurrent part in memory until the file closes.
 const S3_PART: usize = 5 * 1024 * 1024;
 
-/// `{project}/{instance}/{backup}/`: where one backup's files live.
-pub fn backup_prefix(project: &str, instance: &str, backup: &str) -> String {
-    format!("{project}/{instance}/{backup}/")
+/// Where one backup's files live: `{project}/{instance}/{backup}/`, the
+/// one place the layout is spelled out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupLocation {
+    prefix: String,
+}
+
+impl BackupLocation {
+    pub fn new(project: &str, instance: &str, backup: &str) -> Self {
+        Self {
+            prefix: format!("{project}/{instance}/{backup}/"),
+        }
+    }
+
+    /// The location of a backup record's files.
+    pub fn of(rec: &crate::model::BackupRecord) -> Self {
+        Self::new(
+            rec.project_id.as_str(),
+            rec.instance_id.as_str(),
+            rec.id.as_str(),
+        )
+    }
+
+    /// The backup's directory, ending in `/`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The key of the backup's file `name`.
+    pub fn file(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// The key of the backup's manifest.
+    pub fn manifest(&self) -> String {
+        manifest_key(&self.prefix)
+    }
+}
+
+/// The manifest's key in the backup directory `prefix`.
+fn manifest_key(prefix: &str) -> String {
+    format!("{prefix}{MANIFEST}")
+}
+
+/// The keys an S3 store signs its requests with (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), read once with the
+/// configuration. Unset ones are left to OpenDAL's defaults.
+#[derive(Clone, Debug, Default)]
+pub struct S3Keys {
+    pub access_key_id: Option<Secret>,
+    pub secret_access_key: Option<Secret>,
+    pub session_token: Option<Secret>,
+}
+
+/// Where a stored file's bytes come from when it is read back, decided
+/// once by [`Store::source`].
+#[derive(Debug)]
+pub enum FileSource {
+    /// A file of the local store: read directly by blocking threads (from
+    /// the page cache, as often as they like) or sent with `sendfile`,
+    /// rather than through the async runtime.
+    Local(PathBuf),
+    /// An object of a remote store, to be streamed through once.
+    Remote(RemoteFile),
+}
+
+/// An object of a remote store, opened only when its stream is asked for.
+#[derive(Debug)]
+pub struct RemoteFile {
+    op: Operator,
+    path: String,
+}
+
+/// A stored file's bytes, in chunks.
+pub type ByteStream = std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+impl RemoteFile {
+    /// Starts reading the object.
+    pub async fn stream(self) -> Result<ByteStream, StorageError> {
+        open_stream(&self.op, &self.path).await
+    }
+}
+
+/// The object at an already checked `path` as a stream of chunks.
+async fn open_stream(op: &Operator, path: &str) -> Result<ByteStream, StorageError> {
+    let reader = op.reader_with(path).chunk(WRITE_BUFFER).await?;
+    Ok(Box::pin(reader.into_bytes_stream(..).await?))
 }
 
 /// The repository format's record of one backup, written last: a backup is
@@ -264,7 +363,7 @@ pub struct Store {
 impl Store {
     /// Builds the store and checks that it answers.
     #[tracing::instrument(skip_all)]
-    pub async fn open(url: &StorageUrl) -> Result<Self, StorageError> {
+    pub async fn open(url: &StorageUrl, keys: &S3Keys) -> Result<Self, StorageError> {
         let op = match url {
             StorageUrl::Fs { root } => {
                 std::fs::create_dir_all(root).map_err(|e| StorageError::BadUrl {
@@ -292,14 +391,14 @@ impl Store {
                 if !path_style {
                     b = b.enable_virtual_host_style();
                 }
-                if let Ok(k) = std::env::var("AWS_ACCESS_KEY_ID") {
-                    b = b.access_key_id(&k);
+                if let Some(k) = &keys.access_key_id {
+                    b = b.access_key_id(k.expose());
                 }
-                if let Ok(k) = std::env::var("AWS_SECRET_ACCESS_KEY") {
-                    b = b.secret_access_key(&k);
+                if let Some(k) = &keys.secret_access_key {
+                    b = b.secret_access_key(k.expose());
                 }
-                if let Ok(t) = std::env::var("AWS_SESSION_TOKEN") {
-                    b = b.session_token(&t);
+                if let Some(t) = &keys.session_token {
+                    b = b.session_token(t.expose());
                 }
                 Operator::new(b)?.finish()
             }
@@ -330,7 +429,7 @@ impl Store {
 
     /// Stores a backup's manifest; the last write of every backup.
     pub async fn put_manifest(&self, prefix: &str, m: &Manifest) -> Result<(), StorageError> {
-        let path = format!("{prefix}{MANIFEST}");
+        let path = manifest_key(prefix);
         check_key(&path, false)?;
         let body = serde_json::to_vec_pretty(m).map_err(|e| StorageError::Manifest {
             path: path.clone(),
@@ -342,7 +441,7 @@ impl Store {
 
     /// Reads a backup's manifest; `None` if the backup never completed.
     pub async fn manifest(&self, prefix: &str) -> Result<Option<Manifest>, StorageError> {
-        let path = format!("{prefix}{MANIFEST}");
+        let path = manifest_key(prefix);
         check_key(&path, false)?;
         match self.op.read(&path).await {
             Ok(buf) => serde_json::from_slice(&buf.to_vec())
@@ -374,27 +473,24 @@ impl Store {
         }
     }
 
-    /// Where a stored file lies on this machine, for a local store. The
-    /// restore reads such a file straight from the page cache in the thread
-    /// that parses it (and feeds it with `sendfile`) rather than through the
-    /// async runtime. `None` for remote stores and for paths that would
-    /// leave the store's directory.
-    pub fn local_path(&self, path: &str) -> Option<PathBuf> {
-        let StorageUrl::Fs { root } = &self.url else {
-            return None;
-        };
-        check_key(path, false).ok().map(|()| root.join(path))
+    /// How a stored file is read back: where it lies on this machine for
+    /// a local store, else the remote object to stream. The one place the
+    /// restore's readers learn which; nothing is opened yet.
+    pub fn source(&self, path: &str) -> Result<FileSource, StorageError> {
+        check_key(path, false)?;
+        Ok(match &self.url {
+            StorageUrl::Fs { root } => FileSource::Local(root.join(path)),
+            StorageUrl::S3 { .. } => FileSource::Remote(RemoteFile {
+                op: self.op.clone(),
+                path: path.to_owned(),
+            }),
+        })
     }
 
-    /// The file as a stream of chunks, for downloads and restores.
-    pub async fn read_stream(
-        &self,
-        path: &str,
-    ) -> Result<impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static, StorageError>
-    {
+    /// The file as a stream of chunks, for downloads.
+    pub async fn read_stream(&self, path: &str) -> Result<ByteStream, StorageError> {
         check_key(path, false)?;
-        let reader = self.op.reader_with(path).chunk(WRITE_BUFFER).await?;
-        Ok(reader.into_bytes_stream(..).await?)
+        open_stream(&self.op, path).await
     }
 
     /// A presigned GET URL where the store can make one (S3).
@@ -413,6 +509,19 @@ impl Store {
 
     pub fn url(&self) -> &StorageUrl {
         &self.url
+    }
+
+    /// Where a backup's files are, as the DCS API reports them: the
+    /// bucket's name (empty for a local store) and the path in it, the
+    /// store's own prefix included.
+    pub fn bucket_path(&self, at: &BackupLocation) -> (String, String) {
+        match &self.url {
+            StorageUrl::S3 { bucket, prefix, .. } if !prefix.is_empty() => {
+                (bucket.clone(), format!("{prefix}/{}", at.prefix()))
+            }
+            StorageUrl::S3 { bucket, .. } => (bucket.clone(), at.prefix().to_owned()),
+            StorageUrl::Fs { .. } => (String::new(), at.prefix().to_owned()),
+        }
     }
 }
 

@@ -16,9 +16,9 @@ use super::free_port;
 pub const ACCESS_KEY: &str = "dcs-test-access-key";
 pub const SECRET_KEY: &str = "dcs-test-secret-key";
 
-/// Makes the S3 keys visible to everything in this test binary (the store
-/// reads them from the environment). Process-wide, set once, same values
-/// everywhere: harmless to tests that do not use S3.
+/// Makes the S3 keys visible to everything in this test binary (the
+/// configuration reads them from the environment). Process-wide, set once,
+/// same values everywhere: harmless to tests that do not use S3.
 pub fn set_aws_keys() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use super::*;
 use crate::redis::feed::FeedEvent;
 use crate::redis::RedisError;
-use crate::storage::ManifestFile;
+use crate::storage::{FileSource, ManifestFile};
 
 /// Per-restore feed secrets: letters and digits only, so that every
 /// server version takes them as a `masterauth` value.
@@ -183,7 +183,7 @@ async fn feed_and_wait(
     control: &mut Conn,
     file: &ManifestFile,
 ) -> Result<(), JobFailure> {
-    let (jobs, prefix, progress) = (r.jobs, r.prefix.as_str(), &r.progress);
+    let (jobs, progress) = (r.jobs, &r.progress);
     let connected = tokio::time::timeout(Duration::from_secs(30), registration.events.recv()).await;
     let Ok(Some(FeedEvent::Connected(replica))) = connected else {
         return Err(sync_failure(
@@ -197,10 +197,9 @@ async fn feed_and_wait(
     link.begin_full_sync(file.size)
         .await
         .map_err(sync_failure)?;
-    let path = format!("{prefix}{}", file.name);
     let sending = |e: std::io::Error| sync_failure(format!("sending the snapshot: {e}"));
-    let (link, sent) = match jobs.store.local_path(&path) {
-        Some(local) => {
+    let (link, sent) = match jobs.store.source(&r.backup.file(&file.name))? {
+        FileSource::Local(local) => {
             let f = File::open(&local)
                 .map_err(|e| fail(JobError::Storage, format!("opening the snapshot: {e}")))?;
             let progress = Arc::clone(progress);
@@ -210,8 +209,8 @@ async fn feed_and_wait(
             .await
             .map_err(sending)?
         }
-        None => {
-            let mut stream = jobs.store.read_stream(&path).await?;
+        FileSource::Remote(remote) => {
+            let mut stream = remote.stream().await?;
             let mut sent = 0u64;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| fail(JobError::Storage, e.to_string()))?;

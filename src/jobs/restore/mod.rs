@@ -34,7 +34,7 @@ use crate::model::{
 };
 use crate::redis::resp::Reply;
 use crate::redis::{discover, Conn};
-use crate::storage::{backup_prefix, Manifest};
+use crate::storage::{BackupLocation, Manifest};
 
 pub use crate::model::RestoreMode;
 
@@ -223,9 +223,19 @@ pub(crate) struct Restore<'a> {
     pub target: Instance,
     pub topology: Topology,
     pub manifest: Manifest,
-    /// `{project}/{instance}/{backup}/` in the store.
-    pub prefix: String,
+    /// Where the backup's files are in the store.
+    pub backup: BackupLocation,
     pub progress: Arc<Progress>,
+}
+
+/// The manifest of the backup at `at`; a backup without one cannot be
+/// restored.
+async fn read_manifest(jobs: &Jobs, at: &BackupLocation) -> Result<Manifest, JobFailure> {
+    jobs.store
+        .manifest(at.prefix())
+        .await
+        .map_err(|e| fail(JobError::SizeQuery, format!("manifest: {e}")))?
+        .ok_or_else(|| fail(JobError::SizeQuery, "the backup's manifest is missing"))
 }
 
 async fn perform(
@@ -240,7 +250,8 @@ async fn perform(
         .await?
         .filter(|b| b.status == BackupStatus::Succeed)
         .ok_or_else(|| fail(JobError::SizeQuery, "the backup is no longer available"))?;
-    let (prefix, manifest) = stored_backup(jobs, &backup).await?;
+    let at = BackupLocation::of(&backup);
+    let manifest = read_manifest(jobs, &at).await?;
     if !jobs
         .catalog
         .start_restore(job, &jobs.node_id, now_millis())
@@ -272,7 +283,7 @@ async fn perform(
         }))
     };
     let result = async {
-        let facts = verify::verify_backup(jobs, &prefix, &manifest, &progress).await?;
+        let facts = verify::verify_backup(jobs, &at, &manifest, &progress).await?;
         if lease.lost() {
             return Err(JobFailure::lost());
         }
@@ -289,7 +300,7 @@ async fn perform(
             target,
             topology,
             manifest,
-            prefix,
+            backup: at,
             progress: Arc::clone(&progress),
         };
         let masters = plan::gather(jobs, &r.target, &r.topology, &facts).await?;
@@ -371,9 +382,10 @@ async fn dry_run_inner(
     target: &Instance,
     backup: &BackupRecord,
 ) -> Result<DryRun, JobFailure> {
-    let (prefix, manifest) = stored_backup(jobs, backup).await?;
+    let at = BackupLocation::of(backup);
+    let manifest = read_manifest(jobs, &at).await?;
     let progress = Arc::new(Progress::default());
-    let facts = verify::verify_backup(jobs, &prefix, &manifest, &progress).await?;
+    let facts = verify::verify_backup(jobs, &at, &manifest, &progress).await?;
     let topology = discover(&target.connection, &jobs.redis).await?;
     let masters = plan::gather(jobs, target, &topology, &facts).await?;
     let targets = masters
@@ -409,25 +421,6 @@ async fn dry_run_inner(
     };
     out.targets = targets;
     Ok(out)
-}
-
-/// Where a backup's files are and its manifest, read from the store.
-async fn stored_backup(
-    jobs: &Jobs,
-    backup: &BackupRecord,
-) -> Result<(String, Manifest), JobFailure> {
-    let prefix = backup_prefix(
-        backup.project_id.as_str(),
-        backup.instance_id.as_str(),
-        backup.id.as_str(),
-    );
-    let manifest = jobs
-        .store
-        .manifest(&prefix)
-        .await
-        .map_err(|e| fail(JobError::SizeQuery, format!("manifest: {e}")))?
-        .ok_or_else(|| fail(JobError::SizeQuery, "the backup's manifest is missing"))?;
-    Ok((prefix, manifest))
 }
 
 /// A failure after the first write says what the target holds now.

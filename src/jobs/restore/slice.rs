@@ -19,6 +19,7 @@ use crate::jobs::pipe::{ChannelReader, DEPTH};
 use crate::redis::cluster::SlotMap;
 use crate::redis::pipeline::{Op, Pipeline};
 use crate::redis::resp::{encode_command, parse_reply};
+use crate::storage::FileSource;
 use dcs_rdb::{
     decode_value, min_rdb_version_for_type, write_key_commands, AofOptions, Flavor, Item,
     RdbReader, ReadMode,
@@ -46,30 +47,28 @@ enum SliceInput {
 /// Empties every master and writes every key of the backup into it.
 pub(crate) async fn slice(r: &Restore<'_>, tinfo: &TargetInfo) -> Result<(), JobFailure> {
     let (jobs, target, topology, manifest) = (r.jobs, &r.target, &r.topology, &r.manifest);
-    let (prefix, progress) = (r.prefix.as_str(), &r.progress);
+    let progress = &r.progress;
     let cluster = topology.cache_mode() == CacheMode::Cluster;
     let map = SlotMap::new(topology).map_err(sync_failure)?;
     let mut inputs = Vec::with_capacity(manifest.files.len());
     let mut remote = Vec::new();
     for f in &manifest.files {
-        let path = format!("{prefix}{}", f.name);
-        match jobs.store.local_path(&path) {
-            Some(local) => inputs.push(SliceInput::Local(local)),
-            None => {
+        match jobs.store.source(&r.backup.file(&f.name))? {
+            FileSource::Local(local) => inputs.push(SliceInput::Local(local)),
+            FileSource::Remote(file) => {
                 let (tx, rx) = mpsc::channel::<Bytes>(DEPTH);
                 inputs.push(SliceInput::Remote(rx));
-                remote.push((path, tx));
+                remote.push((file, tx));
             }
         }
     }
     // Remote files stream in order, each into its channel, as the slicing
     // thread reads them.
     let feeder = {
-        let jobs = Arc::clone(jobs);
         let progress = Arc::clone(progress);
         tokio::spawn(async move {
-            for (path, tx) in remote {
-                let mut stream = jobs.store.read_stream(&path).await?;
+            for (file, tx) in remote {
+                let mut stream = file.stream().await?;
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk.map_err(|e| fail(JobError::Storage, e.to_string()))?;
                     progress

@@ -18,7 +18,7 @@ use crate::jobs::pipe::{ChannelReader, DEPTH};
 use crate::jobs::{JobFailure, Jobs};
 use crate::model::JobError;
 use crate::redis::resp::{parse_reply, Reply};
-use crate::storage::{Manifest, ManifestFile};
+use crate::storage::{BackupLocation, FileSource, Manifest, ManifestFile, RemoteFile};
 
 fn bad_file(f: &ManifestFile, why: impl std::fmt::Display) -> JobFailure {
     fail(
@@ -148,14 +148,14 @@ fn check_content(input: impl Read, is_aof: bool) -> Result<Content, CheckError> 
 #[tracing::instrument(skip_all, fields(files = manifest.files.len()))]
 pub(crate) async fn verify_backup(
     jobs: &Jobs,
-    prefix: &str,
+    at: &BackupLocation,
     manifest: &Manifest,
     progress: &Arc<Progress>,
 ) -> Result<BackupFacts, JobFailure> {
     let is_aof = manifest.format == "aof";
     let mut facts = BackupFacts::from_manifest(manifest);
     for f in &manifest.files {
-        let path = format!("{prefix}{}", f.name);
+        let path = at.file(&f.name);
         match jobs.store.size_of(&path).await? {
             Some(n) if n == f.size => {}
             Some(n) => {
@@ -166,9 +166,9 @@ pub(crate) async fn verify_backup(
             }
             None => return Err(bad_file(f, "missing")),
         }
-        let content = match jobs.store.local_path(&path) {
-            Some(local) => verify_local(local, f, is_aof, progress).await?,
-            None => verify_streamed(jobs, &path, f, is_aof, progress).await?,
+        let content = match jobs.store.source(&path)? {
+            FileSource::Local(local) => verify_local(local, f, is_aof, progress).await?,
+            FileSource::Remote(remote) => verify_streamed(remote, f, is_aof, progress).await?,
         };
         facts.add(content);
     }
@@ -225,13 +225,12 @@ async fn verify_local(
 /// A remote file is downloaded once: hashed as it streams in and parsed
 /// in a blocking thread at the same time.
 async fn verify_streamed(
-    jobs: &Jobs,
-    path: &str,
+    remote: RemoteFile,
     f: &ManifestFile,
     is_aof: bool,
     progress: &Progress,
 ) -> Result<Content, JobFailure> {
-    let mut stream = jobs.store.read_stream(path).await?;
+    let mut stream = remote.stream().await?;
     let (tx, rx) = mpsc::channel::<Bytes>(DEPTH);
     let checker =
         tokio::task::spawn_blocking(move || check_content(ChannelReader::new(rx), is_aof));
