@@ -444,6 +444,7 @@ fn honest(mut f: JobFailure, progress: &Progress, planned: u64) -> JobFailure {
 /// touched falls back to slicing when the mode allows.
 async fn execute(r: &Restore<'_>, plan: &plan::Plan) -> Result<String, JobFailure> {
     if plan.path == plan::RestorePath::Feed {
+        tracing::info!("restore path: replication feed");
         match feed::feed(r).await {
             Ok(()) => return Ok("replication feed".into()),
             Err(feed::FeedError::NotPossible(why))
@@ -456,6 +457,9 @@ async fn execute(r: &Restore<'_>, plan: &plan::Plan) -> Result<String, JobFailur
             }
             Err(feed::FeedError::Failed(f)) => return Err(f),
         }
+    }
+    if plan.path == plan::RestorePath::Slice {
+        tracing::info!("restore path: slicing");
     }
     slice::slice(r, &plan.target).await?;
     Ok("slicing (RESTORE pipelines)".into())
