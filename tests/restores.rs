@@ -33,12 +33,7 @@ async fn backup(app: &TestApp, instance: &str, format: &str) -> String {
 async fn restore(app: &TestApp, instance: &str, backup_id: &str) -> (Value, String) {
     let id = app.start_restore(instance, backup_id).await;
     let rec = app.wait_restore(instance, &id).await;
-    let path = app
-        .catalog()
-        .restore_path(&id)
-        .await
-        .unwrap()
-        .unwrap_or_default();
+    let path = app.restore_path(&id).await;
     (rec, path)
 }
 

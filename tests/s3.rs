@@ -568,12 +568,7 @@ async fn restores_from_s3_by_feed_slicing_and_replay() {
             let restore = app.start_restore(&instance, &backup).await;
             let rec = app.wait_restore(&instance, &restore).await;
             assert_eq!(rec["status"], "succeed", "{mode:?} {format}: {rec}");
-            let path = app
-                .catalog()
-                .restore_path(&restore)
-                .await
-                .unwrap()
-                .unwrap_or_default();
+            let path = app.restore_path(&restore).await;
             if mode == RestoreMode::Auto {
                 assert_eq!(path, "replication feed");
             } else {

@@ -345,6 +345,16 @@ impl TestApp {
     }
 
     /// Polls until the restore is `succeed` or `failed`; returns its record.
+    /// How a finished restore put the data in (`replication feed`,
+    /// `slicing …`), empty when none was recorded.
+    pub async fn restore_path(&self, restore_id: &str) -> String {
+        self.catalog()
+            .restore_path(restore_id)
+            .await
+            .expect("catalog")
+            .unwrap_or_default()
+    }
+
     pub async fn wait_restore(&self, instance: &str, restore_id: &str) -> Value {
         let start = Instant::now();
         loop {

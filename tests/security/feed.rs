@@ -112,12 +112,7 @@ async fn a_thief_on_the_replication_port_gets_nothing_and_the_restore_succeeds()
     );
 
     assert_eq!(rec["status"], "succeed", "{rec}");
-    let path = app
-        .catalog()
-        .restore_path(&restore)
-        .await
-        .expect("detail")
-        .unwrap_or_default();
+    let path = app.restore_path(&restore).await;
     assert!(path.contains("feed"), "restored by {path}");
     assert_eq!(target.digest(), digest);
     assert!(tries.load(Ordering::SeqCst) >= 4, "the thief tried");
@@ -261,12 +256,7 @@ async fn a_tls_target_is_restored_without_clear_text_on_the_wire() {
     let rec = app.wait_restore(&id, &restore).await;
     assert_eq!(rec["status"], "succeed", "{rec}");
     assert_eq!(target.digest(), digest);
-    let path = app
-        .catalog()
-        .restore_path(&restore)
-        .await
-        .expect("detail")
-        .unwrap_or_default();
+    let path = app.restore_path(&restore).await;
     assert!(path.contains("slicing"), "restored by {path}");
     let seen = seen.lock().expect("log").clone();
     assert!(seen.len() > 20_000, "the relay saw the traffic");
@@ -299,11 +289,6 @@ async fn a_target_replicating_over_tls_is_restored_another_way() {
     let rec = app.wait_restore(&id, &restore).await;
     assert_eq!(rec["status"], "succeed", "{rec}");
     assert_eq!(target.digest(), digest);
-    let path = app
-        .catalog()
-        .restore_path(&restore)
-        .await
-        .expect("detail")
-        .unwrap_or_default();
+    let path = app.restore_path(&restore).await;
     assert!(path.contains("slicing"), "restored by {path}");
 }

@@ -145,18 +145,14 @@ impl From<crate::jobs::restore::DryRun> for DryRunJson {
             targets: d
                 .targets
                 .into_iter()
-                .map(
-                    |(address, engine, version, rdb_version, maxmemory, used_memory)| {
-                        DryRunTargetJson {
-                            address,
-                            engine,
-                            version,
-                            rdb_version,
-                            maxmemory,
-                            used_memory,
-                        }
-                    },
-                )
+                .map(|(addr, s)| DryRunTargetJson {
+                    address: addr.to_string(),
+                    engine: s.engine,
+                    version: s.version,
+                    rdb_version: s.rdb_version,
+                    maxmemory: s.maxmemory,
+                    used_memory: s.used_memory,
+                })
                 .collect(),
         }
     }

@@ -347,9 +347,8 @@ pub struct DryRun {
     pub databases: Vec<(u64, u64, u64)>,
     pub memory_estimate: u64,
     pub estimated_seconds: f64,
-    /// Each master as the plan saw it: address, engine, version, RDB
-    /// version, maxmemory, used_memory.
-    pub targets: Vec<(String, String, String, u32, u64, u64)>,
+    /// Each master and its facts as the plan saw them.
+    pub targets: Vec<(NodeAddr, crate::redis::topology::ServerFacts)>,
 }
 
 impl DryRun {
@@ -388,19 +387,6 @@ async fn dry_run_inner(
     let facts = verify::verify_backup(jobs, &at, &manifest, &progress).await?;
     let topology = discover(&target.connection, &jobs.redis).await?;
     let masters = plan::gather(jobs, target, &topology, &facts).await?;
-    let targets = masters
-        .iter()
-        .map(|m| {
-            (
-                m.addr.to_string(),
-                m.server.engine.clone(),
-                m.server.version.clone(),
-                m.server.rdb_version,
-                m.server.maxmemory,
-                m.server.used_memory,
-            )
-        })
-        .collect();
     let mut out = match plan::decide(&plan::input(jobs, target, &topology, &masters, &facts)) {
         Ok(p) => DryRun {
             path: Some(p.path.as_str()),
@@ -419,7 +405,7 @@ async fn dry_run_inner(
         },
         Err(why) => DryRun::refused(fail(JobError::ToolStart, why)),
     };
-    out.targets = targets;
+    out.targets = masters.into_iter().map(|m| (m.addr, m.server)).collect();
     Ok(out)
 }
 

@@ -173,11 +173,7 @@ fn commands_to_probe(backup: &BackupFacts) -> Vec<&'static str> {
     for t in backup.keys_per_rdb_type.keys() {
         names.extend_from_slice(decoded_commands(*t));
     }
-    for c in &backup.aof_commands {
-        if let Some(known) = KNOWN_AOF_COMMANDS.iter().find(|k| **k == c.as_str()) {
-            names.push(known);
-        }
-    }
+    names.extend(aof_commands(backup));
     names.sort_unstable();
     names.dedup();
     names
@@ -202,6 +198,14 @@ const KNOWN_AOF_COMMANDS: &[&str] = &[
     "MULTI",
     "EXEC",
 ];
+
+/// The commands of [`KNOWN_AOF_COMMANDS`] an AOF backup replays.
+fn aof_commands(backup: &BackupFacts) -> impl Iterator<Item = &'static str> + '_ {
+    KNOWN_AOF_COMMANDS
+        .iter()
+        .copied()
+        .filter(|k| backup.aof_commands.contains(*k))
+}
 
 /// Estimated memory of the dataset once loaded.
 fn memory_estimate(b: &BackupFacts) -> u64 {
@@ -386,23 +390,15 @@ pub(crate) fn decide(input: &PlanInput<'_>) -> Result<Plan, String> {
         Some("slicing was forced by configuration".to_owned())
     } else if !input.feed_listener {
         Some("the replication listener is not running".to_owned())
-    } else if !missing_on(&["REPLICAOF", "CONFIG"]).is_empty() {
-        Some(format!(
-            "the target lacks {}",
-            missing_on(&["REPLICAOF", "CONFIG"]).join(", ")
-        ))
     } else {
-        None
+        let missing = missing_on(&["REPLICAOF", "CONFIG"]);
+        (!missing.is_empty()).then(|| format!("the target lacks {}", missing.join(", ")))
     };
 
     // The commands slicing would send.
     let mut slice_needs: Vec<&str> = Vec::new();
     if b.aof {
-        for c in &b.aof_commands {
-            if let Some(k) = KNOWN_AOF_COMMANDS.iter().find(|k| **k == c.as_str()) {
-                slice_needs.push(k);
-            }
-        }
+        slice_needs.extend(aof_commands(b));
         slice_needs.push("FLUSHALL");
     } else {
         slice_needs.extend(["FLUSHALL", "RESTORE"]);
