@@ -20,6 +20,19 @@ use crate::storage::{S3Keys, StorageUrl};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines are written to stderr: `text` (coloured only when
+    /// stderr is a terminal and NO_COLOR is unset) or `json` (one object a
+    /// line, for log collectors, with the job and instance ids as fields)
+    #[arg(long, global = true, env = "DCS_BACKUP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The shape of log lines.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,9 +1,11 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use dcs_backup::catalog::Catalog;
 use dcs_backup::config::{
-    self, Cli, Command, Config, CredentialCommand, DevCommand, RotateArgs, SecretsCommand,
+    self, Cli, Command, Config, CredentialCommand, DevCommand, LogFormat, RotateArgs,
+    SecretsCommand,
 };
 use dcs_backup::dev;
 use dcs_backup::model::ProjectId;
@@ -16,12 +18,7 @@ fn main() -> ExitCode {
     // owner-only.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("DCS_BACKUP_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(cli.log_format);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -52,6 +49,30 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs go to stderr: text, coloured only on a terminal (a journal or a
+/// log file gets no escape codes), or JSON lines whose fields include the
+/// ids of the spans an event is in (`job_id`, `instance_id`, …).
+fn init_logging(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_env("DCS_BACKUP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder.with_ansi(colour).init();
+        }
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
     }
 }
 

@@ -395,7 +395,7 @@ async fn snapshot_to_store(
     // network on another core). RDB: the snapshot bytes go to the store as
     // they arrive. AOF: the reader's output goes to the store instead.
     // Each stage owns its channel ends, so one failing ends the others.
-    let store = tokio::spawn(async move {
+    let store = super::spawn_traced(async move {
         let mut out_rx = out_rx;
         let mut writer = writer;
         while let Some(piece) = out_rx.recv().await {

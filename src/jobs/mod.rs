@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify, Semaphore};
+use tracing::Instrument;
 
 use crate::catalog::{Catalog, ClaimedJob};
 use crate::clock::{Clock, SystemClock};
@@ -352,7 +353,7 @@ impl Jobs {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(job = %job.id, kind = %job.kind, record = %job.record_id, attempt = job.attempts))]
+    #[tracing::instrument(skip_all, fields(job_id = %job.id, kind = %job.kind, record_id = %job.record_id, instance_id = %job.instance_id, attempt = job.attempts))]
     async fn run_job(self: &Arc<Self>, job: ClaimedJob) {
         let lease = Lease::start(Arc::clone(self), job.clone());
         if job.attempts > 1 {
@@ -363,7 +364,7 @@ impl Jobs {
         let me = Arc::clone(self);
         let claimed = job.clone();
         let shared = lease.share();
-        let mut task = tokio::spawn(async move {
+        let mut task = spawn_traced(async move {
             match claimed.kind {
                 JobKind::Backup => run_record::<backup::BackupJob>(&me, &claimed, &shared).await,
                 JobKind::Restore => run_record::<restore::RestoreJob>(&me, &claimed, &shared).await,
@@ -569,11 +570,22 @@ impl Drop for Lease {
     }
 }
 
+/// `tokio::spawn` in the caller's span: what a job's tasks log carries the
+/// job's and the instance's ids (fields of `run_job`'s span), in text and
+/// JSON logs alike.
+pub(crate) fn spawn_traced<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(fut.in_current_span())
+}
+
 impl Lease {
     fn start(jobs: Arc<Jobs>, job: ClaimedJob) -> Self {
         let lost = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&lost);
-        let task = tokio::spawn(async move {
+        let task = spawn_traced(async move {
             loop {
                 tokio::time::sleep(RENEW_EVERY).await;
                 let until = now_millis() + LEASE.as_millis() as i64;

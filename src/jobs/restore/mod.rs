@@ -268,7 +268,7 @@ async fn perform(
         let job = job.clone();
         let progress = Arc::clone(&progress);
         let meter = lease.meter(); // read by the runner's watchdog
-        AbortOnDrop(tokio::spawn(async move {
+        AbortOnDrop(crate::jobs::spawn_traced(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let done = progress.done.load(Ordering::Relaxed);

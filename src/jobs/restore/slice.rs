@@ -66,7 +66,7 @@ pub(crate) async fn slice(r: &Restore<'_>, tinfo: &TargetInfo) -> Result<(), Job
     // thread reads them.
     let feeder = {
         let progress = Arc::clone(progress);
-        tokio::spawn(async move {
+        crate::jobs::spawn_traced(async move {
             for (file, tx) in remote {
                 let mut stream = file.stream().await?;
                 while let Some(chunk) = stream.next().await {
