@@ -724,3 +724,142 @@ async fn held_jobs_a_crash_left_are_settled_by_the_next_start() {
         .await;
     assert_eq!(list["total_num"], 1, "the lost job left no record: {list}");
 }
+
+#[tokio::test]
+async fn the_manifest_endpoint_answers_the_stored_file_with_counts_and_replication_position() {
+    let app = TestApp::spawn().await;
+    let redis = RedisServer::start(&["--repl-diskless-sync-delay", "0"]);
+    redis.cli(&["SET", "s1", "v"]);
+    redis.cli(&["SET", "s2", "v"]);
+    redis.cli(&["HSET", "h", "f", "v"]);
+    redis.cli(&["-n", "3", "RPUSH", "l", "a", "b"]);
+    redis.cli(&["-n", "3", "ZADD", "z", "1", "m"]);
+    let id = app.adopt("manifest-1", redis.port, json!({})).await;
+    let before_offset: u64 = redis
+        .info_field("replication", "master_repl_offset")
+        .parse()
+        .unwrap();
+    let backup = app.start_backup(&id, "RDB").await;
+    assert_eq!(app.wait_backup(&id, &backup).await["status"], "succeed");
+
+    let path = app.v2(&format!("/instances/{id}/backups/{backup}/manifest"));
+    let resp = app
+        .send_signed(&app.cred, Method::GET, &path, Vec::new(), |_| {})
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    let answered = resp.bytes().await.unwrap().to_vec();
+    let stored: Vec<PathBuf> = stored_files(&app, &backup)
+        .into_iter()
+        .filter(|p| p.ends_with("manifest.json"))
+        .collect();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        answered,
+        std::fs::read(&stored[0]).unwrap(),
+        "not byte for byte"
+    );
+
+    let m: Value = serde_json::from_slice(&answered).unwrap();
+    assert_eq!(m["manifest_version"], 2);
+    assert_eq!(m["backup_id"], backup.as_str());
+    let f = &m["files"][0];
+    assert_eq!(f["keys_per_db"], json!({"0": 3, "3": 2}));
+    assert_eq!(
+        f["keys_per_type"],
+        json!({"0": {"string": 2, "hash": 1}, "3": {"list": 1, "zset": 1}})
+    );
+    // The snapshot's place in the master's history: its replication id
+    // and an offset the master had reached when the snapshot began.
+    assert_eq!(
+        f["repl_id"].as_str().unwrap(),
+        redis.info_field("replication", "master_replid")
+    );
+    let offset = f["repl_offset"].as_u64().unwrap();
+    let now_offset: u64 = redis
+        .info_field("replication", "master_repl_offset")
+        .parse()
+        .unwrap();
+    assert!(
+        before_offset <= offset && offset <= now_offset,
+        "{before_offset} <= {offset} <= {now_offset}"
+    );
+    assert_eq!(
+        f["blake3"].as_str().unwrap(),
+        blake3::hash(&download(&app, &id, &backup).await[0].1)
+            .to_hex()
+            .as_str()
+    );
+
+    // Unknown, malformed and other projects' backups: the DCS errors.
+    let (s, b) = app
+        .call(
+            Method::POST,
+            &app.v2(&format!("/instances/{id}/backups")),
+            Some(json!({"remark": "second"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let other = b["backup_id"].as_str().unwrap().to_owned();
+    app.wait_backup(&id, &other).await;
+    let (s, b) = app
+        .call(
+            Method::GET,
+            &app.v2(&format!(
+                "/instances/{id}/backups/00000000-0000-0000-0000-000000000000/manifest"
+            )),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, b["error_code"].as_str()),
+        (400, Some("DCS.4800")),
+        "{b}"
+    );
+    let (s, b) = app
+        .call(
+            Method::GET,
+            &app.v2(&format!("/instances/{id}/backups/x/y/manifest")),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404, "{b}");
+    let stranger = app.credential_for("another-project").await;
+    let (s, b) = app
+        .call_as(
+            &stranger,
+            Method::GET,
+            &format!("/v2/another-project/instances/{id}/backups/{backup}/manifest"),
+            None,
+        )
+        .await;
+    assert!(s == 404 || s == 400, "{s} {b}");
+    assert!(!b.to_string().contains("keys_per_db"), "{b}");
+    // A deleted backup has no manifest any more.
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &app.v2(&format!("/instances/{id}/backups/{other}")),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, b) = app
+        .call(
+            Method::GET,
+            &app.v2(&format!("/instances/{id}/backups/{other}/manifest")),
+            None,
+        )
+        .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["error_ext_msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("deleted"),
+        "{b}"
+    );
+}

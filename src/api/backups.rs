@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::http::header;
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::Value;
 
@@ -34,6 +36,10 @@ pub fn routes() -> Router<Shared> {
         .route(
             "/v2/{project_id}/instances/{instance_id}/backups/{backup_id}/links",
             post(create_links),
+        )
+        .route(
+            "/v2/{project_id}/instances/{instance_id}/backups/{backup_id}/manifest",
+            get(show_manifest),
         )
         .route(
             "/v1.0/{project_id}/instances/{instance_id}/backups",
@@ -230,4 +236,40 @@ pub async fn create_links(call: Call, body: Bytes) -> ApiResult<Json<LinksRespon
         bucket_name,
         links,
     }))
+}
+
+/// The backup's manifest exactly as stored beside its files: every file
+/// with its size and BLAKE3, RDB and server versions, keys per database and
+/// type, slots, source nodes, and the replication id and offset the
+/// snapshot stands at.
+#[utoipa::path(
+    get,
+    path = "/v2/{project_id}/instances/{instance_id}/backups/{backup_id}/manifest",
+    params(("project_id" = String, Path), ("instance_id" = String, Path), ("backup_id" = String, Path)),
+    responses(
+        (status = 200, description = "The stored manifest.json, byte for byte", content_type = "application/json"),
+        (status = 400, description = "DCS.4800 unknown backup, or a backup that has no files"),
+        (status = 404, description = "DCS.3022"),
+    )
+)]
+pub async fn show_manifest(call: Call) -> ApiResult<axum::response::Response> {
+    let state = &call.state;
+    let inst = call.instance_including_deleted().await?;
+    let rec = load_backup(state, &inst, call.raw_backup_id()).await?;
+    if rec.status != BackupStatus::Succeed {
+        return Err(ApiError::invalid("backup_id")
+            .with_ext(format!("the backup is {}, it has no manifest", rec.status)));
+    }
+    let at = BackupLocation::of(&rec);
+    match state.store.manifest_bytes(at.prefix()).await {
+        Ok(Some(raw)) => Ok(([(header::CONTENT_TYPE, "application/json")], raw).into_response()),
+        Ok(None) => {
+            tracing::error!(backup = %rec.id, "succeeded backup without a stored manifest");
+            Err(ApiError::internal().with_ext("the backup's manifest is missing from the store"))
+        }
+        Err(e) => {
+            tracing::error!(backup = %rec.id, error = %e, "cannot read a manifest");
+            Err(ApiError::internal().with_ext("the store could not be read"))
+        }
+    }
 }

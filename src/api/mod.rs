@@ -276,6 +276,7 @@ async fn health(State(state): State<Shared>) -> Response {
         backups::create_backup,
         backups::delete_backup,
         backups::create_links,
+        backups::show_manifest,
         backups::create_backup_v1,
         backups::delete_backup_v1,
         restores::create_restore,

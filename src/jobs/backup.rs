@@ -186,7 +186,7 @@ async fn perform(
         }
     };
     let manifest = Manifest {
-        manifest_version: 1,
+        manifest_version: 2,
         backup_id: rec.id.to_string(),
         instance_id: rec.instance_id.to_string(),
         project_id: rec.project_id.to_string(),
@@ -275,6 +275,7 @@ struct Seen {
     keys_per_db: std::collections::BTreeMap<u64, u64>,
     expiring: u64,
     functions: u64,
+    keys_per_type: std::collections::BTreeMap<u64, std::collections::BTreeMap<String, u64>>,
 }
 
 impl Seen {
@@ -287,6 +288,12 @@ impl Seen {
             Item::Key(k) => {
                 self.keys += 1;
                 *self.keys_per_db.entry(k.db).or_insert(0) += 1;
+                *self
+                    .keys_per_type
+                    .entry(k.db)
+                    .or_default()
+                    .entry(dcs_rdb::types::type_name(k.rdb_type).to_owned())
+                    .or_insert(0) += 1;
                 if k.expire_ms.is_some() {
                     self.expiring += 1;
                 }
@@ -370,6 +377,7 @@ async fn snapshot_to_store(
     let waiting = meter.waiting();
     let estimate = used_memory(&inst.connection, &src.node, &jobs.redis).await;
     let mut snap = start_snapshot(&inst.connection, &src.node, &jobs.redis).await?;
+    let (repl_id, repl_offset) = (snap.replid.clone(), snap.offset);
     drop(waiting);
     let expected = match snap.transfer() {
         // The declared size only feeds the progress figure (and this
@@ -470,6 +478,9 @@ async fn snapshot_to_store(
         slots: src.slots.clone(),
         source_node: src.node.to_string(),
         shard_master: src.shard_master.to_string(),
+        keys_per_type: seen.keys_per_type,
+        repl_id: (!repl_id.is_empty()).then_some(repl_id),
+        repl_offset,
     })
 }
 

@@ -51,8 +51,11 @@ pub struct Snapshot {
     received: u64,
     done: bool,
     io_timeout: Duration,
-    /// The replication id and offset the master announced (empty for SYNC).
+    /// The replication id the master announced (empty for SYNC).
     pub replid: String,
+    /// The replication offset the snapshot stands at (`None` for SYNC):
+    /// the stream after it starts at `offset + 1`.
+    pub offset: Option<u64>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -129,12 +132,20 @@ pub async fn start_snapshot(
     let (mut buf, mut stream) = c.into_parts();
     let first = read_line(&mut stream, &mut buf, io_timeout).await?;
     let replid;
+    let offset;
     let header = if let Some(rest) = first.strip_prefix("+FULLRESYNC ") {
-        replid = rest.split_whitespace().next().unwrap_or("").to_owned();
+        let mut words = rest.split_whitespace();
+        replid = words
+            .next()
+            .filter(|id| id.len() == 40 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .unwrap_or("")
+            .to_owned();
+        offset = words.next().and_then(|o| o.parse::<u64>().ok());
         read_line(&mut stream, &mut buf, io_timeout).await?
     } else if first.starts_with("-ERR unknown command") || first.starts_with("-ERR Unknown") {
         tracing::info!("PSYNC not supported; falling back to SYNC");
         replid = String::new();
+        offset = None;
         stream.write_all(b"SYNC\r\n").await?;
         read_line(&mut stream, &mut buf, io_timeout).await?
     } else if let Some(err) = first.strip_prefix('-') {
@@ -162,6 +173,7 @@ pub async fn start_snapshot(
         done: false,
         io_timeout,
         replid,
+        offset,
     };
     if let Some(mark) = spec.strip_prefix("EOF:") {
         let bytes = mark.as_bytes();

@@ -78,6 +78,8 @@ pub fn check_key(key: &str, allow_dir: bool) -> Result<(), StorageError> {
 
 /// Name of the file that, once present, says a backup is complete.
 pub const MANIFEST: &str = "manifest.json";
+/// The largest manifest read back: a 3,000-shard cluster's is under 4 MiB.
+pub const MAX_MANIFEST: u64 = 16 << 20;
 /// Writes to the store are coalesced to this size (S3 parts are larger).
 const WRITE_BUFFER: usize = 1024 * 1024;
 /// S3's smallest part. Parts are uploaded one at a time: OpenDAL 0.54 keeps
@@ -178,7 +180,8 @@ async fn open_stream(op: &Operator, path: &str) -> Result<ByteStream, StorageErr
 /// ARCHITECTURE.md).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// Format of this document.
+    /// Format of this document: 2 adds `keys_per_type`, `repl_id` and
+    /// `repl_offset` to files; readers take 1 and 2.
     pub manifest_version: u32,
     pub backup_id: String,
     pub instance_id: String,
@@ -216,6 +219,18 @@ pub struct ManifestFile {
     pub source_node: String,
     /// The master of the shard the file belongs to.
     pub shard_master: String,
+    /// Keys per database number and value type (`string`, `list`, `set`,
+    /// `zset`, `hash`, `stream`, `module`). Absent in manifests of version 1.
+    #[serde(default)]
+    pub keys_per_type: BTreeMap<u64, BTreeMap<String, u64>>,
+    /// The replication id and offset the snapshot stands at, as the master
+    /// announced them (`+FULLRESYNC <replid> <offset>`): the history the
+    /// file belongs to and where its write stream continues. Absent when
+    /// the master only spoke `SYNC`, and in manifests of version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repl_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repl_offset: Option<u64>,
 }
 
 impl Manifest {
@@ -441,15 +456,36 @@ impl Store {
 
     /// Reads a backup's manifest; `None` if the backup never completed.
     pub async fn manifest(&self, prefix: &str) -> Result<Option<Manifest>, StorageError> {
+        let Some(raw) = self.manifest_bytes(prefix).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&raw)
+            .map(Some)
+            .map_err(|e| StorageError::Manifest {
+                path: manifest_key(prefix),
+                why: e.to_string(),
+            })
+    }
+
+    /// A backup's manifest exactly as stored; `None` if the backup never
+    /// completed. A stored object larger than [`MAX_MANIFEST`] is refused
+    /// before it is read (a store is a peer like any other).
+    pub async fn manifest_bytes(&self, prefix: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let path = manifest_key(prefix);
         check_key(&path, false)?;
-        match self.op.read(&path).await {
-            Ok(buf) => serde_json::from_slice(&buf.to_vec())
-                .map(Some)
-                .map_err(|e| StorageError::Manifest {
-                    path,
-                    why: e.to_string(),
-                }),
+        let size = match self.op.stat(&path).await {
+            Ok(meta) => meta.content_length(),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if size > MAX_MANIFEST {
+            return Err(StorageError::Manifest {
+                path,
+                why: format!("{size} bytes, more than a manifest can be ({MAX_MANIFEST})"),
+            });
+        }
+        match self.op.read_with(&path).range(0..size).await {
+            Ok(buf) => Ok(Some(buf.to_vec())),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
