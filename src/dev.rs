@@ -83,6 +83,7 @@ pub async fn seed(args: &SeedArgs) -> Result<(), AnyError> {
                     RestoreStatus::Succeed
                 },
                 error: (i % 5 == 4).then_some(JobError::RestoreSync),
+                filter: None,
                 created_at: from + i as i64 * args.step_ms,
             })
             .await?;

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod dev;
+pub mod glob;
 pub mod jobs;
 pub mod model;
 pub mod redis;

@@ -218,6 +218,108 @@ impl RestoreMode {
     }
 }
 
+/// The keys a partial restore writes: those in one of `dbs` (any when
+/// empty), whose name matches one of `key_patterns` (Redis globs; any when
+/// empty) and whose type is one of `types` (any when empty). At least one
+/// of the three is given. A filtered restore flushes nothing: each
+/// matching key of the backup replaces its namesake, and every other key
+/// of the target stays as it was.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreFilter {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dbs: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_patterns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub types: Vec<KeyType>,
+}
+
+impl RestoreFilter {
+    /// Most entries in each list.
+    pub const MAX_ENTRIES: usize = 64;
+    /// Longest key pattern, in bytes.
+    pub const MAX_PATTERN: usize = 1024;
+
+    /// Whether the key `key` of type `t` in database `db` is restored.
+    pub fn matches(&self, db: u64, key: &[u8], t: Option<KeyType>) -> bool {
+        (self.dbs.is_empty() || self.dbs.contains(&db))
+            && (self.types.is_empty() || t.is_some_and(|t| self.types.contains(&t)))
+            && (self.key_patterns.is_empty()
+                || self
+                    .key_patterns
+                    .iter()
+                    .any(|p| crate::glob::matches(p.as_bytes(), key)))
+    }
+
+    /// Whether keys of database `db` can match at all.
+    pub fn wants_db(&self, db: u64) -> bool {
+        self.dbs.is_empty() || self.dbs.contains(&db)
+    }
+
+    /// The filter in words, for decisions and logs.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.dbs.is_empty() {
+            let dbs: Vec<String> = self.dbs.iter().map(u64::to_string).collect();
+            parts.push(format!("databases {}", dbs.join(", ")));
+        }
+        if !self.key_patterns.is_empty() {
+            let ps: Vec<String> = self.key_patterns.iter().map(|p| format!("{p:?}")).collect();
+            parts.push(format!("keys matching {}", ps.join(" or ")));
+        }
+        if !self.types.is_empty() {
+            let ts: Vec<&str> = self.types.iter().map(|t| t.as_str()).collect();
+            parts.push(format!("types {}", ts.join(", ")));
+        }
+        parts.join("; ")
+    }
+}
+
+/// A value's type as `TYPE` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyType {
+    String,
+    List,
+    Set,
+    Zset,
+    Hash,
+    Stream,
+    Module,
+}
+
+impl KeyType {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "string" => Self::String,
+            "list" => Self::List,
+            "set" => Self::Set,
+            "zset" => Self::Zset,
+            "hash" => Self::Hash,
+            "stream" => Self::Stream,
+            "module" => Self::Module,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::List => "list",
+            Self::Set => "set",
+            Self::Zset => "zset",
+            Self::Hash => "hash",
+            Self::Stream => "stream",
+            Self::Module => "module",
+        }
+    }
+
+    /// The type of an RDB value type byte.
+    pub fn of_rdb(t: u8) -> Option<Self> {
+        Self::parse(dcs_rdb::types::type_name(t))
+    }
+}
+
 /// Why a job failed: the `dcs.08.000x` codes of the DCS reference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobError {
@@ -509,6 +611,8 @@ pub struct RestoreRecord {
     pub error: Option<JobError>,
     /// Why it failed, in words (what was refused, or how far it got).
     pub reason: Option<String>,
+    /// A partial restore's filter.
+    pub filter: Option<RestoreFilter>,
 }
 
 /// Time bounds and paging of a record listing, already validated.

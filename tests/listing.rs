@@ -79,6 +79,7 @@ async fn fixture() -> Fixture {
                 status: RestoreStatus::Succeed,
                 created_at: t,
                 error: None,
+                filter: None,
             })
             .await
             .unwrap();

@@ -7,7 +7,7 @@ use axum::{Json, Router};
 
 use super::error::{ApiError, ApiResult, Dcs};
 use super::wire::{
-    parse_body, validate_remark, CreateRestoreBody, CreateRestoreResponse, DryRunJson,
+    parse_body, parse_filter, validate_remark, CreateRestoreBody, CreateRestoreResponse, DryRunJson,
 };
 use super::{Call, Shared};
 use crate::catalog::NewRestore;
@@ -37,6 +37,7 @@ async fn start_restore(call: &Call, body: &Bytes) -> ApiResult<Response> {
         serde_json::Value::Bool(b) => *b,
         _ => return Err(ApiError::invalid("dry_run")),
     };
+    let filter = parse_filter(&body.filter)?;
     let backup_id = body
         .backup_id
         .as_str()
@@ -54,7 +55,8 @@ async fn start_restore(call: &Call, body: &Bytes) -> ApiResult<Response> {
             .with_ext(format!("the backup is {}", backup.status)));
     }
     if dry_run {
-        let plan = crate::jobs::restore::dry_run(&state.jobs, &inst, &backup).await;
+        let plan =
+            crate::jobs::restore::dry_run(&state.jobs, &inst, &backup, filter.as_ref()).await;
         tracing::info!(instance = %inst.id, backup = %backup.id, accepted = plan.refusal.is_none(), "restore dry run");
         return Ok(Json(DryRunJson::from(plan)).into_response());
     }
@@ -79,6 +81,7 @@ async fn start_restore(call: &Call, body: &Bytes) -> ApiResult<Response> {
             status: RestoreStatus::Waiting,
             created_at: now_millis(),
             error: None,
+            filter,
         })
         .await?;
     state.jobs.wake();

@@ -6,7 +6,8 @@ use std::sync::LazyLock;
 use super::{bind_args, is_unique_violation, on_db, Arg, Catalog, CatalogError, Db, Result};
 use crate::model::{
     compact_utc, BackupFormat, BackupId, BackupRecord, BackupStatus, BackupType, InstanceId,
-    JobError, ListQuery, Millis, Page, ProjectId, RestoreId, RestoreRecord, RestoreStatus,
+    JobError, ListQuery, Millis, Page, ProjectId, RestoreFilter, RestoreId, RestoreRecord,
+    RestoreStatus,
 };
 
 /// What a caller decides about a new backup record; the catalog assigns the
@@ -45,6 +46,8 @@ pub struct NewRestore {
     pub status: RestoreStatus,
     pub created_at: Millis,
     pub error: Option<JobError>,
+    /// Only the keys matching it, over their namesakes, without a flush.
+    pub filter: Option<RestoreFilter>,
 }
 
 /// A record type read by column position: the columns of
@@ -144,7 +147,7 @@ impl Record for BackupRecord {
 impl Record for RestoreRecord {
     const COLUMNS: &'static str = "id, instance_id, project_id, backup_id, backup_name, \
          backup_remark, source_instance_id, source_instance_name, name, remark, status, progress, \
-         created_at, updated_at, error_code, reason";
+         created_at, updated_at, error_code, reason, filter";
 
     fn decode<'r>(r: impl Columns<'r>, at: usize) -> Result<Self> {
         let id = r.text(at)?;
@@ -166,6 +169,10 @@ impl Record for RestoreRecord {
             updated_at: r.int(at + 13)?,
             error: r.text_or_null(at + 14)?.and_then(JobError::parse),
             reason: r.text_or_null(at + 15)?.map(str::to_owned),
+            filter: match r.text_or_null(at + 16)? {
+                None => None,
+                Some(f) => Some(serde_json::from_str(f).map_err(|_| bad("filter"))?),
+            },
         })
     }
 
@@ -194,10 +201,10 @@ const SQLITE: TableSql = TableSql {
         FROM backups WHERE instance_id = $2 RETURNING seq, created_at",
     insert_restore: "INSERT INTO restores (id, instance_id, project_id, seq, backup_id, backup_name, \
         backup_remark, source_instance_id, source_instance_name, name, remark, status, progress, \
-        created_at, updated_at, error_code) \
+        created_at, updated_at, error_code, filter) \
         SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6, $7, $8, 'restore_' || strftime('%Y%m%d%H%M%S', (MAX($11, COALESCE(MAX(created_at) + 1, $11))) / 1000, 'unixepoch'), $9, $10, \
         CASE WHEN $10 = 'succeed' THEN 10000 ELSE 0 END, \
-        MAX($11, COALESCE(MAX(created_at) + 1, $11)), MAX($11, COALESCE(MAX(created_at) + 1, $11)), $12 \
+        MAX($11, COALESCE(MAX(created_at) + 1, $11)), MAX($11, COALESCE(MAX(created_at) + 1, $11)), $12, $13 \
         FROM restores WHERE instance_id = $2 RETURNING seq, created_at",
 };
 
@@ -210,10 +217,10 @@ const POSTGRES: TableSql = TableSql {
         FROM backups WHERE instance_id = $2 RETURNING seq, created_at",
     insert_restore: "INSERT INTO restores (id, instance_id, project_id, seq, backup_id, backup_name, \
         backup_remark, source_instance_id, source_instance_name, name, remark, status, progress, \
-        created_at, updated_at, error_code) \
+        created_at, updated_at, error_code, filter) \
         SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6, $7, $8, 'restore_' || to_char(to_timestamp((GREATEST($11, COALESCE(MAX(created_at) + 1, $11))) / 1000) AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISS'), $9, $10, \
         CASE WHEN $10 = 'succeed' THEN 10000 ELSE 0 END, \
-        GREATEST($11, COALESCE(MAX(created_at) + 1, $11)), GREATEST($11, COALESCE(MAX(created_at) + 1, $11)), $12 \
+        GREATEST($11, COALESCE(MAX(created_at) + 1, $11)), GREATEST($11, COALESCE(MAX(created_at) + 1, $11)), $12, $13 \
         FROM restores WHERE instance_id = $2 RETURNING seq, created_at",
 };
 
@@ -296,6 +303,12 @@ impl Catalog {
     #[tracing::instrument(skip_all, fields(restore = %r.id, instance = %r.instance_id))]
     pub async fn insert_restore(&self, r: &NewRestore) -> Result<RestoreRecord> {
         let sql = self.sql().insert_restore;
+        let filter = match &r.filter {
+            None => None,
+            Some(f) => {
+                Some(serde_json::to_string(f).map_err(|e| CatalogError::Corrupt(e.to_string()))?)
+            }
+        };
         retry_numbered(|| async {
             on_db!(&self.db, pool => sqlx::query_as::<_, (i64, i64)>(sql)
                 .bind(r.id.as_str())
@@ -310,6 +323,7 @@ impl Catalog {
                 .bind(r.status.as_str())
                 .bind(r.created_at)
                 .bind(r.error.map(JobError::code))
+                .bind(filter.as_deref())
                 .fetch_one(pool)
                 .await)
         })

@@ -43,7 +43,7 @@ pub use value::{
     decode_value, Consumer, ConsumerGroup, HashField, PendingEntry, Stream, StreamEntry, StreamId,
     Value,
 };
-pub use verify::{has_field_ttls, verify, RdbSummary};
+pub use verify::{has_field_ttls, verify, verify_filtered, RdbSummary};
 
 /// Longest string a reader accepts unless told otherwise: Redis's own
 /// `proto-max-bulk-len` default (512 MiB).

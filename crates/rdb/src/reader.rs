@@ -18,6 +18,9 @@ pub enum ReadMode {
     /// Walk the value without keeping it, and skip the key name too (the
     /// fast path for verification: no allocation per key).
     Skip,
+    /// Keep the key name, walk the value without keeping it (choosing
+    /// keys by name at almost the cost of [`ReadMode::Skip`]).
+    Keys,
     /// Keep the key and the value's exact bytes ([`KeyEntry::raw`]).
     Raw,
     /// Keep the key and the decoded value ([`KeyEntry::value`]).
@@ -31,7 +34,7 @@ impl ReadMode {
         self != ReadMode::Skip
     }
     fn captures(self) -> bool {
-        self != ReadMode::Skip
+        !matches!(self, ReadMode::Skip | ReadMode::Keys)
     }
     fn decodes(self) -> bool {
         matches!(self, ReadMode::Decode | ReadMode::RawAndDecode)

@@ -380,3 +380,50 @@ fn declared_lengths_above_the_bounds_are_refused_before_reading() {
         assert!(e.to_string().contains("above the limit"), "{e}");
     }
 }
+
+#[test]
+fn verify_filtered_checks_everything_and_counts_only_the_kept_keys() {
+    let mut b = b"REDIS0010".to_vec();
+    for (db, keys) in [
+        (0u64, &["user:1", "user:2", "job:1"][..]),
+        (3, &["user:3"][..]),
+    ] {
+        b.push(OPCODE_SELECTDB);
+        b.extend(len(db));
+        for k in keys {
+            b.push(TYPE_STRING);
+            b.extend(s(k.as_bytes()));
+            b.extend(s(b"0123456789"));
+        }
+    }
+    b.push(TYPE_SET);
+    b.extend(s(b"user:set"));
+    b.extend(len(2));
+    b.extend(s(b"a"));
+    b.extend(s(b"b"));
+    let file = finish(b, true);
+
+    let all = crate::verify(&file[..]).unwrap();
+    assert_eq!(all.total_keys, 5);
+    let mut seen = Vec::new();
+    let some = crate::verify_filtered(&file[..], |db, key, t| {
+        seen.push((db, key.to_vec(), t));
+        key.starts_with(b"user:") && t == TYPE_STRING
+    })
+    .unwrap();
+    assert_eq!(seen.len(), 5, "every key is offered with its name");
+    assert_eq!(some.total_keys, 3);
+    assert_eq!(some.keys_per_db.get(&0), Some(&2));
+    assert_eq!(some.keys_per_db.get(&3), Some(&1));
+    assert_eq!(some.keys_per_rdb_type.get(&TYPE_SET), None);
+    assert_eq!(some.checksum, all.checksum);
+    // Each kept string is a 6-byte name and a 10-byte value.
+    assert_eq!(some.expanded_bytes, 3 * 16);
+    assert!(all.expanded_bytes > some.expanded_bytes);
+
+    // A corrupt file is refused whatever the filter keeps.
+    let mut bad = file.clone();
+    let n = bad.len();
+    bad[n - 3] ^= 0xff;
+    assert!(crate::verify_filtered(&bad[..], |_, _, _| false).is_err());
+}

@@ -75,7 +75,29 @@ impl RdbSummary {
 /// summarise it. Values are walked, not decoded; the input must end right
 /// after the trailer.
 pub fn verify<R: Read>(input: R) -> Result<RdbSummary, RdbError> {
-    let mut reader = RdbReader::new(input, ReadMode::Skip).require_eof_after_trailer(true);
+    summarise(input, None)
+}
+
+/// Like [`verify`] (the whole file is checked), but the key facts of the
+/// summary (counts per database and type, value bytes, expanded bytes,
+/// field-TTL hashes, module values, the biggest value) describe only the
+/// keys `keep(db, key, rdb_type)` accepts: what a partial restore writes.
+pub fn verify_filtered<R: Read>(
+    input: R,
+    mut keep: impl FnMut(u64, &[u8], u8) -> bool,
+) -> Result<RdbSummary, RdbError> {
+    summarise(input, Some(&mut keep))
+}
+
+type KeyFilter<'a> = &'a mut dyn FnMut(u64, &[u8], u8) -> bool;
+
+fn summarise<R: Read>(input: R, mut keep: Option<KeyFilter<'_>>) -> Result<RdbSummary, RdbError> {
+    let mode = if keep.is_some() {
+        ReadMode::Keys
+    } else {
+        ReadMode::Skip
+    };
+    let mut reader = RdbReader::new(input, mode).require_eof_after_trailer(true);
     let mut s = RdbSummary {
         magic: Magic::Redis,
         version: 0,
@@ -95,11 +117,20 @@ pub fn verify<R: Read>(input: R) -> Result<RdbSummary, RdbError> {
         biggest_value: 0,
         expanded_bytes: 0,
     };
-    while let Some(item) = reader.next_item()? {
+    // Expanded bytes of the keys left out, taken off the file's total.
+    let mut left_out = 0u64;
+    loop {
+        let before = reader.expanded_bytes();
+        let Some(item) = reader.next_item()? else {
+            break;
+        };
         match item {
             Item::Header { magic, version } => {
                 s.magic = magic;
                 s.version = version;
+            }
+            Item::Key(k) if keep.as_mut().is_some_and(|f| !f(k.db, &k.key, k.rdb_type)) => {
+                left_out += reader.expanded_bytes() - before;
             }
             Item::Key(k) => {
                 *s.keys_per_db.entry(k.db).or_insert(0) += 1;
@@ -134,6 +165,6 @@ pub fn verify<R: Read>(input: R) -> Result<RdbSummary, RdbError> {
         }
     }
     s.byte_len = reader.offset();
-    s.expanded_bytes = reader.expanded_bytes();
+    s.expanded_bytes = reader.expanded_bytes() - left_out;
     Ok(s)
 }

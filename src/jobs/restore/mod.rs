@@ -15,9 +15,12 @@
 //! CRC64 and structure, AOF framing).
 
 mod feed;
+mod partial;
 mod plan;
 mod slice;
 mod verify;
+
+pub use partial::Replaced;
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,8 +32,8 @@ use serde::{Deserialize, Serialize};
 use super::{JobFailure, Jobs, Lease, RecordJob};
 use crate::catalog::{ClaimedJob, RestoreOutcome, Result as CatalogResult};
 use crate::model::{
-    now_millis, BackupRecord, BackupStatus, CacheMode, Instance, JobError, NodeAddr, RestoreId,
-    RestoreRecord, RestoreStatus, Topology,
+    now_millis, BackupRecord, BackupStatus, CacheMode, Instance, JobError, NodeAddr, RestoreFilter,
+    RestoreId, RestoreRecord, RestoreStatus, Topology,
 };
 use crate::redis::resp::Reply;
 use crate::redis::{discover, Conn};
@@ -226,6 +229,8 @@ pub(crate) struct Restore<'a> {
     /// Where the backup's files are in the store.
     pub backup: BackupLocation,
     pub progress: Arc<Progress>,
+    /// Only these keys, over their namesakes, nothing flushed.
+    pub filter: Option<RestoreFilter>,
 }
 
 /// The manifest of the backup at `at`; a backup without one cannot be
@@ -283,7 +288,8 @@ async fn perform(
         }))
     };
     let result = async {
-        let facts = verify::verify_backup(jobs, &at, &manifest, &progress).await?;
+        let facts =
+            verify::verify_backup(jobs, &at, &manifest, &progress, rec.filter.as_ref()).await?;
         if lease.lost() {
             return Err(JobFailure::lost());
         }
@@ -302,15 +308,17 @@ async fn perform(
             manifest,
             backup: at,
             progress: Arc::clone(&progress),
+            filter: rec.filter.clone(),
         };
         let masters = plan::gather(jobs, &r.target, &r.topology, &facts).await?;
-        let plan = plan::decide(&plan::input(jobs, &r.target, &r.topology, &masters, &facts))
-            .map_err(|why| {
-                fail(
-                    JobError::ToolStart,
-                    format!("refused before any write: {why}"),
-                )
-            })?;
+        let input = plan::input(jobs, &r.target, &r.topology, &masters, &facts)
+            .with_filter(r.filter.as_ref());
+        let plan = plan::decide(&input).map_err(|why| {
+            fail(
+                JobError::ToolStart,
+                format!("refused before any write: {why}"),
+            )
+        })?;
         for d in &plan.decisions {
             tracing::info!(decision = %d, "restore plan");
         }
@@ -349,6 +357,10 @@ pub struct DryRun {
     pub estimated_seconds: f64,
     /// Each master and its facts as the plan saw them.
     pub targets: Vec<(NodeAddr, crate::redis::topology::ServerFacts)>,
+    /// Whether a filter chose the keys.
+    pub partial: bool,
+    /// A partial restore: the keys taken that the target holds now.
+    pub replaced: Option<Replaced>,
 }
 
 impl DryRun {
@@ -363,31 +375,43 @@ impl DryRun {
             memory_estimate: 0,
             estimated_seconds: 0.0,
             targets: Vec::new(),
+            partial: false,
+            replaced: None,
         }
     }
 }
 
 /// Verify and plan a restore of `backup` into `target`, writing nothing
-/// anywhere: not to the target, not to the catalog.
-pub async fn dry_run(jobs: &Arc<Jobs>, target: &Instance, backup: &BackupRecord) -> DryRun {
-    match dry_run_inner(jobs, target, backup).await {
+/// anywhere: not to the target, not to the catalog. With a filter, also
+/// count the keys it takes that the target holds now.
+pub async fn dry_run(
+    jobs: &Arc<Jobs>,
+    target: &Instance,
+    backup: &BackupRecord,
+    filter: Option<&RestoreFilter>,
+) -> DryRun {
+    let mut d = match dry_run_inner(jobs, target, backup, filter).await {
         Ok(d) => d,
         Err(f) => DryRun::refused(f),
-    }
+    };
+    d.partial = filter.is_some();
+    d
 }
 
 async fn dry_run_inner(
     jobs: &Arc<Jobs>,
     target: &Instance,
     backup: &BackupRecord,
+    filter: Option<&RestoreFilter>,
 ) -> Result<DryRun, JobFailure> {
     let at = BackupLocation::of(backup);
     let manifest = read_manifest(jobs, &at).await?;
     let progress = Arc::new(Progress::default());
-    let facts = verify::verify_backup(jobs, &at, &manifest, &progress).await?;
+    let facts = verify::verify_backup(jobs, &at, &manifest, &progress, filter).await?;
     let topology = discover(&target.connection, &jobs.redis).await?;
     let masters = plan::gather(jobs, target, &topology, &facts).await?;
-    let mut out = match plan::decide(&plan::input(jobs, target, &topology, &masters, &facts)) {
+    let input = plan::input(jobs, target, &topology, &masters, &facts).with_filter(filter);
+    let mut out = match plan::decide(&input) {
         Ok(p) => DryRun {
             path: Some(p.path.as_str()),
             refusal: None,
@@ -402,9 +426,15 @@ async fn dry_run_inner(
             memory_estimate: p.memory_estimate,
             estimated_seconds: p.estimated_seconds,
             targets: Vec::new(),
+            partial: false,
+            replaced: None,
         },
         Err(why) => DryRun::refused(fail(JobError::ToolStart, why)),
     };
+    if let (Some(f), None) = (filter, &out.refusal) {
+        out.replaced =
+            Some(partial::count_replaced(jobs, target, &topology, &at, &manifest, f).await?);
+    }
     out.targets = masters.into_iter().map(|m| (m.addr, m.server)).collect();
     Ok(out)
 }

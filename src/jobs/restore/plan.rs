@@ -14,7 +14,7 @@ use dcs_rdb::Flavor;
 use super::verify::BackupFacts;
 use super::RestoreMode;
 use crate::jobs::{JobFailure, Jobs};
-use crate::model::{CacheMode, Instance, NodeAddr, Topology};
+use crate::model::{CacheMode, Instance, NodeAddr, RestoreFilter, Topology};
 use crate::redis::topology::{missing_commands, server_facts, ServerFacts};
 use crate::redis::Conn;
 
@@ -70,6 +70,15 @@ pub(crate) struct PlanInput<'a> {
     /// The target is reached over TLS.
     pub tls: bool,
     pub feed_listener: bool,
+    /// A partial restore: only these keys, nothing flushed.
+    pub filter: Option<&'a RestoreFilter>,
+}
+
+impl<'a> PlanInput<'a> {
+    pub fn with_filter(mut self, filter: Option<&'a RestoreFilter>) -> Self {
+        self.filter = filter;
+        self
+    }
 }
 
 /// The accepted plan.
@@ -155,6 +164,7 @@ pub(crate) fn input<'a>(
         mode: jobs.settings.restore_mode,
         tls: target.connection.tls,
         feed_listener: jobs.feed.is_some(),
+        filter: None,
     }
 }
 
@@ -164,6 +174,7 @@ fn commands_to_probe(backup: &BackupFacts) -> Vec<&'static str> {
         "REPLICAOF",
         "CONFIG",
         "FLUSHALL",
+        "DEL",
         "RESTORE",
         "SELECT",
         "PEXPIREAT",
@@ -230,6 +241,20 @@ pub(crate) fn decide(input: &PlanInput<'_>) -> Result<Plan, String> {
     let masters = input.masters;
     let first = masters.first().ok_or("the target has no master")?;
     let mut decisions = Vec::new();
+    if let Some(f) = input.filter {
+        decisions.push(format!(
+            "partial: only {} ({} keys of the backup); nothing is flushed, each replaces its \
+             namesake and every other key stays",
+            f.describe(),
+            b.keys
+        ));
+        if b.keys == 0 {
+            return Err(format!(
+                "the filter ({}) takes no key of the backup",
+                f.describe()
+            ));
+        }
+    }
 
     // Databases.
     let max_db = b
@@ -301,7 +326,8 @@ pub(crate) fn decide(input: &PlanInput<'_>) -> Result<Plan, String> {
     }
 
     // Memory: a full restore flushes the target first, so what stays is
-    // the server's own overhead.
+    // the server's own overhead; a partial one keeps the whole dataset
+    // (and counts the keys it replaces twice: an upper bound).
     let estimate = memory_estimate(b);
     let total_slots: u64 = 16384;
     for m in masters {
@@ -315,7 +341,11 @@ pub(crate) fn decide(input: &PlanInput<'_>) -> Result<Plan, String> {
         } else {
             estimate
         };
-        let stays = s.used_memory.saturating_sub(s.used_memory_dataset);
+        let stays = if input.filter.is_some() {
+            s.used_memory
+        } else {
+            s.used_memory.saturating_sub(s.used_memory_dataset)
+        };
         let room = s.maxmemory.saturating_sub(stays);
         let need = share + share * MEMORY_MARGIN_PERCENT / 100;
         if need > room {
@@ -329,11 +359,16 @@ pub(crate) fn decide(input: &PlanInput<'_>) -> Result<Plan, String> {
             };
             return Err(format!(
                 "the dataset needs about {} (estimate plus {MEMORY_MARGIN_PERCENT} %), and the \
-                 target {} has {} of maxmemory {} free once flushed: {what}",
+                 target {} has {} of maxmemory {} free{}: {what}",
                 mib(need),
                 m.addr,
                 mib(room),
-                mib(s.maxmemory)
+                mib(s.maxmemory),
+                if input.filter.is_some() {
+                    ""
+                } else {
+                    " once flushed"
+                }
             ));
         }
     }
@@ -366,7 +401,12 @@ pub(crate) fn decide(input: &PlanInput<'_>) -> Result<Plan, String> {
         out
     };
     let single_rdb = !b.aof && b.rdbs.len() == 1;
-    let why_not_feed = if input.cluster {
+    let why_not_feed = if input.filter.is_some() {
+        Some(
+            "a partial restore writes chosen keys (a full sync would replace everything)"
+                .to_owned(),
+        )
+    } else if input.cluster {
         Some("the target is a cluster (REPLICAOF is refused in cluster mode)".to_owned())
     } else if !single_rdb {
         Some(format!(
@@ -397,11 +437,18 @@ pub(crate) fn decide(input: &PlanInput<'_>) -> Result<Plan, String> {
 
     // The commands slicing would send.
     let mut slice_needs: Vec<&str> = Vec::new();
+    // A partial restore clears each taken key with DEL where it is built
+    // up by commands, and flushes nothing.
+    let clear = if input.filter.is_some() {
+        "DEL"
+    } else {
+        "FLUSHALL"
+    };
     if b.aof {
         slice_needs.extend(aof_commands(b));
-        slice_needs.push("FLUSHALL");
+        slice_needs.push(clear);
     } else {
-        slice_needs.extend(["FLUSHALL", "RESTORE"]);
+        slice_needs.extend([clear, "RESTORE"]);
         if !input.cluster {
             slice_needs.push("SELECT");
         }
@@ -526,6 +573,7 @@ mod tests {
             mode: RestoreMode::Auto,
             tls: false,
             feed_listener: true,
+            filter: None,
         })
     }
 
@@ -571,6 +619,7 @@ mod tests {
             mode: RestoreMode::Auto,
             tls: false,
             feed_listener: true,
+            filter: None,
         })
         .unwrap_err();
         assert!(why.contains("only database 0"), "{why}");
@@ -615,6 +664,7 @@ mod tests {
             mode: RestoreMode::Auto,
             tls: false,
             feed_listener: true,
+            filter: None,
         })
         .unwrap_err();
         assert!(why.contains("RESTORE"), "{why}");
@@ -631,6 +681,7 @@ mod tests {
             mode: RestoreMode::Auto,
             tls: true,
             feed_listener: true,
+            filter: None,
         })
         .unwrap();
         assert_eq!(p.path, RestorePath::Slice);

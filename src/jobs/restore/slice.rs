@@ -13,9 +13,11 @@ use tokio::sync::mpsc;
 
 use std::sync::atomic::AtomicU64;
 
+use super::partial::{aof_key, AofKeys, AofStep};
 use super::plan::TargetInfo;
 use super::*;
 use crate::jobs::pipe::{ChannelReader, DEPTH};
+use crate::model::KeyType;
 use crate::redis::cluster::SlotMap;
 use crate::redis::pipeline::{Op, Pipeline};
 use crate::redis::resp::{encode_command, parse_reply};
@@ -98,6 +100,7 @@ pub(crate) async fn slice(r: &Restore<'_>, tinfo: &TargetInfo) -> Result<(), Job
         progress: Arc::clone(progress),
         now: now_millis(),
         lease: r.lease.share(),
+        filter: r.filter.clone(),
     };
     std::thread::Builder::new()
         .name("restore-slicer".into())
@@ -135,19 +138,24 @@ struct SliceWork {
     now: i64,
     /// Checked between batches: the slicing thread stops with the job.
     lease: Lease,
+    /// A partial restore: only these keys, and no flush.
+    filter: Option<RestoreFilter>,
 }
 
 impl SliceWork {
-    /// Empties every master, then streams every file's commands to them.
+    /// Empties every master (unless the restore is partial), then streams
+    /// every file's commands to them.
     async fn run(self, inputs: Vec<SliceInput>) -> Result<(), JobFailure> {
         let mut pipes = Vec::with_capacity(self.map.masters.len());
         for m in &self.map.masters {
             let mut c =
                 Conn::open(&self.target.connection, &m.host, m.port, &self.jobs.redis).await?;
             self.progress.touched.store(true, Ordering::SeqCst);
-            c.cmd_ok(&["FLUSHALL"]).await.map_err(sync_failure)?;
-            if self.tinfo.functions {
-                let _ = c.cmd(&["FUNCTION", "FLUSH"]).await;
+            if self.filter.is_none() {
+                c.cmd_ok(&["FLUSHALL"]).await.map_err(sync_failure)?;
+                if self.tinfo.functions {
+                    let _ = c.cmd(&["FUNCTION", "FLUSH"]).await;
+                }
             }
             pipes.push(Pipeline::start(c, WINDOW));
         }
@@ -169,7 +177,8 @@ impl SliceWork {
             };
             let batch = Batcher::new(self.map.masters.len());
             let result = if self.format_aof {
-                let mut source = AofReplayer::new(input, &self.map, self.cluster, batch);
+                let mut source =
+                    AofReplayer::new(input, &self.map, self.cluster, batch, self.filter.as_ref());
                 send_all(&mut source, &pipes, &self.lease).await
             } else {
                 let mut source = RdbSlicer::new(input, &self, batch);
@@ -343,6 +352,9 @@ struct RdbSlicer<'a, R: Read> {
     restored: u64,
     decoded: u64,
     expired: u64,
+    /// Keys a partial restore leaves out.
+    skipped: u64,
+    filter: Option<&'a RestoreFilter>,
     done: bool,
 }
 
@@ -370,6 +382,8 @@ impl<'a, R: Read> RdbSlicer<'a, R> {
             restored: 0,
             decoded: 0,
             expired: 0,
+            skipped: 0,
+            filter: w.filter.as_ref(),
             done: false,
         }
     }
@@ -382,7 +396,7 @@ impl<'a, R: Read> RdbSlicer<'a, R> {
             }
             Item::SelectDb(n) => {
                 self.db = n;
-                if !self.cluster {
+                if !self.cluster && self.filter.is_none_or(|f| f.wants_db(n)) {
                     self.cmd.clear();
                     encode_command(
                         &mut self.cmd,
@@ -391,7 +405,7 @@ impl<'a, R: Read> RdbSlicer<'a, R> {
                     self.batch.push(0, &self.cmd, 1);
                 }
             }
-            Item::Function { code } if self.t.functions => {
+            Item::Function { code } if self.t.functions && self.filter.is_none() => {
                 self.cmd.clear();
                 encode_command(
                     &mut self.cmd,
@@ -402,6 +416,13 @@ impl<'a, R: Read> RdbSlicer<'a, R> {
             Item::Key(k) => {
                 if k.expire_ms.is_some_and(|e| e <= self.now) {
                     self.expired += 1;
+                    return Ok(());
+                }
+                if self
+                    .filter
+                    .is_some_and(|f| !f.matches(self.db, &k.key, KeyType::of_rdb(k.rdb_type)))
+                {
+                    self.skipped += 1;
                     return Ok(());
                 }
                 if self.cluster && self.db != 0 {
@@ -444,11 +465,19 @@ impl<'a, R: Read> RdbSlicer<'a, R> {
                 } else {
                     let value = decode_value(k.rdb_type, raw, flavor).map_err(|e| e.to_string())?;
                     self.cmd.clear();
+                    // Commands build the value up: over a namesake that
+                    // was not flushed, it goes first.
+                    let cleared = if self.filter.is_some() {
+                        encode_command(&mut self.cmd, &[b"DEL".as_slice(), &k.key]);
+                        1
+                    } else {
+                        0
+                    };
                     let n =
                         write_key_commands(&mut self.cmd, &k.key, &value, k.expire_ms, &self.aof)
                             .map_err(|e| e.to_string())?;
-                    if n > 0 {
-                        self.batch.push(dest, &self.cmd, n as u32);
+                    if n + cleared > 0 {
+                        self.batch.push(dest, &self.cmd, (n + cleared) as u32);
                     }
                     self.decoded += 1;
                     self.written.fetch_add(1, Ordering::Relaxed);
@@ -474,6 +503,7 @@ impl<R: Read> OpSource for RdbSlicer<'_, R> {
                     restored = self.restored,
                     decoded = self.decoded,
                     expired = self.expired,
+                    left_out = self.skipped,
                     "RDB sliced"
                 );
             }
@@ -495,10 +525,19 @@ struct AofReplayer<'a, R: Read> {
     buf: BytesMut,
     chunk: Vec<u8>,
     done: bool,
+    /// A partial restore: only the keys it takes, each cleared first.
+    filter: Option<&'a RestoreFilter>,
+    keys: AofKeys,
 }
 
 impl<'a, R: Read> AofReplayer<'a, R> {
-    fn new(input: R, map: &'a SlotMap, cluster: bool, batch: Batcher) -> Self {
+    fn new(
+        input: R,
+        map: &'a SlotMap,
+        cluster: bool,
+        batch: Batcher,
+        filter: Option<&'a RestoreFilter>,
+    ) -> Self {
         Self {
             input,
             map,
@@ -507,6 +546,8 @@ impl<'a, R: Read> AofReplayer<'a, R> {
             buf: BytesMut::with_capacity(1 << 20),
             chunk: vec![0u8; 256 * 1024],
             done: false,
+            filter,
+            keys: AofKeys::default(),
         }
     }
 
@@ -522,10 +563,26 @@ impl<'a, R: Read> AofReplayer<'a, R> {
                 .and_then(Reply::as_text)
                 .unwrap_or_default()
                 .to_ascii_uppercase();
-            let key = match args.get(1) {
-                Some(Reply::Bulk(Some(k))) => Some(k.as_slice()),
-                _ => None,
-            };
+            let key = aof_key(&name, &args);
+            if let Some(f) = self.filter {
+                match self.keys.step(f, &name, &args) {
+                    AofStep::Skip => continue,
+                    AofStep::Select(_) => {}
+                    AofStep::Write { first } => {
+                        let dest = match (self.cluster, key) {
+                            (true, Some(k)) => self.map.node_of(k),
+                            _ => 0,
+                        };
+                        if first {
+                            let mut del = Vec::new();
+                            encode_command(&mut del, &[b"DEL".as_slice(), key.unwrap_or_default()]);
+                            self.batch.push(dest, &del, 1);
+                        }
+                        self.batch.push(dest, &raw, 1);
+                        continue;
+                    }
+                }
+            }
             match name.as_str() {
                 "SELECT" if self.cluster => {}
                 "SELECT" => self.batch.push(0, &raw, 1),

@@ -13,10 +13,11 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::partial::{AofKeys, AofStep};
 use super::{fail, Counted, Progress};
 use crate::jobs::pipe::{ChannelReader, DEPTH};
 use crate::jobs::{JobFailure, Jobs};
-use crate::model::JobError;
+use crate::model::{JobError, KeyType, RestoreFilter};
 use crate::redis::resp::{parse_reply, Reply};
 use crate::storage::{BackupLocation, FileSource, Manifest, ManifestFile, RemoteFile};
 
@@ -70,12 +71,17 @@ pub(crate) struct BackupFacts {
     pub stored_bytes: u64,
     /// Command names an AOF backup replays.
     pub aof_commands: BTreeSet<String>,
+    /// The facts are of the keys a filter takes, not the whole backup.
+    pub partial: bool,
 }
 
 impl BackupFacts {
-    fn from_manifest(manifest: &Manifest) -> Self {
+    /// The whole backup's counts from its manifest; a partial restore's
+    /// come from the files' parse instead ([`Self::add`]).
+    fn from_manifest(manifest: &Manifest, partial: bool) -> Self {
         let mut f = Self {
             aof: manifest.format == "aof",
+            partial,
             ..Self::default()
         };
         for file in &manifest.files {
@@ -85,10 +91,13 @@ impl BackupFacts {
                 dcs_rdb::Magic::Redis
             };
             f.rdbs.push((magic, file.rdb_version));
+            f.stored_bytes += file.size;
+            if partial {
+                continue; // a partial restore loads no functions
+            }
             f.keys += file.keys;
             f.expiring_keys += file.expiring_keys;
             f.functions += file.functions;
-            f.stored_bytes += file.size;
             for (db, n) in &file.keys_per_db {
                 *f.keys_per_db.entry(*db).or_insert(0) += n;
             }
@@ -99,6 +108,13 @@ impl BackupFacts {
     fn add(&mut self, content: Content) {
         match content {
             Content::Rdb(s) => {
+                if self.partial {
+                    self.keys += s.total_keys;
+                    self.expiring_keys += s.expiring_keys;
+                    for (db, n) in &s.keys_per_db {
+                        *self.keys_per_db.entry(*db).or_insert(0) += n;
+                    }
+                }
                 for (t, n) in s.keys_per_rdb_type {
                     *self.keys_per_rdb_type.entry(t).or_insert(0) += n;
                 }
@@ -112,9 +128,19 @@ impl BackupFacts {
                 self.biggest_value = self.biggest_value.max(s.biggest_value);
                 self.expanded_bytes += s.expanded_bytes;
             }
-            Content::Aof { commands, bytes } => {
+            Content::Aof {
+                commands,
+                bytes,
+                keys_per_db,
+            } => {
                 if commands.contains("HPEXPIREAT") {
                     self.field_ttl_hashes += 1;
+                }
+                if self.partial {
+                    for (db, n) in keys_per_db {
+                        self.keys += n;
+                        *self.keys_per_db.entry(db).or_insert(0) += n;
+                    }
                 }
                 self.expanded_bytes += bytes;
                 self.aof_commands.extend(commands);
@@ -129,15 +155,28 @@ enum Content {
     Aof {
         commands: BTreeSet<String>,
         bytes: u64,
+        /// Keys a filter takes, per database (empty without a filter).
+        keys_per_db: BTreeMap<u64, u64>,
     },
 }
 
 /// Parses a whole file: the RDB structure and CRC64, or the AOF framing.
-fn check_content(input: impl Read, is_aof: bool) -> Result<Content, CheckError> {
+/// With a filter, the facts describe the keys it takes.
+fn check_content(
+    input: impl Read,
+    is_aof: bool,
+    filter: Option<&RestoreFilter>,
+) -> Result<Content, CheckError> {
     if is_aof {
-        return check_resp(input);
+        return check_resp(input, filter);
     }
-    match dcs_rdb::verify(input) {
+    let summary = match filter {
+        None => dcs_rdb::verify(input),
+        Some(f) => {
+            dcs_rdb::verify_filtered(input, |db, key, t| f.matches(db, key, KeyType::of_rdb(t)))
+        }
+    };
+    match summary {
         Ok(s) => Ok(Content::Rdb(s)),
         Err(dcs_rdb::RdbError::Io(e)) => Err(CheckError::Read(e)),
         Err(e) => Err(CheckError::Bad(e.to_string())),
@@ -151,9 +190,10 @@ pub(crate) async fn verify_backup(
     at: &BackupLocation,
     manifest: &Manifest,
     progress: &Arc<Progress>,
+    filter: Option<&RestoreFilter>,
 ) -> Result<BackupFacts, JobFailure> {
     let is_aof = manifest.format == "aof";
-    let mut facts = BackupFacts::from_manifest(manifest);
+    let mut facts = BackupFacts::from_manifest(manifest, filter.is_some());
     for f in &manifest.files {
         let path = at.file(&f.name);
         match jobs.store.size_of(&path).await? {
@@ -167,8 +207,12 @@ pub(crate) async fn verify_backup(
             None => return Err(bad_file(f, "missing")),
         }
         let content = match jobs.store.source(&path)? {
-            FileSource::Local(local) => verify_local(local, f, is_aof, progress).await?,
-            FileSource::Remote(remote) => verify_streamed(remote, f, is_aof, progress).await?,
+            FileSource::Local(local) => {
+                verify_local(local, f, is_aof, progress, filter.cloned()).await?
+            }
+            FileSource::Remote(remote) => {
+                verify_streamed(remote, f, is_aof, progress, filter.cloned()).await?
+            }
         };
         facts.add(content);
     }
@@ -183,6 +227,7 @@ async fn verify_local(
     f: &ManifestFile,
     is_aof: bool,
     progress: &Arc<Progress>,
+    filter: Option<RestoreFilter>,
 ) -> Result<Content, JobFailure> {
     let hashing = tokio::task::spawn_blocking({
         let local = local.clone();
@@ -208,6 +253,7 @@ async fn verify_local(
                 progress,
             },
             is_aof,
+            filter.as_ref(),
         )
     });
     let (hashed, parsed) = tokio::join!(hashing, parsing);
@@ -229,11 +275,13 @@ async fn verify_streamed(
     f: &ManifestFile,
     is_aof: bool,
     progress: &Progress,
+    filter: Option<RestoreFilter>,
 ) -> Result<Content, JobFailure> {
     let mut stream = remote.stream().await?;
     let (tx, rx) = mpsc::channel::<Bytes>(DEPTH);
-    let checker =
-        tokio::task::spawn_blocking(move || check_content(ChannelReader::new(rx), is_aof));
+    let checker = tokio::task::spawn_blocking(move || {
+        check_content(ChannelReader::new(rx), is_aof, filter.as_ref())
+    });
     let mut hasher = blake3::Hasher::new();
     let mut read_err = None;
     while let Some(chunk) = stream.next().await {
@@ -266,21 +314,41 @@ async fn verify_streamed(
 }
 
 /// Checks that an AOF is a sequence of complete RESP commands; returns
-/// the command names it holds and its size.
-fn check_resp(mut input: impl Read) -> Result<Content, CheckError> {
+/// the command names it holds and its size (with a filter: the commands
+/// and bytes of the keys it takes, and those keys per database).
+fn check_resp(mut input: impl Read, filter: Option<&RestoreFilter>) -> Result<Content, CheckError> {
     let mut buf = BytesMut::with_capacity(1 << 20);
     let mut chunk = vec![0u8; 256 * 1024];
     let mut commands = BTreeSet::new();
     let mut bytes = 0u64;
+    let mut keys = AofKeys::default();
+    let mut keys_per_db = BTreeMap::new();
     loop {
         loop {
             match parse_reply(&buf).map_err(|e| CheckError::Bad(e.to_string()))? {
                 Some((Reply::Array(Some(args)), used)) => {
+                    let name = args
+                        .first()
+                        .and_then(Reply::as_text)
+                        .unwrap_or_default()
+                        .to_ascii_uppercase();
+                    let taken = match filter {
+                        None => true,
+                        Some(f) => match keys.step(f, &name, &args) {
+                            AofStep::Select(_) => true,
+                            AofStep::Write { first } => {
+                                if first {
+                                    *keys_per_db.entry(keys.db()).or_insert(0) += 1;
+                                }
+                                bytes += used as u64;
+                                true
+                            }
+                            AofStep::Skip => false,
+                        },
+                    };
                     // At most 256 names: a hostile file cannot grow the set.
-                    if let Some(name) = args.first().and_then(Reply::as_text) {
-                        if commands.len() < 256 {
-                            commands.insert(name.to_ascii_uppercase());
-                        }
+                    if taken && !name.is_empty() && commands.len() < 256 {
+                        commands.insert(name);
                     }
                     let _ = buf.split_to(used);
                 }
@@ -291,10 +359,16 @@ fn check_resp(mut input: impl Read) -> Result<Content, CheckError> {
             }
         }
         let n = input.read(&mut chunk).map_err(CheckError::Read)?;
-        bytes += n as u64;
+        if filter.is_none() {
+            bytes += n as u64;
+        }
         if n == 0 {
             return if buf.is_empty() {
-                Ok(Content::Aof { commands, bytes })
+                Ok(Content::Aof {
+                    commands,
+                    bytes,
+                    keys_per_db,
+                })
             } else {
                 Err(CheckError::Bad("truncated command at the end".into()))
             };
@@ -309,15 +383,19 @@ mod tests {
 
     #[test]
     fn resp_check_accepts_commands_only() {
-        let Ok(Content::Aof { commands, bytes }) =
-            check_resp(&b"*1\r\n$4\r\nping\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"[..])
+        let Ok(Content::Aof {
+            commands, bytes, ..
+        }) = check_resp(
+            &b"*1\r\n$4\r\nping\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"[..],
+            None,
+        )
         else {
             panic!("commands refused")
         };
         assert_eq!(commands.into_iter().collect::<Vec<_>>(), ["PING", "SELECT"]);
         assert_eq!(bytes, 37);
-        assert!(check_resp(&b"*1\r\n$4\r\nPIN"[..]).is_err());
-        assert!(check_resp(&b"+OK\r\n"[..]).is_err());
-        assert!(check_resp(&b""[..]).is_ok());
+        assert!(check_resp(&b"*1\r\n$4\r\nPIN"[..], None).is_err());
+        assert!(check_resp(&b"+OK\r\n"[..], None).is_err());
+        assert!(check_resp(&b""[..], None).is_ok());
     }
 }
