@@ -11,4 +11,5 @@ pub mod model;
 pub mod redis;
 pub mod secrets;
 pub mod server;
+pub mod signing;
 pub mod storage;
