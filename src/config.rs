@@ -49,6 +49,10 @@ pub enum Command {
         #[command(subcommand)]
         command: SecretsCommand,
     },
+    /// Client commands (instance, backup, restore, policy) against a
+    /// running service.
+    #[command(flatten)]
+    Client(crate::cli::ClientCommand),
     /// Developer tools: seeding catalogs for tests and benchmarks.
     #[command(hide = true)]
     Dev {

@@ -125,8 +125,8 @@ pub fn sign(args: &SignArgs) -> Result<(), AnyError> {
             None,
         ),
     };
-    let method: axum::http::Method = args.method.parse().map_err(|_| "bad --method")?;
-    let signer = crate::api::auth::RequestSigner {
+    let method: http::Method = args.method.parse().map_err(|_| "bad --method")?;
+    let signer = crate::signing::RequestSigner {
         ak: &args.ak,
         sk: &args.sk,
     };

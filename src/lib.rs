@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dev;
@@ -12,4 +13,5 @@ pub mod model;
 pub mod redis;
 pub mod secrets;
 pub mod server;
+pub mod signing;
 pub mod storage;

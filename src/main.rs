@@ -28,23 +28,26 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(*args).await,
+            Command::Client(command) => Ok(Some(dcs_backup::cli::run(command).await)),
+            Command::Serve(args) => serve(*args).await.map(|()| None),
             Command::Credential {
                 command: CredentialCommand::Create { project_id, common },
-            } => create_credential(&project_id, &common).await,
+            } => create_credential(&project_id, &common).await.map(|()| None),
             Command::Secrets {
                 command: SecretsCommand::Rotate(args),
-            } => rotate_secrets(&args).await,
+            } => rotate_secrets(&args).await.map(|()| None),
             Command::Dev {
                 command: DevCommand::Seed(args),
-            } => dev::seed(&args).await,
+            } => dev::seed(&args).await.map(|()| None),
             Command::Dev {
                 command: DevCommand::Sign(args),
-            } => dev::sign(&args),
+            } => dev::sign(&args).map(|()| None),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        // The client prints its own errors and picks its exit code.
+        Ok(Some(code)) => code,
+        Ok(None) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

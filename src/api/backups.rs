@@ -228,6 +228,8 @@ pub async fn create_links(call: Call, body: Bytes) -> ApiResult<Json<LinksRespon
         links.push(LinkJson {
             file_name: f.name.clone(),
             link,
+            size: f.size,
+            blake3: f.blake3.clone(),
         });
     }
     let (bucket_name, file_path) = state.store.bucket_path(&at);

@@ -98,6 +98,11 @@ pub struct LinksBody {
 pub struct LinkJson {
     pub file_name: String,
     pub link: String,
+    /// The file's size in bytes, from the manifest (an addition to the
+    /// DCS shape, so a client can check what it downloads).
+    pub size: u64,
+    /// Hex BLAKE3 of the file's bytes, from the manifest (an addition).
+    pub blake3: String,
 }
 
 #[derive(Serialize, ToSchema)]
