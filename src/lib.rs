@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod dev;
 pub mod jobs;
+pub mod metrics;
 pub mod model;
 pub mod redis;
 pub mod secrets;
