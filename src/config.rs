@@ -215,6 +215,9 @@ pub struct ServeArgs {
     /// address is refused even if allowed
     #[arg(long, env = "DCS_BACKUP_DENY_TARGETS")]
     pub deny_targets: Option<String>,
+    /// GET /metrics wants `Authorization: Bearer TOKEN` [default: open]
+    #[arg(long, env = "DCS_BACKUP_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     #[command(flatten)]
     pub bounds: JobBoundsArgs,
 }
@@ -281,6 +284,7 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     pub allow_targets: Option<String>,
     pub deny_targets: Option<String>,
+    pub metrics_token: Option<String>,
     // Job bounds (see `JobBoundsArgs`).
     pub max_jobs_per_project: Option<u32>,
     pub job_deadline: Option<u64>,
@@ -397,6 +401,8 @@ pub struct HttpSettings {
     pub max_connections: usize,
     /// PEM certificate chain and private key: serve HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// `GET /metrics` wants this bearer token when set.
+    pub metrics_token: Option<crate::model::Secret>,
 }
 
 impl Default for HttpSettings {
@@ -408,6 +414,7 @@ impl Default for HttpSettings {
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
             tls: None,
+            metrics_token: None,
         }
     }
 }
@@ -425,6 +432,13 @@ impl HttpSettings {
             (None, None) => None,
             _ => return Err(ConfigError::TlsPair),
         };
+        // An empty token (a variable set to "") means no token.
+        h.metrics_token = args
+            .metrics_token
+            .clone()
+            .or_else(|| file.metrics_token.clone())
+            .filter(|t| !t.is_empty())
+            .map(crate::model::Secret::new);
         Ok(h)
     }
 }
@@ -611,6 +625,39 @@ mod tests {
         let c = Config::from_serve_args(&args).unwrap();
         assert_eq!(c.http.tls, Some(("/c.pem".into(), "/k.pem".into())));
         assert_eq!(c.http.max_connections, 8);
+    }
+
+    #[test]
+    fn the_metrics_token_comes_from_flags_or_file_and_never_prints() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "metrics_token = \"from-file\"\n").unwrap();
+        let mut args = ServeArgs {
+            common: CommonArgs {
+                config: Some(file),
+                data_dir: Some(dir.path().into()),
+                database_url: None,
+            },
+            ..Default::default()
+        };
+        let c = Config::from_serve_args(&args).unwrap();
+        assert_eq!(
+            c.http.metrics_token.as_ref().map(|t| t.expose()),
+            Some("from-file")
+        );
+        assert!(!format!("{:?}", c.http).contains("from-file"));
+        args.metrics_token = Some("from-flag".into());
+        let c = Config::from_serve_args(&args).unwrap();
+        assert_eq!(
+            c.http.metrics_token.as_ref().map(|t| t.expose()),
+            Some("from-flag")
+        );
+        args.metrics_token = Some(String::new());
+        assert!(Config::from_serve_args(&args)
+            .unwrap()
+            .http
+            .metrics_token
+            .is_none());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod dev;
 pub mod glob;
 pub mod jobs;
+pub mod metrics;
 pub mod model;
 pub mod redis;
 pub mod secrets;

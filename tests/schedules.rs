@@ -225,6 +225,40 @@ async fn a_busy_instance_waits_within_the_window_or_records_why_it_did_not() {
     assert_eq!(missed["status"], "failed");
     assert_eq!(missed["error_code"], "dcs.08.0008");
     assert_eq!(missed["period"], "02:00-03:00");
+
+    // /metrics counts Monday's window as started and Tuesday's as missed,
+    // and reads the instance's outcomes and policy from this catalog.
+    let text = f.app.metrics().await;
+    let id = &f.id;
+    let windows = |outcome: &str| {
+        common::metric(
+            &text,
+            &format!("dcs_backup_schedule_windows_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(windows("started"), Some(1.0), "{text}");
+    assert_eq!(windows("missed"), Some(1.0), "{text}");
+    assert_eq!(windows("skipped"), Some(0.0), "{text}");
+    let last = |what: &str| {
+        common::metric(
+            &text,
+            &format!(
+                "dcs_backup_last_{what}_timestamp_seconds{{instance_id=\"{id}\",kind=\"backup\"}}"
+            ),
+        )
+    };
+    // Monday's automatic backup, and the failed record of Tuesday's window.
+    assert!(last("success").is_some(), "{text}");
+    assert!(last("failure").is_some(), "{text}");
+    // Mondays and Tuesdays: the longest gap is Tuesday to Monday.
+    assert_eq!(
+        common::metric(
+            &text,
+            &format!("dcs_backup_policy_period_seconds{{instance_id=\"{id}\"}}")
+        ),
+        Some(6.0 * 86_400.0),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -6,14 +6,14 @@ mod backups;
 mod downloads;
 pub mod error;
 mod instances;
+mod metrics;
 pub mod params;
+mod reachability;
 mod records;
 mod restores;
 pub mod wire;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Path, Request, State};
@@ -54,7 +54,8 @@ pub struct AppState {
     pub http: HttpSettings,
     /// Set when the API is served over TLS.
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
-    status_cache: Mutex<HashMap<InstanceId, (&'static str, Instant)>>,
+    /// Whether instances answer: their `status` and `dcs_backup_instance_up`.
+    reachability: reachability::Reachability,
 }
 
 impl AppState {
@@ -74,7 +75,7 @@ impl AppState {
             public_url: std::sync::OnceLock::new(),
             http,
             tls,
-            status_cache: Mutex::new(HashMap::new()),
+            reachability: reachability::Reachability::default(),
         }
     }
 }
@@ -328,6 +329,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/openapi.json", get(openapi))
+        .merge(metrics::routes())
         .merge(downloads::routes())
         .merge(signed)
         .fallback(not_found)
@@ -340,34 +342,9 @@ pub(crate) async fn instance_status(
     state: &AppState,
     inst: &crate::model::Instance,
 ) -> &'static str {
-    const FRESH: Duration = Duration::from_secs(2);
-    if let Ok(cache) = state.status_cache.lock() {
-        if let Some((s, at)) = cache.get(&inst.id) {
-            if at.elapsed() < FRESH {
-                return s;
-            }
-        }
+    if state.reachability.status(&state.redis, inst).await {
+        "RUNNING"
+    } else {
+        "ERROR"
     }
-    let opts = ConnectOptions {
-        connect_timeout: Duration::from_secs(1),
-        io_timeout: Duration::from_secs(1),
-        tls: state.redis.tls.clone(),
-        targets: state.redis.targets.clone(),
-    };
-    let c = &inst.connection;
-    let alive = match crate::redis::Conn::open(c, &c.host, c.port, &opts).await {
-        Ok(mut conn) => matches!(
-            conn.cmd(&["PING"]).await,
-            Ok(crate::redis::Reply::Simple(_))
-        ),
-        Err(_) => false,
-    };
-    let status = if alive { "RUNNING" } else { "ERROR" };
-    if let Ok(mut cache) = state.status_cache.lock() {
-        if cache.len() > 100_000 {
-            cache.clear();
-        }
-        cache.insert(inst.id.clone(), (status, Instant::now()));
-    }
-    status
 }

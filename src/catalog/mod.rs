@@ -16,6 +16,7 @@ mod jobs;
 mod reads;
 mod records;
 mod schedule;
+mod stats;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -33,6 +34,7 @@ use crate::secrets::{SecretError, SecretKeys};
 pub use jobs::{BackupOutcome, ClaimedJob, RestoreOutcome};
 pub use records::{NewBackup, NewRestore};
 pub use schedule::WindowRow;
+pub use stats::InstanceStats;
 
 /// Errors of the metadata store.
 #[derive(Debug, thiserror::Error)]

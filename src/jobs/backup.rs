@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use super::pipe::{ChannelReader, ChannelWriter, DEPTH};
 use super::{JobFailure, Jobs, Lease, Meter, RecordJob, MAX_ATTEMPTS};
 use crate::catalog::{BackupOutcome, ClaimedJob, Result as CatalogResult};
+use crate::metrics::Direction;
 use crate::model::{
     compact_utc, now_millis, BackupFormat, BackupRecord, BackupStatus, Connection, Instance,
     JobError, NodeAddr, Topology,
@@ -100,6 +101,10 @@ impl RecordJob for BackupJob {
                 }
             }
         }
+    }
+
+    fn bytes((manifest, _): &Self::Done) -> (Direction, u64) {
+        (Direction::Stored, manifest.total_size())
     }
 
     async fn record(jobs: &Jobs, job: &ClaimedJob, out: &BackupOutcome) -> CatalogResult<bool> {

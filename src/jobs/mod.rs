@@ -111,6 +111,9 @@ pub(crate) trait RecordJob {
         result: Result<Self::Done, JobFailure>,
     ) -> impl Future<Output = Self::Outcome> + Send;
 
+    /// The bytes a succeeded job moved, for `dcs_backup_bytes_total`.
+    fn bytes(done: &Self::Done) -> (crate::metrics::Direction, u64);
+
     /// Writes the outcome and releases the job; false if no longer ours.
     fn record(
         jobs: &Jobs,
@@ -119,10 +122,22 @@ pub(crate) trait RecordJob {
     ) -> impl Future<Output = crate::catalog::Result<bool>> + Send;
 }
 
+/// What a run recorded, for the metrics: whether the job succeeded, and
+/// the bytes it moved.
+pub(crate) struct Recorded {
+    succeeded: bool,
+    bytes: Option<(crate::metrics::Direction, u64)>,
+}
+
 /// The shape every job run shares: read the record (a job whose record is
 /// gone is dropped), perform, turn the result into an outcome and record
 /// it, unless the lease was lost: then the job's new owner records it.
-async fn run_record<K: RecordJob>(jobs: &Arc<Jobs>, job: &ClaimedJob, lease: &Lease) {
+/// Returns what it recorded, if it did.
+async fn run_record<K: RecordJob>(
+    jobs: &Arc<Jobs>,
+    job: &ClaimedJob,
+    lease: &Lease,
+) -> Option<Recorded> {
     let rec = match K::load(jobs, job).await {
         Ok(Some(r)) => r,
         Ok(None) => {
@@ -131,28 +146,33 @@ async fn run_record<K: RecordJob>(jobs: &Arc<Jobs>, job: &ClaimedJob, lease: &Le
                 .catalog
                 .finish_job(&job.id, &jobs.node_id, now_millis())
                 .await;
-            return;
+            return None;
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot read the {} record", K::WHAT);
-            return;
+            return None;
         }
     };
     let result = K::perform(jobs, job, lease, &rec).await;
     if let Err(f) = &result {
         tracing::warn!(code = f.code.code(), detail = %f.detail, "{} failed", K::WHAT);
         if lease.lost() {
-            return;
+            return None;
         }
     }
+    let recorded = Recorded {
+        succeeded: result.is_ok(),
+        bytes: result.as_ref().ok().map(K::bytes),
+    };
     let outcome = K::outcome(jobs, &rec, result).await;
     match K::record(jobs, job, &outcome).await {
-        Ok(true) => {}
+        Ok(true) => return Some(recorded),
         Ok(false) => tracing::warn!("job no longer ours; its new owner records the outcome"),
         Err(e) => {
             tracing::error!(error = %e, "cannot record the {}'s end; it will be retried", K::WHAT)
         }
     }
+    None
 }
 
 /// Why a backup could not be retired.
@@ -242,6 +262,8 @@ pub struct Jobs {
     pub feed: Option<Arc<FeedServer>>,
     /// Turned true to stop the runner and the replication listener.
     pub shutdown: watch::Sender<bool>,
+    /// What this process counts for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
     wake: Notify,
     slots: Arc<Semaphore>,
 }
@@ -264,6 +286,7 @@ impl Jobs {
             settings,
             feed,
             shutdown,
+            metrics: crate::metrics::Metrics::default(),
             wake: Notify::new(),
             slots: Arc::new(Semaphore::new(CONCURRENCY)),
         }
@@ -355,6 +378,8 @@ impl Jobs {
 
     #[tracing::instrument(skip_all, fields(job_id = %job.id, kind = %job.kind, record_id = %job.record_id, instance_id = %job.instance_id, attempt = job.attempts))]
     async fn run_job(self: &Arc<Self>, job: ClaimedJob) {
+        let started = Instant::now();
+        let _running = self.metrics.running(job.kind);
         let lease = Lease::start(Arc::clone(self), job.clone());
         if job.attempts > 1 {
             tracing::warn!("job taken up again after its runner stopped");
@@ -390,23 +415,44 @@ impl Jobs {
                 }
             }
         };
-        match (outcome, timed_out) {
-            (_, Some((why, dropped))) => self.fail_timed_out(&job, &why, dropped).await,
+        let recorded = match (outcome, timed_out) {
+            (_, Some((why, dropped))) => {
+                self.fail_timed_out(&job, &why, dropped)
+                    .await
+                    .then_some(Recorded {
+                        succeeded: false,
+                        bytes: None,
+                    })
+            }
             (Err(e), None) if !e.is_cancelled() => {
                 tracing::error!(error = %e, "job crashed; recording it as failed");
-                self.fail_crashed(&job, &e.to_string()).await;
+                self.fail_crashed(&job, &e.to_string())
+                    .await
+                    .then_some(Recorded {
+                        succeeded: false,
+                        bytes: None,
+                    })
             }
-            _ => {}
-        }
+            (Ok(recorded), None) => recorded,
+            _ => None,
+        };
         drop(lease);
+        if let Some(r) = recorded {
+            self.metrics
+                .job_finished(job.kind, r.succeeded, started.elapsed());
+            if let Some((direction, n)) = r.bytes {
+                self.metrics.bytes(direction, n);
+            }
+        }
     }
 
     /// Records a job its watchdog stopped as failed with dcs.08.0002 and
     /// frees its slot; a backup's files are removed, and a restore whose
     /// task had to be dropped gets the crash clean-up (a target left
     /// replicating from the service is released, its configuration put
-    /// back), so dropping its future never leaves the target ours.
-    async fn fail_timed_out(self: &Arc<Self>, job: &ClaimedJob, why: &str, dropped: bool) {
+    /// back), so dropping its future never leaves the target ours. True
+    /// if it recorded the failure.
+    async fn fail_timed_out(self: &Arc<Self>, job: &ClaimedJob, why: &str, dropped: bool) -> bool {
         // Still ours and unfinished? (The job may have ended on its own
         // just as the watchdog fired; then its outcome stands.)
         let until = now_millis() + LEASE.as_millis() as i64;
@@ -416,10 +462,10 @@ impl Jobs {
             .await
         {
             Ok(true) => {}
-            Ok(false) => return,
+            Ok(false) => return false,
             Err(e) => {
                 tracing::error!(error = %e, "cannot record the timed-out job");
-                return;
+                return false;
             }
         }
         let now = now_millis();
@@ -456,13 +502,18 @@ impl Jobs {
                     .await
             }
         };
-        if let Err(e) = res {
-            tracing::error!(error = %e, "cannot record the timed-out job");
+        match res {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record the timed-out job");
+                false
+            }
         }
     }
 
-    /// Records a job whose task panicked as failed and releases it.
-    async fn fail_crashed(&self, job: &ClaimedJob, why: &str) {
+    /// Records a job whose task panicked as failed and releases it; true
+    /// if it recorded the failure.
+    async fn fail_crashed(&self, job: &ClaimedJob, why: &str) -> bool {
         let now = now_millis();
         let res = match job.kind {
             JobKind::Backup => {
@@ -492,8 +543,12 @@ impl Jobs {
                     .await
             }
         };
-        if let Err(e) = res {
-            tracing::error!(error = %e, "cannot record the crashed job");
+        match res {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record the crashed job");
+                false
+            }
         }
     }
 }

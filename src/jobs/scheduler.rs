@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use super::Jobs;
 use crate::catalog::{CatalogError, NewBackup};
+use crate::metrics::WindowOutcome;
 use crate::model::{
     BackupFormat, BackupId, BackupPolicy, BackupStatus, BackupType, Instance, JobError, Millis,
 };
@@ -73,6 +74,29 @@ pub fn last_window_before(p: &BackupPolicy, now: Millis) -> Option<Window> {
         .find(|w| w.end <= now)
 }
 
+/// The longest time between two planned windows of an automatic policy
+/// (a week for one day a week; three days for Monday, Wednesday and
+/// Friday, from Friday to Monday): how long an instance may go without a
+/// new backup when every window runs. `None` for a policy that plans
+/// nothing.
+pub fn period(p: &BackupPolicy) -> Option<Millis> {
+    if p.backup_type != "auto" || p.begin_hour.is_none() {
+        return None;
+    }
+    let mut days: Vec<i64> = p
+        .backup_at
+        .iter()
+        .filter(|d| (1..=7).contains(*d))
+        .map(|&d| i64::from(d))
+        .collect();
+    days.sort_unstable();
+    days.dedup();
+    let first = *days.first()?;
+    let gaps = days.windows(2).map(|w| w[1] - w[0]);
+    let wrap = first + 7 - days[days.len() - 1];
+    gaps.chain([wrap]).max().map(|d| d * DAY)
+}
+
 impl Jobs {
     /// One scheduler pass at `now`. `first` also logs windows missed while
     /// no node was running.
@@ -94,6 +118,7 @@ impl Jobs {
                         .record_skipped_window(&inst.id, w.start, w.end, now)
                         .await?
                     {
+                        self.metrics.window(WindowOutcome::Skipped);
                         tracing::warn!(instance = %inst.id, window = %w.label, start = w.start,
                             "an automatic backup window passed while the service was down; skipped, not run late");
                     }
@@ -148,6 +173,7 @@ impl Jobs {
                 self.catalog
                     .move_window(&inst.id, w.start, "starting", "started", Some(&id), now)
                     .await?;
+                self.metrics.window(WindowOutcome::Started);
                 tracing::info!(instance = %inst.id, backup = %id, window = %w.label, "automatic backup queued");
                 self.wake();
             }
@@ -179,6 +205,7 @@ impl Jobs {
             {
                 continue;
             }
+            self.metrics.window(WindowOutcome::Missed);
             let Some(inst) = self.catalog.instance_any(&row.instance_id).await? else {
                 continue;
             };
@@ -295,6 +322,20 @@ mod tests {
         let w = window_at(&p, MON_0000_UTC + 23 * HOUR + 5).unwrap();
         assert_eq!(w.label, "23:00-00:00");
         assert_eq!(w.end, MON_0000_UTC + DAY);
+    }
+
+    #[test]
+    fn the_period_is_the_longest_gap_between_planned_days() {
+        assert_eq!(period(&policy(&[3], 2, 0)), Some(7 * DAY));
+        assert_eq!(period(&policy(&[1, 3, 5], 2, 0)), Some(3 * DAY));
+        assert_eq!(period(&policy(&[5, 1, 3, 3], 2, 0)), Some(3 * DAY));
+        assert_eq!(period(&policy(&[1, 2, 3, 4, 5, 6, 7], 23, 0)), Some(DAY));
+        assert_eq!(period(&policy(&[], 2, 0)), None);
+        let manual = BackupPolicy {
+            backup_type: "manual".into(),
+            ..policy(&[1], 2, 0)
+        };
+        assert_eq!(period(&manual), None);
     }
 
     #[test]

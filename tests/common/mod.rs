@@ -183,6 +183,18 @@ impl TestApp {
         }
     }
 
+    /// The text of `GET /metrics` (no token).
+    pub async fn metrics(&self) -> String {
+        let r = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(r.status(), 200);
+        r.text().await.expect("metrics text")
+    }
+
     pub fn catalog(&self) -> &Catalog {
         &self.state.catalog
     }
@@ -1182,4 +1194,12 @@ pub fn server_from_env(var: &str) -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// The value of the sample written exactly as `series` (name and labels)
+/// in a `/metrics` text.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .find_map(|v| v.parse().ok())
 }

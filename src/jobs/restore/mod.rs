@@ -71,8 +71,8 @@ pub(super) struct RestoreJob;
 impl RecordJob for RestoreJob {
     const WHAT: &'static str = "restore";
     type Record = RestoreRecord;
-    /// The path the data went in by.
-    type Done = String;
+    /// The path the data went in by, and the backup's bytes put in.
+    type Done = (String, u64);
     type Outcome = RestoreOutcome;
 
     async fn load(jobs: &Jobs, job: &ClaimedJob) -> CatalogResult<Option<RestoreRecord>> {
@@ -85,9 +85,9 @@ impl RecordJob for RestoreJob {
         job: &ClaimedJob,
         lease: &Lease,
         rec: &RestoreRecord,
-    ) -> Result<String, JobFailure> {
+    ) -> Result<(String, u64), JobFailure> {
         if job.attempts > 1 {
-            recover(jobs, job).await
+            recover(jobs, job).await.map(|path| (path, 0))
         } else {
             perform(jobs, job, lease, rec).await
         }
@@ -96,10 +96,10 @@ impl RecordJob for RestoreJob {
     async fn outcome(
         _: &Jobs,
         _: &RestoreRecord,
-        result: Result<String, JobFailure>,
+        result: Result<(String, u64), JobFailure>,
     ) -> RestoreOutcome {
         match result {
-            Ok(path) => {
+            Ok((path, _)) => {
                 tracing::info!(%path, "restore succeeded");
                 RestoreOutcome {
                     status: RestoreStatus::Succeed,
@@ -115,6 +115,10 @@ impl RecordJob for RestoreJob {
                 reason: Some(f.detail),
             },
         }
+    }
+
+    fn bytes((_, n): &Self::Done) -> (crate::metrics::Direction, u64) {
+        (crate::metrics::Direction::Restored, *n)
     }
 
     async fn record(jobs: &Jobs, job: &ClaimedJob, out: &RestoreOutcome) -> CatalogResult<bool> {
@@ -248,7 +252,7 @@ async fn perform(
     job: &ClaimedJob,
     lease: &Lease,
     rec: &crate::model::RestoreRecord,
-) -> Result<String, JobFailure> {
+) -> Result<(String, u64), JobFailure> {
     let backup = jobs
         .catalog
         .backup(&rec.backup_id)
@@ -324,6 +328,7 @@ async fn perform(
         }
         execute(&r, &plan)
             .await
+            .map(|path| (path, r.manifest.total_size()))
             .map_err(|f| honest(f, &r.progress, facts.keys))
     }
     .await;
