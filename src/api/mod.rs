@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod backups;
+pub mod console;
 mod downloads;
 pub mod error;
 mod instances;
@@ -328,6 +329,7 @@ pub fn router(state: Shared) -> Router {
         .route("/health", get(health))
         .route("/openapi.json", get(openapi))
         .merge(downloads::routes())
+        .merge(console::routes())
         .merge(signed)
         .fallback(not_found)
         .with_state(state)
