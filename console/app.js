@@ -32,6 +32,7 @@ function describe(e) {
 
 const PAGE = 20;
 const POLL_MS = 1500;
+const IDLE_MS = 15000;
 
 const state = {
   client: null,
@@ -342,7 +343,9 @@ async function refreshRecords(v) {
   }
   if (state.view !== v) return;
   renderRecords(v, page);
-  if (active) state.pollTimer = setTimeout(() => refreshRecords(v), POLL_MS);
+  // Every 1.5 s while a job is waiting or running; else now and then, to
+  // see scheduled backups and jobs started elsewhere.
+  state.pollTimer = setTimeout(() => refreshRecords(v), active ? POLL_MS : IDLE_MS);
 }
 
 function progressCell(r, sizeKnown) {
@@ -594,7 +597,7 @@ function renderPlan(v, box, plan, backupId, remarkText) {
     h("dt", {}, "Keys"), h("dd", {}, Number(plan.keys).toLocaleString("en")),
     h("dt", {}, "Memory once loaded"), h("dd", {}, `about ${fmt.bytes(plan.memory_estimate)}${maxmem ? ` (maxmemory ${fmt.bytes(maxmem)})` : " (no maxmemory set)"}`),
     h("dt", {}, "Estimated time"), h("dd", {}, fmt.duration(plan.estimated_seconds || 0)),
-    h("dt", {}, "Databases"), h("dd", {}, (plan.databases || []).map((d) => `db${d.db}: ${Number(d.keys).toLocaleString("en")} keys, ${fmt.bytes(d.bytes)}`).join("; ") || "none")));
+    h("dt", {}, "Databases"), h("dd", {}, (plan.databases || []).map((d) => `db${d.db}: ${Number(d.keys).toLocaleString("en")} keys, ${fmt.bytes(d.bytes)} of values`).join("; ") || "none")));
   if (targets.length) {
     parts.push(h("table", { class: "grid compact" },
       h("thead", {}, h("tr", {}, ["Target", "Server", "RDB", "Used memory", "maxmemory"].map((t) => h("th", {}, t)))),

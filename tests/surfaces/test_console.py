@@ -184,8 +184,10 @@ def record_status(driver, table, attr, rec_id):
 
 
 def populate(redis):
-    """Strings in db 0, a hash, a list and a set, and keys in db 1."""
+    """Strings in db 0 (about 700 KiB of RDB), a hash, a list and a set,
+    and keys in db 1."""
     redis.cli("DEBUG", "POPULATE", "3000", "order", "64")
+    redis.cli("DEBUG", "POPULATE", "20000", "item", "512")
     redis.cli("HSET", "customer:1", "name", "Ada", "city", "Zürich")
     redis.cli("RPUSH", "queue:mail", "a", "b", "c")
     redis.cli("SADD", "tags", "new", "sale")
@@ -383,7 +385,10 @@ def test_back_up_set_a_policy_and_restore_into_another_instance(service, client,
     browser.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
     wait(browser, "the three days", lambda d: "1–12 of 12" in d.find_element(By.CSS_SELECTOR, ".pager").text)
 
-    # Back up now: the new record appears on top and reaches succeed.
+    # Back up now: the new record appears on top, shows its progress
+    # while Redis writes the snapshot slowly (0.2 ms a key, about 5 s),
+    # and reaches succeed, all without reloading the page.
+    orders.cli("CONFIG", "SET", "rdb-key-save-delay", "200")
     browser.find_element(By.LINK_TEXT, "Instances").click()
     wait(browser, "the instance list", lambda d: visible(d, "#instances"))
     browser.find_element(By.LINK_TEXT, orders_name).click()
@@ -396,12 +401,19 @@ def test_back_up_set_a_policy_and_restore_into_another_instance(service, client,
     first = browser.find_element(By.CSS_SELECTOR, "#backups tbody tr")
     backup_id = first.get_attribute("data-backup-id")
     assert "before the migration" in first.text
+    running = f"#backups tr[data-backup-id='{backup_id}'] progress"
+    bar = wait(browser, "a progress bar", lambda d: visible(d, running))
+    wait(browser, "progress under way", lambda d: 0 < float(d.find_element(By.CSS_SELECTOR, running).get_attribute("value")) < 100)
+    live = browser.find_element(By.CSS_SELECTOR, f"#backups tr[data-backup-id='{backup_id}'] .live").text
+    assert "%" in live and ("KiB" in live or " B" in live), live
+    assert bar is not None
+    shot(browser, "instance")
     wait(browser, "the backup to succeed",
          lambda d: record_status(d, "backups", "data-backup-id", backup_id) in ("succeed", "failed"), timeout=60)
     assert record_status(browser, "backups", "data-backup-id", backup_id) == "succeed", service.log()
+    orders.cli("CONFIG", "SET", "rdb-key-save-delay", "0")
     rec = browser.find_element(By.CSS_SELECTOR, f"#backups tr[data-backup-id='{backup_id}']")
     assert "manual · RDB" in rec.text and "Download" in rec.text
-    shot(browser, "instance")
 
     # Download links: an expiring link per file, served by this service.
     rec = browser.find_element(By.CSS_SELECTOR, f"#backups tr[data-backup-id='{backup_id}']")
@@ -483,6 +495,33 @@ def test_back_up_set_a_policy_and_restore_into_another_instance(service, client,
     assert staging.cli("HGET", "customer:1", "city") == "Zürich"
     assert staging.info("replication")["role"] == "master"
     assert_clean(browser, [base], allowed_statuses=(400,))
+
+
+def test_a_refused_plan_is_shown_in_words_and_cannot_be_confirmed(service, browser, fleet):
+    """A dry run the plan refuses (the dataset does not fit the target's
+    maxmemory) says why, and offers no way to start the restore."""
+    orders, orders_id, orders_name = fleet["orders"]
+    staging, staging_id, staging_name = fleet["staging"]
+    sign_in(browser, service.endpoint, service.creds)
+    wait(browser, "the instance list", lambda d: visible(d, "#instances"))
+    before = staging.cli("DEBUG", "DIGEST")
+    staging.cli("CONFIG", "SET", "maxmemory", "200kb")
+    try:
+        browser.find_element(By.LINK_TEXT, staging_name).click()
+        click(browser, "#restore-open")
+        source = wait(browser, "the source list", lambda d: visible(d, "#restore-source"))
+        Select(source).select_by_value(orders_id)
+        wait(browser, "orders' backups", lambda d: len(Select(d.find_element(By.CSS_SELECTOR, "#restore-backup")).options) >= 3
+             and d.find_element(By.CSS_SELECTOR, "#restore-backup").get_attribute("value"))
+        click(browser, "#restore-check")
+        refused = wait(browser, "the refusal", lambda d: visible(d, "#restore-plan .plan.refused"))
+        assert "would be refused" in refused.text and "maxmemory" in refused.text, refused.text
+        assert "dcs.08.0001" in refused.text, refused.text
+        assert not browser.find_elements(By.CSS_SELECTOR, "#restore-start, #restore-confirm-name")
+    finally:
+        staging.cli("CONFIG", "SET", "maxmemory", "0")
+    assert staging.cli("DEBUG", "DIGEST") == before, "a refused dry run writes nothing"
+    assert_clean(browser, [service.endpoint])
 
 
 def test_over_plain_http_from_another_host_it_warns_and_still_signs(service, browser, fleet):
