@@ -494,7 +494,9 @@ async function downloadDialog(v, b) {
     body.replaceChildren(
       h("p", {}, `${r.links.length} file${r.links.length === 1 ? "" : "s"}; the links work until ${fmt.time(until.toISOString())} (one hour).`),
       h("ul", { class: "links" }, r.links.map((l) =>
-        h("li", {}, h("a", { href: l.link, download: l.file_name, rel: "noreferrer" }, l.file_name)))),
+        h("li", {}, /^https?:\/\//i.test(l.link)
+          ? h("a", { href: l.link, download: l.file_name, rel: "noreferrer" }, l.file_name)
+          : l.file_name))),
       r.file_path ? h("p", { class: "muted small" }, "In the store at ", h("code", {}, r.bucket_name ? `${r.bucket_name}/${r.file_path}` : r.file_path)) : null,
       h("div", { class: "dialog-actions" }, h("button", { type: "button", onclick: closeDialog }, "Close")));
   } catch (e) {
