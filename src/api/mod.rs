@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod backups;
+pub mod console;
 mod downloads;
 pub mod error;
 mod instances;
@@ -331,6 +332,7 @@ pub fn router(state: Shared) -> Router {
         .route("/openapi.json", get(openapi))
         .merge(metrics::routes())
         .merge(downloads::routes())
+        .merge(console::routes())
         .merge(signed)
         .fallback(not_found)
         .with_state(state)
