@@ -748,3 +748,75 @@ fn every_command_explains_itself_with_an_example() {
     let r = s.ok(&["backup", "--help"]);
     assert!(r.stdout.contains("Exit codes:"), "{}", r.stdout);
 }
+
+#[test]
+fn a_partial_restore_from_the_command_line_replaces_only_matching_keys() {
+    let s = Session::start();
+    let source = RedisServer::start(&["--repl-diskless-sync-delay", "0"]);
+    for i in 0..10 {
+        source.cli(&["SET", &format!("cart:{i}"), "from-backup"]);
+        source.cli(&["SET", &format!("user:{i}"), "from-backup"]);
+    }
+    let id = s.adopt("shop", &source);
+    let r = s.ok(&["backup", "create", "shop", "--wait"]);
+    let backup = lines(&r.stdout)[0].to_owned();
+    for i in 0..10 {
+        source.cli(&["SET", &format!("cart:{i}"), "changed"]);
+        source.cli(&["SET", &format!("user:{i}"), "changed"]);
+    }
+    source.cli(&["SET", "cart:new", "added later"]);
+
+    let plan = s.ok(&[
+        "restore",
+        "create",
+        "shop",
+        "--backup",
+        &backup,
+        "--match",
+        "cart:*",
+        "--dry-run",
+    ]);
+    assert!(
+        plan.stdout
+            .contains("10 keys replace keys the target holds, 0 are new"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("nothing is flushed"),
+        "{}",
+        plan.stdout
+    );
+    assert_eq!(
+        source.cli(&["GET", "cart:1"]).trim(),
+        "changed",
+        "a dry run wrote"
+    );
+
+    s.ok(&[
+        "restore", "create", "shop", "--backup", &backup, "--match", "cart:*", "--wait",
+    ]);
+    for i in 0..10 {
+        assert_eq!(
+            source.cli(&["GET", &format!("cart:{i}")]).trim(),
+            "from-backup"
+        );
+        assert_eq!(source.cli(&["GET", &format!("user:{i}")]).trim(), "changed");
+    }
+    assert_eq!(source.cli(&["GET", "cart:new"]).trim(), "added later");
+    let list = s.ok(&["restore", "list", "shop"]);
+    assert!(list.stdout.contains("succeed (partial)"), "{}", list.stdout);
+    let json = s.ok(&["restore", "list", &id, "--json"]).json();
+    assert_eq!(
+        json["restore_record_response"][0]["filter"],
+        serde_json::json!({"key_patterns": ["cart:*"]})
+    );
+
+    // A type the service does not know: one line with the DCS code.
+    let bad = s.run(&[
+        "restore", "create", "shop", "--backup", &backup, "--type", "blob",
+    ]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("DCS.4800"), "{}", bad.stderr);
+    assert_eq!(lines(&bad.stderr).len(), 1, "{}", bad.stderr);
+}

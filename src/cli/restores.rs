@@ -26,9 +26,14 @@ pub enum RestoreAction {
     ///
     /// The backup is read back and verified, and the target's facts checked,
     /// before anything is written; --dry-run stops there and prints the plan.
+    ///
+    /// With --db, --match or --type the restore is partial: only the backup's
+    /// keys that match (every option given) are written, each over its
+    /// namesake, and nothing else on the target changes.
     #[command(after_help = "Examples:\n  \
         dcs-backup restore create shop-cache --backup 6f1c…-… --dry-run\n  \
-        dcs-backup restore create shop-cache-staging --backup 6f1c…-… --from shop-cache --wait")]
+        dcs-backup restore create shop-cache-staging --backup 6f1c…-… --from shop-cache --wait\n  \
+        dcs-backup restore create shop-cache --backup 6f1c…-… --match 'cart:*' --db 0 --dry-run")]
     Create {
         /// The instance restored into (id or name).
         instance: String,
@@ -48,6 +53,16 @@ pub enum RestoreAction {
         /// (exit 1 if it would be refused).
         #[arg(long, conflicts_with = "wait")]
         dry_run: bool,
+        /// Partial: only keys in this database (repeatable).
+        #[arg(long = "db", value_name = "N")]
+        dbs: Vec<u64>,
+        /// Partial: only keys matching this glob, as in SCAN MATCH (repeatable).
+        #[arg(long = "match", value_name = "PATTERN")]
+        patterns: Vec<String>,
+        /// Partial: only keys of this type: string, list, set, zset, hash,
+        /// stream or module (repeatable).
+        #[arg(long = "type", value_name = "TYPE")]
+        types: Vec<String>,
     },
     /// List the restores into an instance, newest first.
     #[command(after_help = "Example:\n  dcs-backup restore list shop-cache --since 7d")]
@@ -69,6 +84,9 @@ pub async fn run(cmd: RestoreCommand) -> CliResult {
             remark,
             wait,
             dry_run,
+            dbs,
+            patterns,
+            types,
         } => {
             let backup = path_id(&backup)?.to_owned();
             let target = resolve(&client, &instance).await?;
@@ -96,6 +114,9 @@ pub async fn run(cmd: RestoreCommand) -> CliResult {
             }
             if dry_run {
                 body["dry_run"] = Value::from(true);
+            }
+            if !(dbs.is_empty() && patterns.is_empty() && types.is_empty()) {
+                body["filter"] = json!({"dbs": dbs, "key_patterns": patterns, "types": types});
             }
             let answer = client
                 .call(
@@ -216,7 +237,11 @@ fn print_list(json: &Value, instance: &str) {
                 field(r, "restore_id"),
                 output::time(&field(r, "created_at")),
                 field(r, "backup_name"),
-                field(r, "status"),
+                if r["partial"].as_bool() == Some(true) {
+                    format!("{} (partial)", field(r, "status"))
+                } else {
+                    field(r, "status")
+                },
                 format!("{}%", field(r, "progress")),
                 r["error_code"]
                     .as_str()
@@ -321,6 +346,26 @@ fn print_plan(plan: &Value, target: &str, backup: &str) {
                 bytes(t["used_memory"].as_u64().unwrap_or(0))
             ),
         );
+    }
+    if let Some(replaced) = plan["keys_replaced"].as_u64() {
+        row(
+            "partial",
+            format!(
+                "{} replace keys the target holds, {} are new; nothing else changes",
+                plural(replaced, "key"),
+                plan["keys_added"].as_u64().unwrap_or(0)
+            ),
+        );
+        let sample: Vec<String> = plan["replaced_sample"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|k| k.as_str().map(one_line))
+            .collect();
+        if !sample.is_empty() {
+            row("  replaced", sample.join(", "));
+        }
     }
     let decisions = plan["decisions"].as_array().cloned().unwrap_or_default();
     if !decisions.is_empty() {
