@@ -217,6 +217,83 @@ fn parse_at(
     }
 }
 
+/// One command of a stream of commands (an AOF file): its name in upper
+/// case, its arguments, and its bytes exactly as they were.
+pub struct Command {
+    pub name: String,
+    pub args: Vec<Reply>,
+    pub raw: bytes::BytesMut,
+}
+
+/// Why a command stream could not be read.
+#[derive(Debug)]
+pub enum CommandError {
+    /// Reading the input failed.
+    Read(std::io::Error),
+    /// The input is not a sequence of complete RESP commands.
+    Bad(String),
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read(e) => write!(f, "{e}"),
+            Self::Bad(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Reads commands one by one from a stream of RESP arrays, buffering at
+/// most one read chunk beyond the command being parsed.
+pub struct CommandReader<R> {
+    input: R,
+    buf: bytes::BytesMut,
+    chunk: Vec<u8>,
+}
+
+impl<R: std::io::Read> CommandReader<R> {
+    pub fn new(input: R) -> Self {
+        Self {
+            input,
+            buf: bytes::BytesMut::with_capacity(1 << 20),
+            chunk: vec![0u8; 256 * 1024],
+        }
+    }
+
+    /// The next command; `None` at the end of a stream that ended cleanly.
+    pub fn next_command(&mut self) -> Result<Option<Command>, CommandError> {
+        loop {
+            match parse_reply(&self.buf).map_err(|e| CommandError::Bad(e.to_string()))? {
+                Some((Reply::Array(Some(args)), used)) => {
+                    let raw = self.buf.split_to(used);
+                    let name = args
+                        .first()
+                        .and_then(Reply::as_text)
+                        .unwrap_or_default()
+                        .to_ascii_uppercase();
+                    return Ok(Some(Command { name, args, raw }));
+                }
+                Some((other, _)) => {
+                    return Err(CommandError::Bad(format!("not a command: {other:?}")))
+                }
+                None => {}
+            }
+            let n = self
+                .input
+                .read(&mut self.chunk)
+                .map_err(CommandError::Read)?;
+            if n == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(CommandError::Bad("truncated command at the end".into()))
+                };
+            }
+            self.buf.extend_from_slice(&self.chunk[..n]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +342,36 @@ mod tests {
         let e = parse_reply_within(big.as_bytes(), &Limits::CONTROL).unwrap_err();
         assert!(e.0.contains("300000000"), "{e}");
         assert!(parse_reply_within(b"*1000000\r\n", &Limits::CONTROL).is_err());
+    }
+
+    #[test]
+    fn a_command_stream_is_read_command_by_command() {
+        let aof = b"*2\r\n$6\r\nselect\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
+        // Read a byte at a time: commands split across reads still come whole.
+        struct Trickle<'a>(&'a [u8]);
+        impl std::io::Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.len().min(1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut r = CommandReader::new(Trickle(aof));
+        let first = r.next_command().unwrap().unwrap();
+        assert_eq!(first.name, "SELECT");
+        assert_eq!(&first.raw[..], &aof[..23]);
+        let second = r.next_command().unwrap().unwrap();
+        assert_eq!((second.name.as_str(), second.args.len()), ("SET", 3));
+        assert!(r.next_command().unwrap().is_none());
+
+        let mut cut = CommandReader::new(&aof[..30]);
+        cut.next_command().unwrap();
+        assert!(matches!(cut.next_command(), Err(CommandError::Bad(_))));
+        let mut not_commands = CommandReader::new(&b"+OK\r\n"[..]);
+        assert!(matches!(
+            not_commands.next_command(),
+            Err(CommandError::Bad(_))
+        ));
     }
 }

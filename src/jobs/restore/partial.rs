@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -15,7 +15,7 @@ use crate::jobs::pipe::{ChannelReader, DEPTH};
 use crate::jobs::{JobFailure, Jobs};
 use crate::model::{Instance, JobError, KeyType, RestoreFilter, Topology};
 use crate::redis::cluster::SlotMap;
-use crate::redis::resp::{parse_reply, Reply};
+use crate::redis::resp::{CommandReader, Reply};
 use crate::redis::Conn;
 use crate::storage::{BackupLocation, FileSource, Manifest};
 use dcs_rdb::{Item, RdbReader, ReadMode};
@@ -199,33 +199,15 @@ fn matching_keys(
         true
     };
     if is_aof {
-        let mut input = input;
+        let mut reader = CommandReader::new(input);
         let mut keys = AofKeys::default();
-        let mut buf = BytesMut::with_capacity(1 << 20);
-        let mut chunk = vec![0u8; 256 * 1024];
-        loop {
-            while let Some((reply, used)) = parse_reply(&buf).map_err(|e| e.to_string())? {
-                let _ = buf.split_to(used);
-                let Reply::Array(Some(args)) = reply else {
-                    return Err("AOF holds a non-command".into());
-                };
-                let name = args
-                    .first()
-                    .and_then(Reply::as_text)
-                    .unwrap_or_default()
-                    .to_ascii_uppercase();
-                if keys.step(filter, &name, &args) == (AofStep::Write { first: true }) {
-                    let key = aof_key(&name, &args).unwrap_or_default().to_vec();
-                    if !push(keys.db, key, &mut batch) {
-                        return Ok(());
-                    }
+        while let Some(cmd) = reader.next_command().map_err(|e| e.to_string())? {
+            if keys.step(filter, &cmd.name, &cmd.args) == (AofStep::Write { first: true }) {
+                let key = aof_key(&cmd.name, &cmd.args).unwrap_or_default().to_vec();
+                if !push(keys.db, key, &mut batch) {
+                    return Ok(());
                 }
             }
-            let n = input.read(&mut chunk).map_err(|e| e.to_string())?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
         }
     } else {
         let mut reader = RdbReader::new(input, ReadMode::Keys);

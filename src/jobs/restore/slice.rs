@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -20,7 +20,7 @@ use crate::jobs::pipe::{ChannelReader, DEPTH};
 use crate::model::KeyType;
 use crate::redis::cluster::SlotMap;
 use crate::redis::pipeline::{Op, Pipeline};
-use crate::redis::resp::{encode_command, parse_reply};
+use crate::redis::resp::{encode_command, Command, CommandReader};
 use crate::storage::FileSource;
 use dcs_rdb::{
     decode_value, min_rdb_version_for_type, write_key_commands, AofOptions, Flavor, Item,
@@ -518,12 +518,10 @@ impl<R: Read> OpSource for RdbSlicer<'_, R> {
 
 /// Replays an AOF's commands, routing each by its key in a cluster.
 struct AofReplayer<'a, R: Read> {
-    input: R,
+    commands: CommandReader<R>,
     map: &'a SlotMap,
     cluster: bool,
     batch: Batcher,
-    buf: BytesMut,
-    chunk: Vec<u8>,
     done: bool,
     /// A partial restore: only the keys it takes, each cleared first.
     filter: Option<&'a RestoreFilter>,
@@ -539,64 +537,44 @@ impl<'a, R: Read> AofReplayer<'a, R> {
         filter: Option<&'a RestoreFilter>,
     ) -> Self {
         Self {
-            input,
+            commands: CommandReader::new(input),
             map,
             cluster,
             batch,
-            buf: BytesMut::with_capacity(1 << 20),
-            chunk: vec![0u8; 256 * 1024],
             done: false,
             filter,
             keys: AofKeys::default(),
         }
     }
 
-    /// Batches every complete command in the buffer.
-    fn drain(&mut self) -> Result<(), String> {
-        while let Some((reply, used)) = parse_reply(&self.buf).map_err(|e| e.to_string())? {
-            let raw = self.buf.split_to(used);
-            let Reply::Array(Some(args)) = reply else {
-                return Err("AOF holds a non-command".into());
-            };
-            let name = args
-                .first()
-                .and_then(Reply::as_text)
-                .unwrap_or_default()
-                .to_ascii_uppercase();
-            let key = aof_key(&name, &args);
-            if let Some(f) = self.filter {
-                match self.keys.step(f, &name, &args) {
-                    AofStep::Skip => continue,
-                    AofStep::Select(_) => {}
-                    AofStep::Write { first } => {
-                        let dest = match (self.cluster, key) {
-                            (true, Some(k)) => self.map.node_of(k),
-                            _ => 0,
-                        };
-                        if first {
-                            let mut del = Vec::new();
-                            encode_command(&mut del, &[b"DEL".as_slice(), key.unwrap_or_default()]);
-                            self.batch.push(dest, &del, 1);
-                        }
-                        self.batch.push(dest, &raw, 1);
-                        continue;
+    /// Batches one command.
+    fn command(&mut self, cmd: Command) {
+        let key = aof_key(&cmd.name, &cmd.args);
+        let dest = match (self.cluster, key) {
+            (true, Some(k)) => self.map.node_of(k),
+            _ => 0,
+        };
+        if let Some(f) = self.filter {
+            match self.keys.step(f, &cmd.name, &cmd.args) {
+                AofStep::Skip => return,
+                AofStep::Select(_) => {}
+                AofStep::Write { first } => {
+                    if first {
+                        let mut del = Vec::new();
+                        encode_command(&mut del, &[b"DEL".as_slice(), key.unwrap_or_default()]);
+                        self.batch.push(dest, &del, 1);
                     }
-                }
-            }
-            match name.as_str() {
-                "SELECT" if self.cluster => {}
-                "SELECT" => self.batch.push(0, &raw, 1),
-                "FUNCTION" | "MULTI" | "EXEC" => self.batch.push_all(&raw),
-                _ => {
-                    let dest = match (self.cluster, key) {
-                        (true, Some(k)) => self.map.node_of(k),
-                        _ => 0,
-                    };
-                    self.batch.push(dest, &raw, 1);
+                    self.batch.push(dest, &cmd.raw, 1);
+                    return;
                 }
             }
         }
-        Ok(())
+        match cmd.name.as_str() {
+            "SELECT" if self.cluster => {}
+            "SELECT" => self.batch.push(0, &cmd.raw, 1),
+            "FUNCTION" | "MULTI" | "EXEC" => self.batch.push_all(&cmd.raw),
+            _ => self.batch.push(dest, &cmd.raw, 1),
+        }
     }
 }
 
@@ -605,19 +583,12 @@ impl<R: Read> OpSource for AofReplayer<'_, R> {
         if self.done {
             return Ok(false);
         }
-        let n = self
-            .input
-            .read(&mut self.chunk)
-            .map_err(|e| e.to_string())?;
-        if n == 0 {
-            if !self.buf.is_empty() {
-                return Err("truncated AOF".into());
+        match self.commands.next_command().map_err(|e| e.to_string())? {
+            Some(cmd) => self.command(cmd),
+            None => {
+                self.batch.finish();
+                self.done = true;
             }
-            self.batch.finish();
-            self.done = true;
-        } else {
-            self.buf.extend_from_slice(&self.chunk[..n]);
-            self.drain()?;
         }
         Ok(!self.done)
     }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -18,7 +18,7 @@ use super::{fail, Counted, Progress};
 use crate::jobs::pipe::{ChannelReader, DEPTH};
 use crate::jobs::{JobFailure, Jobs};
 use crate::model::{JobError, KeyType, RestoreFilter};
-use crate::redis::resp::{parse_reply, Reply};
+use crate::redis::resp::{CommandError, CommandReader};
 use crate::storage::{BackupLocation, FileSource, Manifest, ManifestFile, RemoteFile};
 
 fn bad_file(f: &ManifestFile, why: impl std::fmt::Display) -> JobFailure {
@@ -316,65 +316,42 @@ async fn verify_streamed(
 /// Checks that an AOF is a sequence of complete RESP commands; returns
 /// the command names it holds and its size (with a filter: the commands
 /// and bytes of the keys it takes, and those keys per database).
-fn check_resp(mut input: impl Read, filter: Option<&RestoreFilter>) -> Result<Content, CheckError> {
-    let mut buf = BytesMut::with_capacity(1 << 20);
-    let mut chunk = vec![0u8; 256 * 1024];
+fn check_resp(input: impl Read, filter: Option<&RestoreFilter>) -> Result<Content, CheckError> {
+    let mut reader = CommandReader::new(input);
     let mut commands = BTreeSet::new();
     let mut bytes = 0u64;
     let mut keys = AofKeys::default();
     let mut keys_per_db = BTreeMap::new();
-    loop {
-        loop {
-            match parse_reply(&buf).map_err(|e| CheckError::Bad(e.to_string()))? {
-                Some((Reply::Array(Some(args)), used)) => {
-                    let name = args
-                        .first()
-                        .and_then(Reply::as_text)
-                        .unwrap_or_default()
-                        .to_ascii_uppercase();
-                    let taken = match filter {
-                        None => true,
-                        Some(f) => match keys.step(f, &name, &args) {
-                            AofStep::Select(_) => true,
-                            AofStep::Write { first } => {
-                                if first {
-                                    *keys_per_db.entry(keys.db()).or_insert(0) += 1;
-                                }
-                                bytes += used as u64;
-                                true
-                            }
-                            AofStep::Skip => false,
-                        },
-                    };
-                    // At most 256 names: a hostile file cannot grow the set.
-                    if taken && !name.is_empty() && commands.len() < 256 {
-                        commands.insert(name);
+    while let Some(cmd) = reader.next_command().map_err(|e| match e {
+        CommandError::Read(e) => CheckError::Read(e),
+        CommandError::Bad(why) => CheckError::Bad(why),
+    })? {
+        let taken = match filter {
+            None => true,
+            Some(f) => match keys.step(f, &cmd.name, &cmd.args) {
+                AofStep::Select(_) => true,
+                AofStep::Write { first } => {
+                    if first {
+                        *keys_per_db.entry(keys.db()).or_insert(0) += 1;
                     }
-                    let _ = buf.split_to(used);
+                    true
                 }
-                Some((other, _)) => {
-                    return Err(CheckError::Bad(format!("not a command: {other:?}")))
-                }
-                None => break,
+                AofStep::Skip => false,
+            },
+        };
+        if taken {
+            bytes += cmd.raw.len() as u64;
+            // At most 256 names: a hostile file cannot grow the set.
+            if !cmd.name.is_empty() && commands.len() < 256 {
+                commands.insert(cmd.name);
             }
         }
-        let n = input.read(&mut chunk).map_err(CheckError::Read)?;
-        if filter.is_none() {
-            bytes += n as u64;
-        }
-        if n == 0 {
-            return if buf.is_empty() {
-                Ok(Content::Aof {
-                    commands,
-                    bytes,
-                    keys_per_db,
-                })
-            } else {
-                Err(CheckError::Bad("truncated command at the end".into()))
-            };
-        }
-        buf.extend_from_slice(&chunk[..n]);
     }
+    Ok(Content::Aof {
+        commands,
+        bytes,
+        keys_per_db,
+    })
 }
 
 #[cfg(test)]
