@@ -11,6 +11,7 @@ pub mod glob;
 pub mod jobs;
 pub mod metrics;
 pub mod model;
+pub mod pitr;
 pub mod redis;
 pub mod secrets;
 pub mod server;

@@ -95,6 +95,11 @@ impl ProjectId {
         ok.then(|| Self(s.to_owned()))
     }
 
+    /// Wraps a value read back from the catalog, trusted as stored.
+    pub fn from_stored(s: String) -> Self {
+        Self(s)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -345,6 +345,10 @@ pub async fn run(
     }
     let stop_rx = app.jobs.shutdown.subscribe();
     let runner = tokio::spawn(Arc::clone(&app.jobs).run(stop_rx));
+    let capture = tokio::spawn(crate::pitr::capture::run(
+        Arc::clone(&app.jobs),
+        app.jobs.shutdown.subscribe(),
+    ));
     let settings = app.http.clone();
     let tls = app.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let jobs = Arc::clone(&app.jobs);
@@ -404,6 +408,7 @@ pub async fn run(
         () = tokio::time::sleep(SHUTDOWN_GRACE) => {}
     }
     let _ = runner.await;
+    let _ = capture.await;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ pub mod error;
 mod instances;
 mod metrics;
 pub mod params;
+mod pitr;
 mod reachability;
 mod records;
 mod restores;
@@ -283,6 +284,12 @@ async fn health(State(state): State<Shared>) -> Response {
         backups::delete_backup_v1,
         restores::create_restore,
         restores::create_restore_v1,
+        pitr::set_pitr_policy,
+        pitr::show_pitr_policy,
+        pitr::show_pitr_info,
+        pitr::list_pitr_periods,
+        pitr::restore_pitr,
+        pitr::list_jobs,
         downloads::download,
     ),
     components(schemas(
@@ -307,6 +314,15 @@ async fn health(State(state): State<Shared>) -> Response {
         wire::DryRunJson,
         wire::DryRunDbJson,
         wire::DryRunTargetJson,
+        wire::PitrPolicyBody,
+        wire::PitrPolicyJson,
+        wire::PitrInfoJson,
+        wire::PitrPeriodsJson,
+        wire::PitrRestoreBody,
+        wire::PitrRestoreResponse,
+        wire::JobsJson,
+        wire::JobJson,
+        wire::JobInstanceJson,
     ))
 )]
 pub struct ApiDoc;
@@ -326,6 +342,7 @@ pub fn router(state: Shared) -> Router {
         .merge(records::routes())
         .merge(backups::routes())
         .merge(restores::routes())
+        .merge(pitr::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/health", get(health))

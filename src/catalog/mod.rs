@@ -13,6 +13,7 @@
 
 mod access;
 mod jobs;
+mod pitr;
 mod reads;
 mod records;
 mod schedule;
@@ -32,6 +33,7 @@ use crate::model::{
 use crate::secrets::{SecretError, SecretKeys};
 
 pub use jobs::{BackupOutcome, ClaimedJob, RestoreOutcome};
+pub use pitr::{BaseRow, LinkRow, PitrPolicy, SegmentRow};
 pub use records::{NewBackup, NewRestore};
 pub use schedule::WindowRow;
 pub use stats::InstanceStats;

@@ -29,15 +29,15 @@ use dcs_rdb::{AofOptions, AofWriter, ChecksumStatus, Item, RdbReader, ReadMode};
 
 /// Where one file of the backup comes from.
 #[derive(Clone, Debug)]
-struct Source {
-    node: NodeAddr,
-    shard_master: NodeAddr,
-    slots: Vec<(u16, u16)>,
+pub(crate) struct Source {
+    pub node: NodeAddr,
+    pub shard_master: NodeAddr,
+    pub slots: Vec<(u16, u16)>,
 }
 
 /// Bytes received and expected for one source, for the progress figure.
 #[derive(Default)]
-struct Progress {
+pub(crate) struct Progress {
     received: AtomicU64,
     expected: AtomicU64,
 }
@@ -215,7 +215,7 @@ async fn perform(
 /// `redis_{ip}_{port}[_{lo}-{hi}]_{yyyyMMddHHmmss}.{rdb|aof}`. Built only
 /// from a validated address, mapped to `[A-Za-z0-9.-]` (IPv6 colons become
 /// `-`), numbers and the stamp: no peer byte can make it a path.
-fn file_name(src: &Source, cluster: bool, stamp: &str, format: BackupFormat) -> String {
+pub(crate) fn file_name(src: &Source, cluster: bool, stamp: &str, format: BackupFormat) -> String {
     let ext = format.as_str();
     let host = src.shard_master.host_for_name();
     let port = src.shard_master.port;
@@ -229,7 +229,7 @@ fn file_name(src: &Source, cluster: bool, stamp: &str, format: BackupFormat) -> 
 
 /// Per shard, a replica whose link to its master is up (sparing the
 /// master's fork), else the master itself.
-async fn choose_sources(
+pub(crate) async fn choose_sources(
     conn: &Connection,
     topology: &Topology,
     opts: &ConnectOptions,
@@ -367,6 +367,33 @@ async fn snapshot_to_store(
     progress: Arc<Progress>,
     meter: Arc<Meter>,
 ) -> Result<ManifestFile, JobFailure> {
+    // Until the payload starts the master may be forking and writing its
+    // snapshot: the watchdog's rate check waits (its deadline does not).
+    let waiting = meter.waiting();
+    let estimate = used_memory(&inst.connection, &src.node, &jobs.redis).await;
+    let mut snap = start_snapshot(&inst.connection, &src.node, &jobs.redis).await?;
+    drop(waiting);
+    store_snapshot(
+        jobs, &mut snap, estimate, src, name, path, format, progress, meter,
+    )
+    .await
+}
+
+/// Streams a started snapshot into the store at `path` while a blocking
+/// thread verifies it: the second half of a backup's file, and a PITR
+/// capture link's base (which goes on reading the stream after it).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn store_snapshot(
+    jobs: &Jobs,
+    snap: &mut crate::redis::replication::Snapshot,
+    estimate: Option<u64>,
+    src: Source,
+    name: String,
+    path: String,
+    format: BackupFormat,
+    progress: Arc<Progress>,
+    meter: Arc<Meter>,
+) -> Result<ManifestFile, JobFailure> {
     let limit = jobs.settings.max_backup_size;
     let too_big = |n: u64| {
         JobFailure::new(
@@ -377,13 +404,7 @@ async fn snapshot_to_store(
             ),
         )
     };
-    // Until the payload starts the master may be forking and writing its
-    // snapshot: the watchdog's rate check waits (its deadline does not).
-    let waiting = meter.waiting();
-    let estimate = used_memory(&inst.connection, &src.node, &jobs.redis).await;
-    let mut snap = start_snapshot(&inst.connection, &src.node, &jobs.redis).await?;
     let (repl_id, repl_offset) = (snap.replid.clone(), snap.offset);
-    drop(waiting);
     let expected = match snap.transfer() {
         // The declared size only feeds the progress figure (and this
         // check); nothing is allocated by it.

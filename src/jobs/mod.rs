@@ -6,7 +6,7 @@
 //! loses its lease stops writing (every record update checks ownership).
 //! A job claimed again after its runner died starts over from a clean slate.
 
-mod backup;
+pub(crate) mod backup;
 pub mod pipe;
 pub mod restore;
 pub mod scheduler;

@@ -12,6 +12,7 @@ pub mod feed;
 pub mod pipeline;
 pub mod replication;
 pub mod resp;
+pub mod stream;
 pub mod targets;
 pub mod topology;
 

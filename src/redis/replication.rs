@@ -104,6 +104,53 @@ pub async fn start_snapshot(
     node: &NodeAddr,
     opts: &ConnectOptions,
 ) -> Result<Snapshot, RedisError> {
+    match handshake(conn, node, opts, None, true).await? {
+        Sync::Full(snap) => Ok(snap),
+        Sync::Continue { .. } => Err(RedisError::Server(
+            "unexpected answer to PSYNC: +CONTINUE".into(),
+        )),
+    }
+}
+
+/// What a capture link's `PSYNC` was answered with.
+pub enum Sync {
+    /// `+FULLRESYNC`: a snapshot, then (see [`Snapshot::into_stream`]) the
+    /// command stream after it.
+    Full(Snapshot),
+    /// `+CONTINUE [<replid>]`: the stream goes on from the offset asked
+    /// for; `replid` is the history's id from now on (a promoted replica
+    /// announces its new one).
+    Continue { replid: String, stream: ReplStream },
+}
+
+/// Opens a capture link: a replica that stays. Sends `REPLCONF capa eof
+/// capa psync2` and `PSYNC <replid> <offset+1>` to resume (`PSYNC ? -1`
+/// without history). No `rdb-only`: the master keeps streaming its writes
+/// after the snapshot. No `listening-port` either: the link is nothing a
+/// backup could take a snapshot from, and topology discovery skips
+/// replicas listed with port 0 (see `topology::replicas_of`).
+#[tracing::instrument(skip_all, fields(node = %node))]
+pub async fn start_capture(
+    conn: &Connection,
+    node: &NodeAddr,
+    opts: &ConnectOptions,
+    resume: Option<(&str, u64)>,
+) -> Result<Sync, RedisError> {
+    handshake(conn, node, opts, resume, false).await
+}
+
+/// Whether `id` looks like a replication id (40 hex characters).
+fn is_replid(id: &str) -> bool {
+    id.len() == 40 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+async fn handshake(
+    conn: &Connection,
+    node: &NodeAddr,
+    opts: &ConnectOptions,
+    resume: Option<(&str, u64)>,
+    rdb_only: bool,
+) -> Result<Sync, RedisError> {
     let mut c = Conn::open(conn, &node.host, node.port, opts).await?;
     // Unknown capabilities are ignored by old servers; an error here means
     // the user may not replicate at all (ACL), which PSYNC will say again.
@@ -123,26 +170,53 @@ pub async fn start_snapshot(
             }
         }
     }
-    if let Reply::Error(e) = c.cmd(&["REPLCONF", "rdb-only", "1"]).await? {
-        tracing::debug!(error = %e, "REPLCONF rdb-only refused; the connection is closed after the payload");
+    if rdb_only {
+        if let Reply::Error(e) = c.cmd(&["REPLCONF", "rdb-only", "1"]).await? {
+            tracing::debug!(error = %e, "REPLCONF rdb-only refused; the connection is closed after the payload");
+        }
     }
     let io_timeout = opts.io_timeout.max(Duration::from_secs(60));
-    c.send(&["PSYNC", "?", "-1"]);
+    match resume {
+        Some((id, offset)) => {
+            let next = offset.saturating_add(1).to_string();
+            c.send(&["PSYNC", id, next.as_str()]);
+        }
+        None => c.send(&["PSYNC", "?", "-1"]),
+    }
     c.flush().await?;
     let (mut buf, mut stream) = c.into_parts();
     let first = read_line(&mut stream, &mut buf, io_timeout).await?;
     let replid;
     let offset;
+    if let Some(rest) = first.strip_prefix("+CONTINUE") {
+        let announced = rest.trim();
+        let id = match (announced, resume) {
+            ("", Some((id, _))) => id.to_owned(),
+            (id, _) if is_replid(id) => id.to_ascii_lowercase(),
+            _ => {
+                return Err(RedisError::Server(format!(
+                    "unexpected answer to PSYNC: {}",
+                    super::peer_text(&first)
+                )))
+            }
+        };
+        return Ok(Sync::Continue {
+            replid: id,
+            stream: ReplStream { stream, buf },
+        });
+    }
     let header = if let Some(rest) = first.strip_prefix("+FULLRESYNC ") {
         let mut words = rest.split_whitespace();
         replid = words
             .next()
-            .filter(|id| id.len() == 40 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .filter(|id| is_replid(id))
             .unwrap_or("")
-            .to_owned();
+            .to_ascii_lowercase();
         offset = words.next().and_then(|o| o.parse::<u64>().ok());
         read_line(&mut stream, &mut buf, io_timeout).await?
-    } else if first.starts_with("-ERR unknown command") || first.starts_with("-ERR Unknown") {
+    } else if rdb_only
+        && (first.starts_with("-ERR unknown command") || first.starts_with("-ERR Unknown"))
+    {
         tracing::info!("PSYNC not supported; falling back to SYNC");
         replid = String::new();
         offset = None;
@@ -192,10 +266,33 @@ pub async fn start_snapshot(
         snap.remaining = len;
     }
     tracing::debug!(transfer = ?snap.transfer, "snapshot transfer started");
-    Ok(snap)
+    Ok(Sync::Full(snap))
+}
+
+/// The command stream of a capture link, after its snapshot or
+/// `+CONTINUE`: bytes as the master sends them, and the link to answer on.
+pub struct ReplStream {
+    pub stream: Box<dyn Stream>,
+    /// Bytes already read past the snapshot (the stream's first bytes).
+    pub buf: BytesMut,
+}
+
+impl std::fmt::Debug for ReplStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReplStream({} bytes buffered)", self.buf.len())
+    }
 }
 
 impl Snapshot {
+    /// The command stream after a complete snapshot. Bytes the master sent
+    /// after the payload stay buffered for the stream's reader.
+    pub fn into_stream(self) -> ReplStream {
+        ReplStream {
+            stream: self.stream,
+            buf: self.buf,
+        }
+    }
+
     pub fn transfer(&self) -> Transfer {
         self.transfer
     }
@@ -237,11 +334,11 @@ impl Snapshot {
             Transfer::Eof => loop {
                 // Everything but the last 40 bytes buffered is payload; the
                 // snapshot ends when those 40 bytes are the mark.
-                if self.buf.len() >= EOF_MARK_LEN
-                    && self.buf[self.buf.len() - EOF_MARK_LEN..] == self.mark
-                {
-                    let chunk = self.buf.split_to(self.buf.len() - EOF_MARK_LEN).freeze();
-                    self.buf.clear();
+                // A capture link's stream may follow the mark in the same
+                // read, so the mark is looked for, not only at the end.
+                if let Some(at) = self.buf.windows(EOF_MARK_LEN).position(|w| w == self.mark) {
+                    let chunk = self.buf.split_to(at).freeze();
+                    self.buf.advance(EOF_MARK_LEN);
                     self.done = true;
                     self.received += chunk.len() as u64;
                     return Ok(if chunk.is_empty() { None } else { Some(chunk) });

@@ -57,9 +57,13 @@ pub async fn server_info(conn: &mut Conn) -> Result<(ServerInfo, Info), RedisErr
 /// Replicas a master lists in `INFO replication` (`slaveN:ip=..,port=..`).
 /// A listed replica with an invalid address is an error: backups may read
 /// from replicas, so skipping one would change where data comes from.
+/// A replica listed with `port=0` announced no listening port: it is a
+/// snapshot or capture link (`redis-cli --rdb`, this service's own), not a
+/// server anything can connect to, and is not one.
 pub fn replicas_of(repl: &Info) -> Result<Vec<(NodeAddr, bool)>, BadNodeAddr> {
     repl.with_prefix("slave")
         .filter(|(k, _)| k[5..].chars().all(|c| c.is_ascii_digit()) && k.len() > 5)
+        .filter(|(_, v)| !v.split(',').any(|kv| kv == "port=0"))
         .map(|(_, v)| {
             let mut host = "";
             let mut port = "";

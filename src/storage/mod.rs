@@ -499,6 +499,14 @@ impl Store {
         Ok(())
     }
 
+    /// Removes one file (absent already is fine).
+    #[tracing::instrument(skip(self))]
+    pub async fn delete_file(&self, path: &str) -> Result<(), StorageError> {
+        check_key(path, false)?;
+        self.op.delete(path).await?;
+        Ok(())
+    }
+
     /// Size of a stored file, or `None` if absent.
     pub async fn size_of(&self, path: &str) -> Result<Option<u64>, StorageError> {
         check_key(path, false)?;

@@ -5,11 +5,13 @@
 
 mod backups;
 mod instances;
+mod pitr;
 mod policies;
 mod restores;
 
 pub use backups::*;
 pub use instances::*;
+pub use pitr::*;
 pub use policies::*;
 pub use restores::*;
 

@@ -253,6 +253,9 @@ async fn perform(
     lease: &Lease,
     rec: &crate::model::RestoreRecord,
 ) -> Result<(String, u64), JobFailure> {
+    if let Some((source, at)) = jobs.catalog.pitr_restore(rec.id.as_str()).await? {
+        return perform_pitr(jobs, job, lease, rec, &source, at).await;
+    }
     let backup = jobs
         .catalog
         .backup(&rec.backup_id)
@@ -493,4 +496,140 @@ async fn put_back(c: &mut Conn, saved: &[(String, String)]) {
             tracing::warn!(key = %k, error = %e, "could not put back the target's configuration");
         }
     }
+}
+
+/// A restore to an instant: the bases a point-in-time pick chose, loaded
+/// as any backup is (verify, plan, feed or slicing), then every shard's
+/// log replayed up to the instant, shards in parallel. Every base file and
+/// every segment is verified, and the shards matched to the target's,
+/// before the first write.
+async fn perform_pitr(
+    jobs: &Arc<Jobs>,
+    job: &ClaimedJob,
+    lease: &Lease,
+    rec: &RestoreRecord,
+    source: &crate::model::InstanceId,
+    at: crate::model::Millis,
+) -> Result<(String, u64), JobFailure> {
+    use crate::pitr::replay;
+    let picks = replay::pick(jobs, source, at).await.map_err(|e| match e {
+        replay::PickError::Outside => fail(
+            JobError::ToolStart,
+            "refused before any write: the time is outside every restorable period",
+        ),
+        replay::PickError::Catalog(e) => JobFailure::from(e),
+    })?;
+    let mut files = Vec::new();
+    let mut cache_mode = "single".to_owned();
+    for p in &picks {
+        let m: Manifest = serde_json::from_str(&p.base.manifest)
+            .map_err(|e| fail(JobError::SizeQuery, format!("base manifest: {e}")))?;
+        cache_mode = m.cache_mode.clone();
+        for mut f in m.files {
+            f.name = format!("bases/{}/{}", p.base.id, f.name);
+            files.push(f);
+        }
+    }
+    let at_loc = BackupLocation::new(rec.project_id.as_str(), source.as_str(), "pitr");
+    let manifest = Manifest {
+        manifest_version: 2,
+        backup_id: rec.backup_id.to_string(),
+        instance_id: source.to_string(),
+        project_id: rec.project_id.to_string(),
+        format: "rdb".into(),
+        cache_mode,
+        engine: String::new(),
+        server_version: String::new(),
+        started_at: at,
+        completed_at: at,
+        files,
+    };
+    if !jobs
+        .catalog
+        .start_restore(job, &jobs.node_id, now_millis())
+        .await?
+    {
+        return Err(JobFailure::lost());
+    }
+    let progress = Arc::new(Progress::default());
+    progress
+        .total
+        .store(manifest.total_size() * 2, Ordering::Relaxed);
+    let facts = verify::verify_backup(jobs, &at_loc, &manifest, &progress, None).await?;
+    let commands = replay::verify(jobs, &picks, at).await?;
+    tracing::info!(
+        commands,
+        shards = picks.len(),
+        "pitr restore: base and log verified"
+    );
+    if lease.lost() {
+        return Err(JobFailure::lost());
+    }
+    let target = jobs
+        .catalog
+        .instance_any(&rec.instance_id)
+        .await?
+        .ok_or_else(|| fail(JobError::ToolStart, "the target instance no longer exists"))?;
+    let topology = discover(&target.connection, &jobs.redis).await?;
+    // Each shard's log goes to the target master holding the same slots.
+    let mut nodes = Vec::with_capacity(picks.len());
+    for p in &picks {
+        let node = topology
+            .shards
+            .iter()
+            .find(|s| crate::pitr::capture::shard_key(&topology, &s.slots) == p.shard)
+            .map(|s| s.master.clone())
+            .ok_or_else(|| {
+                fail(
+                    JobError::ToolStart,
+                    format!(
+                        "refused before any write: the target has no shard matching {} of the source",
+                        p.shard
+                    ),
+                )
+            })?;
+        nodes.push(node);
+    }
+    if nodes.len() != topology.shards.len() {
+        return Err(fail(
+            JobError::ToolStart,
+            "refused before any write: the target's shards differ from the source's",
+        ));
+    }
+    let r = Restore {
+        jobs,
+        job,
+        lease: lease.share(),
+        target,
+        topology,
+        manifest,
+        backup: at_loc,
+        progress: Arc::clone(&progress),
+        filter: None,
+    };
+    let masters = plan::gather(jobs, &r.target, &r.topology, &facts).await?;
+    let input = plan::input(jobs, &r.target, &r.topology, &masters, &facts);
+    let plan = plan::decide(&input).map_err(|why| {
+        fail(
+            JobError::ToolStart,
+            format!("refused before any write: {why}"),
+        )
+    })?;
+    for d in &plan.decisions {
+        tracing::info!(decision = %d, "restore plan");
+    }
+    let path = execute(&r, &plan)
+        .await
+        .map_err(|f| honest(f, &r.progress, facts.keys))?;
+    let replays = picks
+        .iter()
+        .zip(&nodes)
+        .map(|(p, node)| replay::replay(jobs, &r.target.connection, node, p, at));
+    let sent: u64 = futures::future::try_join_all(replays)
+        .await
+        .map_err(|f| honest(f, &r.progress, facts.keys))?
+        .into_iter()
+        .sum();
+    tracing::info!(commands = sent, "pitr restore: log replayed");
+    Ok((format!("{path} + log replay"), r.manifest.total_size()))
 }

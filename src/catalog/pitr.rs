@@ -1,0 +1,455 @@
+//! Point-in-time recovery's metadata: policies, capture leases, bases,
+//! log segments, live links and restores to an instant (migration 0010).
+//!
+//! A segment or base is visible only once its row exists, and its row is
+//! inserted only after its object is completely stored: a reader of these
+//! tables never meets a file that is not whole.
+
+use super::{on_db, Catalog, Result};
+use crate::model::{InstanceId, Millis, ProjectId};
+
+/// An instance's PITR policy as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PitrPolicy {
+    pub instance_id: InstanceId,
+    pub project_id: ProjectId,
+    pub enabled: bool,
+    /// Minutes between bases (5–120).
+    pub interval_min: i64,
+    /// Days PITR data is kept (1–7).
+    pub keep_days: i64,
+}
+
+/// A stored base: one shard's RDB standing at `(repl_id, repl_offset)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseRow {
+    pub id: String,
+    pub instance_id: InstanceId,
+    pub shard: String,
+    /// The store prefix of its directory (a backup-shaped directory with a
+    /// manifest).
+    pub prefix: String,
+    pub file_name: String,
+    pub repl_id: String,
+    pub repl_offset: i64,
+    pub taken_at: Millis,
+    /// From this instant on, every write the master had made is in the
+    /// base or in the log after it.
+    pub ready_at: Millis,
+    pub size: i64,
+    /// The base's manifest (JSON), as stored beside it.
+    pub manifest: String,
+}
+
+/// A complete log segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentRow {
+    pub instance_id: InstanceId,
+    pub shard: String,
+    pub repl_id: String,
+    /// Stream offsets `[start_offset, end_offset)`.
+    pub start_offset: i64,
+    pub end_offset: i64,
+    pub first_at: Millis,
+    pub last_at: Millis,
+    /// The database selected at the segment's first byte (-1: unknown).
+    pub start_db: i64,
+    pub end_db: i64,
+    /// Stream bytes in the object (the rest is its time index).
+    pub data_len: i64,
+    pub size: i64,
+    pub blake3: String,
+    pub object_key: String,
+    /// The first segment after the link resumed: the writes made while no
+    /// link was up arrive in it, stamped when they arrived.
+    pub resumed: bool,
+    /// The latest instant the link had received everything up to
+    /// `end_offset`: `last_at`, moved on while the link stays idle.
+    pub covered_until: Millis,
+}
+
+/// Where a live capture link stands: everything received up to
+/// `covered_at` is in segments ending at `end_offset` of `repl_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkRow {
+    pub shard: String,
+    pub repl_id: String,
+    pub end_offset: i64,
+    pub covered_at: Millis,
+}
+
+const SEGMENT_COLUMNS: &str = "instance_id, shard, repl_id, start_offset, end_offset, first_at, \
+    last_at, start_db, end_db, data_len, size, blake3, object_key, resumed, covered_until";
+const BASE_COLUMNS: &str = "id, instance_id, shard, prefix, file_name, repl_id, repl_offset, \
+    taken_at, ready_at, size, manifest";
+
+type SegmentTuple = (
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+    String,
+    i64,
+    i64,
+);
+type BaseTuple = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+);
+
+fn segment(t: SegmentTuple) -> SegmentRow {
+    SegmentRow {
+        instance_id: InstanceId::from_stored(t.0),
+        shard: t.1,
+        repl_id: t.2,
+        start_offset: t.3,
+        end_offset: t.4,
+        first_at: t.5,
+        last_at: t.6,
+        start_db: t.7,
+        end_db: t.8,
+        data_len: t.9,
+        size: t.10,
+        blake3: t.11,
+        object_key: t.12,
+        resumed: t.13 != 0,
+        covered_until: t.14,
+    }
+}
+
+fn base(t: BaseTuple) -> BaseRow {
+    BaseRow {
+        id: t.0,
+        instance_id: InstanceId::from_stored(t.1),
+        shard: t.2,
+        prefix: t.3,
+        file_name: t.4,
+        repl_id: t.5,
+        repl_offset: t.6,
+        taken_at: t.7,
+        ready_at: t.8,
+        size: t.9,
+        manifest: t.10,
+    }
+}
+
+impl Catalog {
+    /// Stores (inserts or replaces) an instance's PITR policy.
+    pub async fn set_pitr_policy(&self, p: &PitrPolicy, now: Millis) -> Result<()> {
+        on_db!(&self.db, pool => sqlx::query(
+            "INSERT INTO pitr_policies (instance_id, project_id, enabled, interval_min, keep_days, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (instance_id) DO UPDATE SET enabled = $3, interval_min = $4, keep_days = $5, updated_at = $6")
+            .bind(p.instance_id.as_str())
+            .bind(p.project_id.as_str())
+            .bind(i64::from(p.enabled))
+            .bind(p.interval_min)
+            .bind(p.keep_days)
+            .bind(now)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn pitr_policy(&self, instance: &InstanceId) -> Result<Option<PitrPolicy>> {
+        let row: Option<(String, String, i64, i64, i64)> = on_db!(&self.db, pool => sqlx::query_as(
+            "SELECT instance_id, project_id, enabled, interval_min, keep_days FROM pitr_policies WHERE instance_id = $1")
+            .bind(instance.as_str())
+            .fetch_optional(pool).await)?;
+        Ok(row.map(policy))
+    }
+
+    /// Every policy with data to keep or capture: enabled ones, and
+    /// disabled ones whose data retention still has to remove.
+    pub async fn pitr_policies(&self) -> Result<Vec<PitrPolicy>> {
+        let rows: Vec<(String, String, i64, i64, i64)> = on_db!(&self.db, pool => sqlx::query_as(
+            "SELECT p.instance_id, p.project_id, p.enabled, p.interval_min, p.keep_days FROM pitr_policies p \
+             JOIN instances i ON i.id = p.instance_id WHERE i.deleted_at IS NULL ORDER BY p.instance_id")
+            .fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(policy).collect())
+    }
+
+    /// Takes or renews the capture lease of `instance` for `owner`: free,
+    /// lapsed, or already ours. False when another live holder has it.
+    pub async fn claim_pitr_lease(
+        &self,
+        instance: &InstanceId,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<bool> {
+        let n = on_db!(&self.db, pool => sqlx::query(
+            "INSERT INTO pitr_leases (instance_id, owner, lease_until) VALUES ($1, $2, $3) \
+             ON CONFLICT (instance_id) DO UPDATE SET owner = $2, lease_until = $3 \
+             WHERE pitr_leases.owner = $2 OR pitr_leases.lease_until < $4")
+            .bind(instance.as_str())
+            .bind(owner)
+            .bind(lease_until)
+            .bind(now)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Gives the lease up (capture stopped on purpose).
+    pub async fn release_pitr_lease(&self, instance: &InstanceId, owner: &str) -> Result<()> {
+        on_db!(&self.db, pool => sqlx::query(
+            "DELETE FROM pitr_leases WHERE instance_id = $1 AND owner = $2")
+            .bind(instance.as_str())
+            .bind(owner)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Whether `owner` holds the capture lease of `instance` now.
+    pub async fn holds_pitr_lease(
+        &self,
+        instance: &InstanceId,
+        owner: &str,
+        now: Millis,
+    ) -> Result<bool> {
+        let n: Option<(i64,)> = on_db!(&self.db, pool => sqlx::query_as(
+            "SELECT lease_until FROM pitr_leases WHERE instance_id = $1 AND owner = $2 AND lease_until >= $3")
+            .bind(instance.as_str())
+            .bind(owner)
+            .bind(now)
+            .fetch_optional(pool).await)?;
+        Ok(n.is_some())
+    }
+
+    pub async fn insert_pitr_base(&self, b: &BaseRow) -> Result<()> {
+        on_db!(&self.db, pool => sqlx::query(&format!(
+            "INSERT INTO pitr_bases ({BASE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
+            .bind(&b.id)
+            .bind(b.instance_id.as_str())
+            .bind(&b.shard)
+            .bind(&b.prefix)
+            .bind(&b.file_name)
+            .bind(&b.repl_id)
+            .bind(b.repl_offset)
+            .bind(b.taken_at)
+            .bind(b.ready_at)
+            .bind(b.size)
+            .bind(&b.manifest)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn pitr_bases(&self, instance: &InstanceId) -> Result<Vec<BaseRow>> {
+        let rows: Vec<BaseTuple> = on_db!(&self.db, pool => sqlx::query_as(&format!(
+            "SELECT {BASE_COLUMNS} FROM pitr_bases WHERE instance_id = $1 ORDER BY shard, taken_at"))
+            .bind(instance.as_str())
+            .fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(base).collect())
+    }
+
+    /// Inserts a complete segment's row, and moves the link's position to
+    /// its end, in one transaction.
+    pub async fn insert_pitr_segment(&self, s: &SegmentRow, covered_at: Millis) -> Result<()> {
+        let insert = format!(
+            "INSERT INTO pitr_segments ({SEGMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        );
+        macro_rules! run {
+            ($tx:expr) => {{
+                sqlx::query(&insert)
+                    .bind(s.instance_id.as_str())
+                    .bind(&s.shard)
+                    .bind(&s.repl_id)
+                    .bind(s.start_offset)
+                    .bind(s.end_offset)
+                    .bind(s.first_at)
+                    .bind(s.last_at)
+                    .bind(s.start_db)
+                    .bind(s.end_db)
+                    .bind(s.data_len)
+                    .bind(s.size)
+                    .bind(&s.blake3)
+                    .bind(&s.object_key)
+                    .bind(i64::from(s.resumed))
+                    .bind(s.covered_until.max(s.last_at))
+                    .execute(&mut *$tx)
+                    .await?;
+                sqlx::query(LINK_UPSERT)
+                    .bind(s.instance_id.as_str())
+                    .bind(&s.shard)
+                    .bind(&s.repl_id)
+                    .bind(s.end_offset)
+                    .bind(covered_at)
+                    .execute(&mut *$tx)
+                    .await?;
+            }};
+        }
+        match &self.db {
+            super::Db::Sqlite(pool, _) => {
+                let mut tx = pool.begin().await?;
+                run!(tx);
+                tx.commit().await?;
+            }
+            super::Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                run!(tx);
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Says the link is at `end_offset` of `repl_id` and that everything
+    /// received up to `covered_at` is stored.
+    pub async fn touch_pitr_link(
+        &self,
+        instance: &InstanceId,
+        shard: &str,
+        repl_id: &str,
+        end_offset: i64,
+        covered_at: Millis,
+    ) -> Result<()> {
+        on_db!(&self.db, pool => sqlx::query(LINK_UPSERT)
+            .bind(instance.as_str())
+            .bind(shard)
+            .bind(repl_id)
+            .bind(end_offset)
+            .bind(covered_at)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        // The history keeps it too, so a later segment or a restart does
+        // not forget that this stretch of time was covered.
+        on_db!(&self.db, pool => sqlx::query(
+            "UPDATE pitr_segments SET covered_until = $5 WHERE instance_id = $1 AND shard = $2 \
+             AND repl_id = $3 AND end_offset = $4 AND covered_until < $5")
+            .bind(instance.as_str())
+            .bind(shard)
+            .bind(repl_id)
+            .bind(end_offset)
+            .bind(covered_at)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn pitr_links(&self, instance: &InstanceId) -> Result<Vec<LinkRow>> {
+        let rows: Vec<(String, String, i64, i64)> = on_db!(&self.db, pool => sqlx::query_as(
+            "SELECT shard, repl_id, end_offset, covered_at FROM pitr_links WHERE instance_id = $1 ORDER BY shard")
+            .bind(instance.as_str())
+            .fetch_all(pool).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(shard, repl_id, end_offset, covered_at)| LinkRow {
+                shard,
+                repl_id,
+                end_offset,
+                covered_at,
+            })
+            .collect())
+    }
+
+    /// Every segment of an instance, per shard and history in stream order.
+    pub async fn pitr_segments(&self, instance: &InstanceId) -> Result<Vec<SegmentRow>> {
+        let rows: Vec<SegmentTuple> = on_db!(&self.db, pool => sqlx::query_as(&format!(
+            "SELECT {SEGMENT_COLUMNS} FROM pitr_segments WHERE instance_id = $1 ORDER BY shard, first_at, start_offset"))
+            .bind(instance.as_str())
+            .fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(segment).collect())
+    }
+
+    /// Where the newest segment of `shard` ends: the capture's resume point.
+    pub async fn last_pitr_segment(
+        &self,
+        instance: &InstanceId,
+        shard: &str,
+    ) -> Result<Option<SegmentRow>> {
+        let row: Option<SegmentTuple> = on_db!(&self.db, pool => sqlx::query_as(&format!(
+            "SELECT {SEGMENT_COLUMNS} FROM pitr_segments WHERE instance_id = $1 AND shard = $2 \
+             ORDER BY last_at DESC, end_offset DESC LIMIT 1"))
+            .bind(instance.as_str())
+            .bind(shard)
+            .fetch_optional(pool).await)?;
+        Ok(row.map(segment))
+    }
+
+    /// Bytes the instance's PITR data occupies in the store.
+    pub async fn pitr_storage(&self, instance: &InstanceId) -> Result<i64> {
+        let (a,): (Option<i64>,) = on_db!(&self.db, pool => sqlx::query_as(
+            "SELECT CAST(SUM(size) AS BIGINT) FROM pitr_segments WHERE instance_id = $1")
+            .bind(instance.as_str())
+            .fetch_one(pool).await)?;
+        let (b,): (Option<i64>,) = on_db!(&self.db, pool => sqlx::query_as(
+            "SELECT CAST(SUM(size) AS BIGINT) FROM pitr_bases WHERE instance_id = $1")
+            .bind(instance.as_str())
+            .fetch_one(pool).await)?;
+        Ok(a.unwrap_or(0) + b.unwrap_or(0))
+    }
+
+    /// Removes a base's row (retention; its files go first).
+    pub async fn delete_pitr_base(&self, id: &str) -> Result<bool> {
+        let n = on_db!(&self.db, pool => sqlx::query("DELETE FROM pitr_bases WHERE id = $1")
+            .bind(id)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Removes a segment's row (retention: the row goes first, so no
+    /// reader meets a row whose object is gone for long).
+    pub async fn delete_pitr_segment(&self, s: &SegmentRow) -> Result<bool> {
+        let n = on_db!(&self.db, pool => sqlx::query(
+            "DELETE FROM pitr_segments WHERE instance_id = $1 AND shard = $2 AND repl_id = $3 AND start_offset = $4")
+            .bind(s.instance_id.as_str())
+            .bind(&s.shard)
+            .bind(&s.repl_id)
+            .bind(s.start_offset)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    pub async fn insert_pitr_restore(
+        &self,
+        restore: &str,
+        source: &InstanceId,
+        at: Millis,
+    ) -> Result<()> {
+        on_db!(&self.db, pool => sqlx::query(
+            "INSERT INTO pitr_restores (restore_id, source_instance_id, restore_at) VALUES ($1, $2, $3)")
+            .bind(restore)
+            .bind(source.as_str())
+            .bind(at)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// The instance and instant of a restore to a point in time.
+    pub async fn pitr_restore(&self, restore: &str) -> Result<Option<(InstanceId, Millis)>> {
+        let row: Option<(String, i64)> = on_db!(&self.db, pool => sqlx::query_as(
+            "SELECT source_instance_id, restore_at FROM pitr_restores WHERE restore_id = $1")
+            .bind(restore)
+            .fetch_optional(pool).await)?;
+        Ok(row.map(|(i, at)| (InstanceId::from_stored(i), at)))
+    }
+}
+
+const LINK_UPSERT: &str =
+    "INSERT INTO pitr_links (instance_id, shard, repl_id, end_offset, covered_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (instance_id, shard) DO UPDATE SET repl_id = $3, \
+     end_offset = $4, covered_at = $5";
+
+fn policy((i, p, enabled, interval_min, keep_days): (String, String, i64, i64, i64)) -> PitrPolicy {
+    PitrPolicy {
+        instance_id: InstanceId::from_stored(i),
+        project_id: ProjectId::from_stored(p),
+        enabled: enabled != 0,
+        interval_min,
+        keep_days,
+    }
+}
