@@ -12,6 +12,7 @@ pub mod params;
 mod reachability;
 mod records;
 mod restores;
+mod verifications;
 pub mod wire;
 
 use std::sync::Arc;
@@ -283,6 +284,11 @@ async fn health(State(state): State<Shared>) -> Response {
         backups::delete_backup_v1,
         restores::create_restore,
         restores::create_restore_v1,
+        verifications::create_verification,
+        verifications::list_verifications,
+        verifications::set_sandbox,
+        verifications::show_policy,
+        verifications::set_policy,
         downloads::download,
     ),
     components(schemas(
@@ -307,6 +313,13 @@ async fn health(State(state): State<Shared>) -> Response {
         wire::DryRunJson,
         wire::DryRunDbJson,
         wire::DryRunTargetJson,
+        wire::CreateVerificationBody,
+        wire::CreateVerificationResponse,
+        wire::VerificationJson,
+        wire::VerificationListJson,
+        wire::MismatchJson,
+        wire::SandboxBody,
+        wire::VerificationPolicyJson,
     ))
 )]
 pub struct ApiDoc;
@@ -326,6 +339,7 @@ pub fn router(state: Shared) -> Router {
         .merge(records::routes())
         .merge(backups::routes())
         .merge(restores::routes())
+        .merge(verifications::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/health", get(health))

@@ -17,6 +17,7 @@ mod reads;
 mod records;
 mod schedule;
 mod stats;
+mod verifications;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -35,6 +36,7 @@ pub use jobs::{BackupOutcome, ClaimedJob, RestoreOutcome};
 pub use records::{NewBackup, NewRestore};
 pub use schedule::WindowRow;
 pub use stats::InstanceStats;
+pub use verifications::{NewVerification, VerificationOutcome};
 
 /// Errors of the metadata store.
 #[derive(Debug, thiserror::Error)]

@@ -7,11 +7,13 @@ mod backups;
 mod instances;
 mod policies;
 mod restores;
+mod verifications;
 
 pub use backups::*;
 pub use instances::*;
 pub use policies::*;
 pub use restores::*;
+pub use verifications::*;
 
 use serde::Serialize;
 use serde_json::Value;
