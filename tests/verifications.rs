@@ -343,3 +343,106 @@ async fn bad_requests_are_refused_in_the_dcs_shape() {
         "/v2/{project_id}/instances/{instance_id}/backups/{backup_id}/verifications"
     ));
 }
+
+/// 2024-03-04 00:00:00 UTC, a Monday.
+const MON: i64 = 1_709_510_400_000;
+const HOUR: i64 = 3_600_000;
+
+#[tokio::test]
+async fn a_scheduled_test_restore_runs_once_per_window_across_two_replicas() {
+    use dcs_backup::clock::ManualClock;
+    use std::sync::Arc;
+    let clock = Arc::new(ManualClock::new(MON));
+    let (c1, c2) = (Arc::clone(&clock), Arc::clone(&clock));
+    let server = PathBuf::from(redis_server_path());
+    let s2 = server.clone();
+    let app = TestApp::spawn_with(move |c| {
+        c.jobs.clock = c1;
+        c.jobs.scheduler_interval = Duration::from_secs(3600);
+        c.sandbox_servers = vec![("redis-7.0".into(), server)];
+    })
+    .await;
+    let replica = TestApp::spawn_replica_of(&app, move |c| {
+        c.jobs.clock = c2;
+        c.jobs.scheduler_interval = Duration::from_secs(3600);
+        c.sandbox_servers = vec![("redis-7.0".into(), s2)];
+    })
+    .await;
+    let redis = RedisServer::start(&[]);
+    fill_dataset(&redis, false);
+    let (inst, backup) = backed_up(&app, &redis).await;
+    let (s, b) = app
+        .call(
+            Method::PUT,
+            &app.v2(&format!("/instances/{inst}/verification-policy")),
+            Some(
+                json!({"enabled": true, "backup_at": [1], "begin_at": "01:00-02:00",
+                        "timezone": "GMT+00:00", "sandbox": "scratch"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 204, "{b}");
+    let (s, b) = app
+        .call(
+            Method::GET,
+            &app.v2(&format!("/instances/{inst}/verification-policy")),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, &b["begin_at"], &b["enabled"]),
+        (200, &json!("01:00-02:00"), &json!(true)),
+        "{b}"
+    );
+
+    let list = || async {
+        let (s, b) = app
+            .call(
+                Method::GET,
+                &app.v2(&format!("/instances/{inst}/backups/{backup}/verifications")),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        b
+    };
+    // Outside the window: nothing.
+    for at in [MON + HOUR / 2, MON + 2 * HOUR + 1] {
+        clock.set(at);
+        app.state.jobs.schedule_tick(at, false).await.unwrap();
+        replica.state.jobs.schedule_tick(at, false).await.unwrap();
+    }
+    assert_eq!(list().await["total_num"], 0);
+    // In the window, both replicas tick, twice each, at once.
+    let at = MON + HOUR + 600_000;
+    clock.set(at);
+    for _ in 0..2 {
+        let (a, b) = tokio::join!(
+            app.state.jobs.schedule_tick(at, false),
+            replica.state.jobs.schedule_tick(at + 1000, false)
+        );
+        a.unwrap();
+        b.unwrap();
+    }
+    let b = list().await;
+    assert_eq!(b["total_num"], 1, "{b}");
+    let id = b["verifications"][0]["verification_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rec = wait_verification(&app, &inst, &backup, &id).await;
+    assert_eq!(rec["status"], "passed", "{rec}");
+    assert_eq!(rec["origin"], "schedule", "{rec}");
+    // A restarted scheduler does not run the same window again; next week's does.
+    app.state
+        .jobs
+        .schedule_tick(at + 60_000, true)
+        .await
+        .unwrap();
+    assert_eq!(list().await["total_num"], 1);
+    let next = at + 7 * 24 * HOUR;
+    clock.set(next);
+    replica.state.jobs.schedule_tick(next, false).await.unwrap();
+    app.state.jobs.schedule_tick(next, false).await.unwrap();
+    assert_eq!(list().await["total_num"], 2);
+}

@@ -1003,3 +1003,102 @@ impl Jobs {
         Ok(rec)
     }
 }
+
+impl Jobs {
+    /// The scheduler's part for test restores: in each planned window of
+    /// an enabled policy, the instance's newest succeeded backup is tested
+    /// once. The window is claimed by inserting its row (the primary key
+    /// makes that exactly once across replicas and restarts); the node
+    /// whose insert landed queues the test, or records why it did not
+    /// (`none`: no succeeded backup yet; `busy`: a test of the instance
+    /// was already running; it is not retried in that window).
+    pub(super) async fn verification_tick(
+        &self,
+        now: crate::model::Millis,
+    ) -> Result<(), crate::catalog::CatalogError> {
+        use crate::catalog::CatalogError;
+        for (inst, policy) in self.catalog.verification_policies().await? {
+            let Some(plan) = &policy.plan else { continue };
+            let Some(w) = super::scheduler::window_at(plan, now) else {
+                continue;
+            };
+            if !self
+                .catalog
+                .claim_verification_window(&inst, w.start, w.end, now)
+                .await?
+            {
+                continue;
+            }
+            let newest = match self
+                .catalog
+                .newest_succeeded_backup(&inst, i64::MAX)
+                .await?
+            {
+                Some(id) => self.catalog.backup(&id).await?,
+                None => None,
+            };
+            let Some(backup) = newest else {
+                self.catalog
+                    .settle_verification_window(&inst, w.start, "none", None, now)
+                    .await?;
+                tracing::info!(instance = %inst, window = %w.label, "no succeeded backup to test in this window");
+                continue;
+            };
+            match self
+                .queue_verification(
+                    &backup,
+                    &policy.sandbox,
+                    DEFAULT_SAMPLE,
+                    crate::model::VerificationOrigin::Schedule,
+                )
+                .await
+            {
+                Ok(v) => {
+                    self.catalog
+                        .settle_verification_window(&inst, w.start, "started", Some(&v.id), now)
+                        .await?
+                }
+                Err(CatalogError::Busy(_)) => {
+                    self.catalog
+                        .settle_verification_window(&inst, w.start, "busy", None, now)
+                        .await?
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// With an enabled policy that says `after_backup`, tests an
+    /// automatic backup that just succeeded. Called by the replica whose
+    /// record of the backup landed, so once per backup.
+    pub(super) async fn test_after_backup(&self, job: &ClaimedJob) {
+        let run = async {
+            let Some(backup) = self.catalog.backup_of_job(job).await? else {
+                return Ok(());
+            };
+            if backup.backup_type != crate::model::BackupType::Auto {
+                return Ok(());
+            }
+            let Some(policy) = self
+                .catalog
+                .verification_policy(&backup.instance_id)
+                .await?
+                .filter(|p| p.enabled && p.after_backup)
+            else {
+                return Ok(());
+            };
+            self.queue_verification(
+                &backup,
+                &policy.sandbox,
+                DEFAULT_SAMPLE,
+                crate::model::VerificationOrigin::AfterBackup,
+            )
+            .await
+            .map(|_| ())
+        };
+        if let Err(e) = run.await {
+            tracing::warn!(error = %e, "cannot queue the test restore after the backup");
+        }
+    }
+}
