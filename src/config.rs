@@ -218,6 +218,18 @@ pub struct ServeArgs {
     /// GET /metrics wants `Authorization: Bearer TOKEN` [default: open]
     #[arg(long, env = "DCS_BACKUP_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// A server binary test restores may start as a scratch sandbox,
+    /// NAME=PATH (repeatable; the environment takes a comma-separated list)
+    #[arg(
+        long = "sandbox-server",
+        env = "DCS_BACKUP_SANDBOX_SERVERS",
+        value_delimiter = ','
+    )]
+    pub sandbox_servers: Vec<String>,
+    /// maxmemory of a scratch sandbox in bytes; a larger backup is not
+    /// tested ("too big") [default: 1073741824]
+    #[arg(long, env = "DCS_BACKUP_SANDBOX_MAX_MEMORY")]
+    pub sandbox_max_memory: Option<u64>,
     #[command(flatten)]
     pub bounds: JobBoundsArgs,
 }
@@ -285,6 +297,8 @@ pub struct FileConfig {
     pub allow_targets: Option<String>,
     pub deny_targets: Option<String>,
     pub metrics_token: Option<String>,
+    pub sandbox_servers: Option<Vec<String>>,
+    pub sandbox_max_memory: Option<u64>,
     // Job bounds (see `JobBoundsArgs`).
     pub max_jobs_per_project: Option<u32>,
     pub job_deadline: Option<u64>,
@@ -331,6 +345,8 @@ pub enum ConfigError {
     TlsPair,
     #[error("invalid network {0:?} in {1}: use CIDR (10.0.0.0/8, fd00::/8) or an address")]
     Targets(String, &'static str),
+    #[error("invalid --sandbox-server {0}")]
+    SandboxServer(String),
 }
 
 /// The settings `serve` runs with, fully resolved.
@@ -357,6 +373,9 @@ pub struct Config {
     pub deny_targets: Vec<crate::redis::Cidr>,
     /// `DCS_BACKUP_SECRET_KEY`, if set; else `DATA_DIR/secret.key` is used.
     pub secret_key: Option<crate::model::Secret>,
+    /// `--sandbox-server NAME=PATH`: probed at start-up into
+    /// `jobs.sandbox_servers`.
+    pub sandbox_servers: Vec<(String, PathBuf)>,
 }
 
 /// The S3 keys from the environment (`AWS_ACCESS_KEY_ID`,
@@ -492,7 +511,18 @@ impl Config {
             .or_else(|| file.storage.clone())
             .unwrap_or_else(|| format!("fs://{}", data_dir.join("backups").display()));
         let http = HttpSettings::resolve(args, &file)?;
+        let specs = if args.sandbox_servers.is_empty() {
+            file.sandbox_servers.clone().unwrap_or_default()
+        } else {
+            args.sandbox_servers.clone()
+        };
+        let sandbox_servers = specs
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| crate::jobs::sandbox::parse_spec(s).map_err(ConfigError::SandboxServer))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
+            sandbox_servers,
             http,
             listen: args
                 .listen
@@ -528,6 +558,9 @@ impl Config {
                 if let Some(n) = args.restore_max_payload.or(file.restore_max_payload) {
                     j.restore_max_payload = n;
                 }
+                if let Some(n) = args.sandbox_max_memory.or(file.sandbox_max_memory) {
+                    j.sandbox_max_memory = n.max(1 << 20);
+                }
                 args.bounds.apply(&file_bounds, &mut j);
                 j
             },
@@ -558,6 +591,7 @@ impl Config {
             allow_targets: None,
             deny_targets: Vec::new(),
             secret_key: None,
+            sandbox_servers: Vec::new(),
         }
     }
 }

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::model::JobKind;
+use crate::model::{JobKind, VerificationStatus};
 
 /// `Content-Type` of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -60,14 +60,22 @@ impl WindowOutcome {
     }
 }
 
-const KINDS: [JobKind; 2] = [JobKind::Backup, JobKind::Restore];
+const KINDS: [JobKind; 3] = [JobKind::Backup, JobKind::Restore, JobKind::Verification];
 
 fn kind_index(k: JobKind) -> usize {
     match k {
         JobKind::Backup => 0,
         JobKind::Restore => 1,
+        JobKind::Verification => 2,
     }
 }
+
+/// The final statuses of a test restore, for `dcs_backup_verifications_total`.
+const VERIFICATION_STATUSES: [VerificationStatus; 3] = [
+    VerificationStatus::Passed,
+    VerificationStatus::Failed,
+    VerificationStatus::Skipped,
+];
 
 /// A histogram of durations: counts per bucket (not cumulative; the
 /// encoder sums them), the total count and the sum in microseconds.
@@ -96,12 +104,14 @@ impl Histogram {
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// `[kind][succeeded as usize]`.
-    jobs: [[AtomicU64; 2]; 2],
-    durations: [Histogram; 2],
+    jobs: [[AtomicU64; 2]; 3],
+    durations: [Histogram; 3],
     /// `[stored, restored]`.
     bytes: [AtomicU64; 2],
-    running: [AtomicI64; 2],
+    running: [AtomicI64; 3],
     windows: [AtomicU64; 3],
+    /// Test restores recorded, by [`VERIFICATION_STATUSES`].
+    verifications: [AtomicU64; 3],
 }
 
 impl Metrics {
@@ -126,6 +136,13 @@ impl Metrics {
         self.bytes[i].fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Counts a test restore this process recorded with a final status.
+    pub fn verification(&self, status: VerificationStatus) {
+        if let Some(i) = VERIFICATION_STATUSES.iter().position(|s| *s == status) {
+            self.verifications[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub fn window(&self, outcome: WindowOutcome) {
         self.windows[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
@@ -134,7 +151,7 @@ impl Metrics {
     pub fn encode(&self, out: &mut Exposition) {
         out.family(
             "dcs_backup_jobs_total",
-            "Backup and restore jobs this process finished, by outcome (process-local: sum across replicas).",
+            "Backup, restore and verification jobs this process finished, by outcome (process-local: sum across replicas).",
             Type::Counter,
         );
         for kind in KINDS {
@@ -216,6 +233,18 @@ impl Metrics {
                 "dcs_backup_schedule_windows_total",
                 &[("outcome", w.as_str())],
                 self.windows[w as usize].load(Ordering::Relaxed) as f64,
+            );
+        }
+        out.family(
+            "dcs_backup_verifications_total",
+            "Test restores this process recorded, by status: passed, failed (the backup is no longer trusted), skipped (not tested) (process-local).",
+            Type::Counter,
+        );
+        for (i, status) in VERIFICATION_STATUSES.into_iter().enumerate() {
+            out.sample(
+                "dcs_backup_verifications_total",
+                &[("status", status.as_str())],
+                self.verifications[i].load(Ordering::Relaxed) as f64,
             );
         }
         out.family(

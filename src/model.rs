@@ -74,6 +74,10 @@ uuid_id!(
     /// Identifier of a queued job.
     JobId
 );
+uuid_id!(
+    /// Identifier of a test restore (a verification of a backup).
+    VerificationId
+);
 
 /// A project: the unit of isolation. Credentials belong to exactly one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -198,8 +202,82 @@ str_enum!(
 
 str_enum!(
     /// What a queued job does.
-    JobKind { Backup => "backup", Restore => "restore" }
+    JobKind { Backup => "backup", Restore => "restore", Verification => "verification" }
 );
+
+str_enum!(
+    /// Life cycle of a test restore: `passed` and `failed` say what the
+    /// backup is worth; `skipped` says it could not be tested (too big for
+    /// the sandbox, no server that loads it, the sandbox itself failing),
+    /// which says nothing against the backup.
+    VerificationStatus {
+        Waiting => "waiting",
+        Testing => "testing",
+        Passed => "passed",
+        Failed => "failed",
+        Skipped => "skipped",
+    }
+);
+
+str_enum!(
+    /// Why a test restore was queued.
+    VerificationOrigin { Manual => "manual", Schedule => "schedule", AfterBackup => "after_backup" }
+);
+
+/// One difference a test restore found between the sandbox and the backup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mismatch {
+    /// The key (lossy UTF-8, at most 128 characters), or `db<N>` for a count.
+    pub key: String,
+    pub db: u64,
+    /// What differs, in words.
+    pub what: String,
+}
+
+/// A test restore's record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerificationRecord {
+    pub id: VerificationId,
+    pub backup_id: BackupId,
+    pub instance_id: InstanceId,
+    pub project_id: ProjectId,
+    /// `scratch`, or the id of an adopted sandbox instance.
+    pub sandbox: String,
+    pub sample: u64,
+    pub origin: VerificationOrigin,
+    pub status: VerificationStatus,
+    /// Hundredths of a percent.
+    pub progress: i64,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    pub updated_at: Millis,
+    /// The sandbox server used (`NAME (engine version)`).
+    pub server: Option<String>,
+    /// How long the load took: the recovery time.
+    pub load_ms: Option<i64>,
+    pub keys_checked: Option<u64>,
+    pub mismatches: Option<u64>,
+    pub mismatch_sample: Vec<Mismatch>,
+    /// `DEBUG DIGEST` of the sandbox after the load, where allowed.
+    pub digest: Option<String>,
+    pub error: Option<JobError>,
+    /// Why it failed or was skipped, or notes on a pass, in words.
+    pub reason: Option<String>,
+}
+
+/// The test-restore policy of an instance: which windows test its newest
+/// succeeded backup, into which sandbox, and whether every automatic
+/// backup is tested as soon as it succeeds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerificationPolicy {
+    pub enabled: bool,
+    /// Windows, as a backup policy plans them (`backup_type` `auto`).
+    pub plan: Option<BackupPolicy>,
+    /// `scratch` or the id of an adopted sandbox instance.
+    pub sandbox: String,
+    pub after_backup: bool,
+}
 
 /// Which restore paths the service may take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -587,12 +665,16 @@ pub struct BackupRecord {
     pub execution_at: Option<Millis>,
     pub updated_at: Millis,
     pub error: Option<JobError>,
+    /// Why a test restore of it failed: it is no longer said to be
+    /// restorable (a later passed test does not undo this).
+    pub verification_failure: Option<String>,
 }
 
 impl BackupRecord {
-    /// Only a succeeded backup whose files are still there can be restored.
+    /// Only a succeeded backup whose files are still there, and that no
+    /// test restore found wanting, is said to be restorable.
     pub fn is_restorable(&self) -> bool {
-        self.status == BackupStatus::Succeed
+        self.status == BackupStatus::Succeed && self.verification_failure.is_none()
     }
 }
 

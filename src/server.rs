@@ -38,6 +38,8 @@ pub enum StartError {
     Tls(#[from] crate::redis::RedisError),
     #[error("instance password key: {0}")]
     Secrets(#[from] crate::secrets::SecretError),
+    #[error("{0}")]
+    Sandbox(String),
 }
 
 /// Makes `path` owner-only (`mode`) if it exists: files created by older
@@ -144,6 +146,15 @@ pub async fn prepare(config: &Config) -> Result<Shared, StartError> {
         Some((cert, key)) => Some(api_tls(cert, key).map_err(StartError::ApiTls)?),
         None => None,
     };
+    let mut job_settings = config.jobs.clone();
+    job_settings.sandbox_root = crate::jobs::sandbox::root(&config.data_dir);
+    for (name, path) in &config.sandbox_servers {
+        let server = crate::jobs::sandbox::probe(name, path)
+            .await
+            .map_err(StartError::Sandbox)?;
+        tracing::info!(sandbox = %server, path = %path.display(), "sandbox server for test restores");
+        job_settings.sandbox_servers.push(server);
+    }
     let (shutdown, stop_rx) = tokio::sync::watch::channel(false);
     let feed = start_feed(config, stop_rx).await?;
     redis.targets.add_own(feed.local_addr());
@@ -152,7 +163,7 @@ pub async fn prepare(config: &Config) -> Result<Shared, StartError> {
         store,
         redis,
         node_id,
-        config.jobs.clone(),
+        job_settings,
         Some(feed),
         shutdown,
     ));

@@ -142,6 +142,10 @@ async fn remove_backup(call: &Call) -> ApiResult<()> {
         return Err(ApiError::busy(crate::model::JobKind::Restore)
             .with_ext("a restore is reading this backup"));
     }
+    if state.catalog.backup_under_test(&rec.id).await? {
+        return Err(ApiError::busy(crate::model::JobKind::Verification)
+            .with_ext("a test restore is reading this backup"));
+    }
     match crate::jobs::retire_backup(&state.jobs, &rec, BackupStatus::Deleted, now_millis()).await {
         Ok(_) => {}
         Err(RetireError::Files(e)) => {

@@ -50,6 +50,8 @@ pub enum Dcs {
     BackupNotSucceeded,
     Backuping,
     Restoring,
+    /// A test restore holds the instance's (or the sandbox's) test lane.
+    Verifying,
     BadRemark,
     DeleteFailed,
     /// The message names the parameter: see [`ApiError::invalid`].
@@ -153,6 +155,11 @@ impl Dcs {
             ),
             Backuping => (S::BAD_REQUEST, "DCS.4096", "the instance is backuping."),
             Restoring => (S::BAD_REQUEST, "DCS.4097", "the instance is restoring."),
+            Verifying => (
+                S::BAD_REQUEST,
+                "DCS.4096",
+                "a test restore of the instance is running.",
+            ),
             BadRemark => (
                 S::BAD_REQUEST,
                 "DCS.4098",
@@ -247,6 +254,7 @@ impl ApiError {
         Self::new(match kind {
             JobKind::Backup => Dcs::Backuping,
             JobKind::Restore => Dcs::Restoring,
+            JobKind::Verification => Dcs::Verifying,
         })
     }
 
@@ -350,6 +358,7 @@ mod tests {
             (BackupNotSucceeded, "111400087"),
             (Backuping, "111400096"),
             (Restoring, "111400097"),
+            (Verifying, "111400096"),
             (BadRemark, "111400098"),
             (DeleteFailed, "111500000"),
             (Invalid, "111400800"),

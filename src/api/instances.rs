@@ -375,6 +375,11 @@ pub async fn modify_instance(call: Call, body: Bytes) -> ApiResult<StatusCode> {
     }
     if let Some(p) = &body.instance_backup_policy {
         let policy = validate_policy(p)?;
+        if state.catalog.is_sandbox(&inst.id).await? {
+            return Err(ApiError::invalid("instance_backup_policy").with_ext(
+                "the instance is a sandbox: test restores replace its data, so it is not backed up                  (unmark it first: PUT …/instances/{id}/sandbox)",
+            ));
+        }
         let (pid, created) = match &inst.policy {
             Some(old) => (old.id.clone(), old.created_at),
             None => (uuid::Uuid::new_v4().to_string(), now),

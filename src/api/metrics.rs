@@ -154,6 +154,23 @@ async fn from_catalog(state: &Shared, out: &mut Exposition) {
             );
         }
     }
+    match catalog.last_passed_verifications().await {
+        Ok(passed) => {
+            out.family(
+                "dcs_backup_verification_last_success_timestamp_seconds",
+                "When the newest passed test restore of a backup of the instance finished (from the catalog).",
+                Type::Gauge,
+            );
+            for (id, at) in &passed {
+                out.sample(
+                    "dcs_backup_verification_last_success_timestamp_seconds",
+                    &[("instance_id", id.as_str())],
+                    seconds(*at),
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot read test restores"),
+    }
     let ids: Vec<_> = stats.iter().map(|s| &s.id).collect();
     let up = state
         .reachability

@@ -13,6 +13,7 @@ mod pitr;
 mod reachability;
 mod records;
 mod restores;
+mod verifications;
 pub mod wire;
 
 use std::sync::Arc;
@@ -290,6 +291,11 @@ async fn health(State(state): State<Shared>) -> Response {
         pitr::list_pitr_periods,
         pitr::restore_pitr,
         pitr::list_jobs,
+        verifications::create_verification,
+        verifications::list_verifications,
+        verifications::set_sandbox,
+        verifications::show_policy,
+        verifications::set_policy,
         downloads::download,
     ),
     components(schemas(
@@ -323,6 +329,13 @@ async fn health(State(state): State<Shared>) -> Response {
         wire::JobsJson,
         wire::JobJson,
         wire::JobInstanceJson,
+        wire::CreateVerificationBody,
+        wire::CreateVerificationResponse,
+        wire::VerificationJson,
+        wire::VerificationListJson,
+        wire::MismatchJson,
+        wire::SandboxBody,
+        wire::VerificationPolicyJson,
     ))
 )]
 pub struct ApiDoc;
@@ -343,6 +356,7 @@ pub fn router(state: Shared) -> Router {
         .merge(backups::routes())
         .merge(restores::routes())
         .merge(pitr::routes())
+        .merge(verifications::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/health", get(health))

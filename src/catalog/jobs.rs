@@ -27,7 +27,8 @@ pub struct ClaimedJob {
 }
 
 /// Marks a running job done if `owner` ($2) still holds it ($1 job, $3 now).
-const RELEASE_JOB: &str = "UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = $3 \
+pub(super) const RELEASE_JOB: &str =
+    "UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = $3 \
     WHERE id = $1 AND owner = $2 AND state = 'running'";
 
 /// The claimable job to take next, fairly: a queued job or one whose
@@ -103,7 +104,7 @@ impl Catalog {
 
     /// Takes the instance's job slot, runs `insert` (the record's insert),
     /// then makes the job claimable; if the insert fails the slot is freed.
-    async fn enqueue<T, F, Fut>(
+    pub(super) async fn enqueue<T, F, Fut>(
         &self,
         kind: JobKind,
         instance: &InstanceId,
@@ -176,7 +177,8 @@ impl Catalog {
     pub async fn sweep_held_jobs(&self, before: Millis) -> Result<u64> {
         let removed = on_db!(&self.db, pool => sqlx::query(
             "DELETE FROM jobs WHERE state = 'held' AND created_at < $1 \
-             AND record_id NOT IN (SELECT id FROM backups) AND record_id NOT IN (SELECT id FROM restores)")
+             AND record_id NOT IN (SELECT id FROM backups) AND record_id NOT IN (SELECT id FROM restores) \
+             AND record_id NOT IN (SELECT id FROM verifications)")
             .bind(before)
             .execute(pool).await.map(|r| r.rows_affected()))?;
         let queued = on_db!(&self.db, pool => sqlx::query(
@@ -299,7 +301,7 @@ pub struct RestoreOutcome {
 
 // Record updates made by a runner only land while it still owns the job:
 // a runner whose lease was taken over can no longer write the record.
-const OWNED: &str =
+pub(super) const OWNED: &str =
     "EXISTS (SELECT 1 FROM jobs WHERE jobs.id = $2 AND jobs.owner = $3 AND jobs.state = 'running')";
 
 impl Catalog {
@@ -416,7 +418,7 @@ impl Catalog {
     /// Runs a runner's record update (`$1` the record, `$2` the job, `$3`
     /// the owner, then `args` from `$4`, guarded by `OWNED`); false if the
     /// job is no longer `owner`'s.
-    async fn update_owned(
+    pub(super) async fn update_owned(
         &self,
         job: &ClaimedJob,
         owner: &str,
@@ -549,6 +551,6 @@ impl Catalog {
 }
 
 /// What a sealed restore detail is bound to (never an instance's id).
-fn restore_aad(restore: &str) -> String {
+pub(super) fn restore_aad(restore: &str) -> String {
     format!("restore:{restore}")
 }

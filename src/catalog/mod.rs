@@ -18,6 +18,7 @@ mod reads;
 mod records;
 mod schedule;
 mod stats;
+mod verifications;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub use pitr::{BaseRow, LinkRow, PitrPolicy, SegmentRow};
 pub use records::{NewBackup, NewRestore};
 pub use schedule::WindowRow;
 pub use stats::InstanceStats;
+pub use verifications::{NewVerification, VerificationOutcome};
 
 /// Errors of the metadata store.
 #[derive(Debug, thiserror::Error)]

@@ -115,7 +115,7 @@ fn lite<T>(i: usize, v: rusqlite::types::FromSqlResult<T>) -> Result<T> {
 
 impl Record for BackupRecord {
     const COLUMNS: &'static str = "id, instance_id, project_id, name, backup_type, format, \
-         status, progress, size, period, remark, created_at, execution_at, updated_at, error_code";
+         status, progress, size, period, remark, created_at, execution_at, updated_at, error_code, verification_failure";
 
     fn decode<'r>(r: impl Columns<'r>, at: usize) -> Result<Self> {
         let id = r.text(at)?;
@@ -136,6 +136,7 @@ impl Record for BackupRecord {
             execution_at: r.int_or_null(at + 12)?,
             updated_at: r.int(at + 13)?,
             error: r.text_or_null(at + 14)?.and_then(JobError::parse),
+            verification_failure: r.text_or_null(at + 15)?.map(str::to_owned),
         })
     }
 

@@ -108,9 +108,15 @@ impl RecordJob for BackupJob {
     }
 
     async fn record(jobs: &Jobs, job: &ClaimedJob, out: &BackupOutcome) -> CatalogResult<bool> {
-        jobs.catalog
+        let done = jobs
+            .catalog
             .finish_backup(job, &jobs.node_id, out, now_millis())
-            .await
+            .await?;
+        if done && out.status == crate::model::BackupStatus::Succeed {
+            // Only the replica whose record landed gets here: one test.
+            jobs.test_after_backup(job).await;
+        }
+        Ok(done)
     }
 }
 

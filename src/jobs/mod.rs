@@ -9,7 +9,9 @@
 pub(crate) mod backup;
 pub mod pipe;
 pub mod restore;
+pub mod sandbox;
 pub mod scheduler;
+pub mod verification;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -229,6 +231,14 @@ pub struct JobSettings {
     pub max_rdb_string: u64,
     /// Largest backup, in snapshot bytes received (`--max-backup-size`).
     pub max_backup_size: Option<u64>,
+    // --- test restores (issue 17)
+    /// Server binaries scratch sandboxes are started from, probed at start-up.
+    pub sandbox_servers: Vec<sandbox::SandboxServer>,
+    /// `maxmemory` of a scratch sandbox, and the largest dataset one takes
+    /// (`--sandbox-max-memory`).
+    pub sandbox_max_memory: u64,
+    /// Where scratch sandboxes get their directories (`DATA_DIR/sandboxes`).
+    pub sandbox_root: std::path::PathBuf,
 }
 
 impl Default for JobSettings {
@@ -245,6 +255,9 @@ impl Default for JobSettings {
             rate_grace: Duration::from_secs(120),
             max_rdb_string: dcs_rdb::DEFAULT_MAX_STRING,
             max_backup_size: None,
+            sandbox_servers: Vec::new(),
+            sandbox_max_memory: 1 << 30,
+            sandbox_root: std::env::temp_dir().join("dcs-backup-sandboxes"),
         }
     }
 }
@@ -300,6 +313,13 @@ impl Jobs {
     /// Claims and runs jobs until `shutdown` turns true.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(node = %self.node_id, "job runner started");
+        // Scratch sandboxes an earlier life of this node left behind.
+        let root = self.settings.sandbox_root.clone();
+        if let Ok(n) = tokio::task::spawn_blocking(move || sandbox::sweep(&root)).await {
+            if n > 0 {
+                tracing::warn!(n, "removed scratch sandboxes an earlier run left behind");
+            }
+        }
         match self.catalog.expire_leases_of(&self.node_id).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(n, "taking up jobs this node was running when it stopped"),
@@ -393,6 +413,9 @@ impl Jobs {
             match claimed.kind {
                 JobKind::Backup => run_record::<backup::BackupJob>(&me, &claimed, &shared).await,
                 JobKind::Restore => run_record::<restore::RestoreJob>(&me, &claimed, &shared).await,
+                JobKind::Verification => {
+                    run_record::<verification::VerificationJob>(&me, &claimed, &shared).await
+                }
             }
         });
         // The watchdog: a job past its deadline or moving too few bytes is
@@ -501,6 +524,15 @@ impl Jobs {
                     .finish_restore(job, &self.node_id, &out, now_millis())
                     .await
             }
+            JobKind::Verification => {
+                // A scratch sandbox went with the dropped task (its guard
+                // kills it); an adopted one is given back.
+                if dropped {
+                    let _ = restore::recover(self, job).await;
+                }
+                let out = verification::stopped(why, JobError::Timeout);
+                self.record_verification(job, &out, now).await
+            }
         };
         match res {
             Ok(recorded) => recorded,
@@ -542,6 +574,11 @@ impl Jobs {
                     .finish_restore(job, &self.node_id, &out, now)
                     .await
             }
+            JobKind::Verification => {
+                let out =
+                    verification::stopped(&format!("internal error: {why}"), JobError::ToolStart);
+                self.record_verification(job, &out, now).await
+            }
         };
         match res {
             Ok(recorded) => recorded,
@@ -550,6 +587,26 @@ impl Jobs {
                 false
             }
         }
+    }
+}
+
+impl Jobs {
+    async fn record_verification(
+        &self,
+        job: &ClaimedJob,
+        out: &crate::catalog::VerificationOutcome,
+        now: Millis,
+    ) -> crate::catalog::Result<bool> {
+        let done = self
+            .catalog
+            .finish_verification(job, &self.node_id, out, now)
+            .await?;
+        if done {
+            if let Some(s) = out.status {
+                self.metrics.verification(s);
+            }
+        }
+        Ok(done)
     }
 }
 

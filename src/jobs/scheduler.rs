@@ -129,6 +129,7 @@ impl Jobs {
             }
         }
         self.close_missed_windows(now).await?;
+        self.verification_tick(now).await?;
         self.expire(now).await
     }
 

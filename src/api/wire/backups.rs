@@ -32,8 +32,13 @@ pub struct BackupRecordJson<'a> {
     #[schema(value_type = String)]
     pub updated_at: IsoTime,
     pub error_code: Option<&'static str>,
-    /// `"TRUE"` only for a succeeded backup whose files are intact.
+    /// `"TRUE"` only for a succeeded backup whose files are intact and
+    /// that no test restore found wanting.
     pub is_support_restore: &'static str,
+    /// Why `is_support_restore` is `"FALSE"` for a succeeded backup: the
+    /// failed test restore, in words. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<&'a str>,
 }
 
 impl<'a> From<&'a BackupRecord> for BackupRecordJson<'a> {
@@ -57,6 +62,7 @@ impl<'a> From<&'a BackupRecord> for BackupRecordJson<'a> {
             updated_at: IsoTime(b.updated_at),
             error_code: b.error.map(|e| e.code()),
             is_support_restore: if b.is_restorable() { "TRUE" } else { "FALSE" },
+            verification: b.verification_failure.as_deref(),
         }
     }
 }

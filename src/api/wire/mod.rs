@@ -8,12 +8,14 @@ mod instances;
 mod pitr;
 mod policies;
 mod restores;
+mod verifications;
 
 pub use backups::*;
 pub use instances::*;
 pub use pitr::*;
 pub use policies::*;
 pub use restores::*;
+pub use verifications::*;
 
 use serde::Serialize;
 use serde_json::Value;

@@ -44,7 +44,7 @@ impl From<RedisError> for FeedError {
 
 /// Feeds the backup's one RDB file to the target's master.
 pub(crate) async fn feed(r: &Restore<'_>) -> Result<(), FeedError> {
-    let (jobs, job, target) = (r.jobs, r.job, &r.target);
+    let (jobs, target) = (r.jobs, &r.target);
     let node = &r.topology.shards[0].master;
     let file = r
         .manifest
@@ -125,9 +125,8 @@ pub(crate) async fn feed(r: &Restore<'_>) -> Result<(), FeedError> {
         saved_config: saved.clone(),
     };
     let detail_json = serde_json::to_string(&detail).unwrap_or_default();
-    if !jobs
-        .catalog
-        .set_restore_detail(job, &jobs.node_id, &detail_json)
+    if !r
+        .save_detail(&detail_json)
         .await
         .map_err(|e| FeedError::Failed(e.into()))?
     {

@@ -16,9 +16,9 @@
 
 mod feed;
 mod partial;
-mod plan;
+pub(crate) mod plan;
 mod slice;
-mod verify;
+pub(crate) mod verify;
 
 pub use partial::Replaced;
 
@@ -131,10 +131,13 @@ impl RecordJob for RestoreJob {
 /// A restore whose runner died: free a target left replicating from the
 /// service, put back configuration, and report the restore failed.
 pub(super) async fn recover(jobs: &Arc<Jobs>, job: &ClaimedJob) -> Result<String, JobFailure> {
-    let detail: Detail = jobs
-        .catalog
-        .restore_detail(&job.record_id)
-        .await?
+    let stored = match job.kind {
+        crate::model::JobKind::Verification => {
+            jobs.catalog.verification_detail(&job.record_id).await?
+        }
+        _ => jobs.catalog.restore_detail(&job.record_id).await?,
+    };
+    let detail: Detail = stored
         .and_then(|d| serde_json::from_str(&d).ok())
         .unwrap_or_default();
     let inst = jobs.catalog.instance_any(&job.instance_id).await?;
@@ -198,8 +201,8 @@ fn parse_addr(s: &str) -> Option<NodeAddr> {
 /// Bytes of backup processed, for the progress figure.
 #[derive(Default)]
 pub(crate) struct Progress {
-    done: AtomicU64,
-    total: AtomicU64,
+    pub done: AtomicU64,
+    pub total: AtomicU64,
     /// Set at the first write to the target (FLUSHALL, REPLICAOF).
     pub touched: std::sync::atomic::AtomicBool,
     /// Keys sent to the target by slicing.
@@ -237,9 +240,33 @@ pub(crate) struct Restore<'a> {
     pub filter: Option<RestoreFilter>,
 }
 
+impl Restore<'_> {
+    /// Saves what a crash must undo on the target, in the job's own record
+    /// (a restore's, or a test restore's); false if the job is no longer
+    /// this runner's.
+    pub(crate) async fn save_detail(&self, detail: &str) -> CatalogResult<bool> {
+        let (jobs, job) = (self.jobs, self.job);
+        match job.kind {
+            crate::model::JobKind::Verification => {
+                jobs.catalog
+                    .set_verification_detail(job, &jobs.node_id, detail)
+                    .await
+            }
+            _ => {
+                jobs.catalog
+                    .set_restore_detail(job, &jobs.node_id, detail)
+                    .await
+            }
+        }
+    }
+}
+
 /// The manifest of the backup at `at`; a backup without one cannot be
 /// restored.
-async fn read_manifest(jobs: &Jobs, at: &BackupLocation) -> Result<Manifest, JobFailure> {
+pub(crate) async fn read_manifest(
+    jobs: &Jobs,
+    at: &BackupLocation,
+) -> Result<Manifest, JobFailure> {
     jobs.store
         .manifest(at.prefix())
         .await
@@ -340,7 +367,7 @@ async fn perform(
 
 /// Aborts a background task when dropped, however the restore ends (a
 /// watchdog dropping the job's future included).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -466,7 +493,7 @@ fn honest(mut f: JobFailure, progress: &Progress, planned: u64) -> JobFailure {
 
 /// Execute: the planned path; a feed the target turns down before it is
 /// touched falls back to slicing when the mode allows.
-async fn execute(r: &Restore<'_>, plan: &plan::Plan) -> Result<String, JobFailure> {
+pub(crate) async fn execute(r: &Restore<'_>, plan: &plan::Plan) -> Result<String, JobFailure> {
     if plan.path == plan::RestorePath::Feed {
         tracing::info!("restore path: replication feed");
         match feed::feed(r).await {

@@ -219,7 +219,7 @@ fn aof_commands(backup: &BackupFacts) -> impl Iterator<Item = &'static str> + '_
 }
 
 /// Estimated memory of the dataset once loaded.
-fn memory_estimate(b: &BackupFacts) -> u64 {
+pub(crate) fn memory_estimate(b: &BackupFacts) -> u64 {
     let strings = b
         .keys_per_rdb_type
         .iter()
@@ -232,6 +232,59 @@ fn memory_estimate(b: &BackupFacts) -> u64 {
 
 fn mib(n: u64) -> String {
     format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
+}
+
+/// Why the dataset would not fit in a master's `maxmemory`, if it would
+/// not: a full restore flushes the target first, so what stays is the
+/// server's own overhead; a partial one keeps the whole dataset (and counts
+/// the keys it replaces twice: an upper bound).
+pub(crate) fn memory_refusal(input: &PlanInput<'_>) -> Option<String> {
+    let (b, masters) = (input.backup, input.masters);
+    let estimate = memory_estimate(b);
+    let total_slots: u64 = 16384;
+    for m in masters {
+        let s = &m.server;
+        if s.maxmemory == 0 {
+            continue;
+        }
+        let share = if input.cluster {
+            let owned: u64 = m.slots.iter().map(|(lo, hi)| u64::from(hi - lo) + 1).sum();
+            estimate.saturating_mul(owned) / total_slots
+        } else {
+            estimate
+        };
+        let stays = if input.filter.is_some() {
+            s.used_memory
+        } else {
+            s.used_memory.saturating_sub(s.used_memory_dataset)
+        };
+        let room = s.maxmemory.saturating_sub(stays);
+        let need = share + share * MEMORY_MARGIN_PERCENT / 100;
+        if need > room {
+            let what = if s.maxmemory_policy == "noeviction" {
+                "it would refuse writes before the end (maxmemory-policy noeviction)".to_owned()
+            } else {
+                format!(
+                    "it would silently evict restored keys (maxmemory-policy {})",
+                    s.maxmemory_policy
+                )
+            };
+            return Some(format!(
+                "the dataset needs about {} (estimate plus {MEMORY_MARGIN_PERCENT} %), and the \
+                 target {} has {} of maxmemory {} free{}: {what}",
+                mib(need),
+                m.addr,
+                mib(room),
+                mib(s.maxmemory),
+                if input.filter.is_some() {
+                    ""
+                } else {
+                    " once flushed"
+                }
+            ));
+        }
+    }
+    None
 }
 
 /// The heart of the plan: refuse what the target cannot finish, else pick
@@ -329,48 +382,8 @@ pub(crate) fn decide(input: &PlanInput<'_>) -> Result<Plan, String> {
     // the server's own overhead; a partial one keeps the whole dataset
     // (and counts the keys it replaces twice: an upper bound).
     let estimate = memory_estimate(b);
-    let total_slots: u64 = 16384;
-    for m in masters {
-        let s = &m.server;
-        if s.maxmemory == 0 {
-            continue;
-        }
-        let share = if input.cluster {
-            let owned: u64 = m.slots.iter().map(|(lo, hi)| u64::from(hi - lo) + 1).sum();
-            estimate.saturating_mul(owned) / total_slots
-        } else {
-            estimate
-        };
-        let stays = if input.filter.is_some() {
-            s.used_memory
-        } else {
-            s.used_memory.saturating_sub(s.used_memory_dataset)
-        };
-        let room = s.maxmemory.saturating_sub(stays);
-        let need = share + share * MEMORY_MARGIN_PERCENT / 100;
-        if need > room {
-            let what = if s.maxmemory_policy == "noeviction" {
-                "it would refuse writes before the end (maxmemory-policy noeviction)".to_owned()
-            } else {
-                format!(
-                    "it would silently evict restored keys (maxmemory-policy {})",
-                    s.maxmemory_policy
-                )
-            };
-            return Err(format!(
-                "the dataset needs about {} (estimate plus {MEMORY_MARGIN_PERCENT} %), and the \
-                 target {} has {} of maxmemory {} free{}: {what}",
-                mib(need),
-                m.addr,
-                mib(room),
-                mib(s.maxmemory),
-                if input.filter.is_some() {
-                    ""
-                } else {
-                    " once flushed"
-                }
-            ));
-        }
+    if let Some(why) = memory_refusal(input) {
+        return Err(why);
     }
     decisions.push(format!("memory: about {} needed", mib(estimate)));
 
