@@ -820,3 +820,38 @@ fn a_partial_restore_from_the_command_line_replaces_only_matching_keys() {
     assert!(bad.stderr.contains("DCS.4800"), "{}", bad.stderr);
     assert_eq!(lines(&bad.stderr).len(), 1, "{}", bad.stderr);
 }
+
+#[test]
+fn a_backup_is_test_restored_and_its_tests_listed() {
+    // Services started from here on may start scratch sandboxes.
+    let server = Command::new("which")
+        .arg("redis-server")
+        .output()
+        .expect("which");
+    let server = String::from_utf8_lossy(&server.stdout).trim().to_owned();
+    std::env::set_var("DCS_BACKUP_SANDBOX_SERVERS", format!("redis-7.0={server}"));
+    let s = Session::start();
+    let redis = RedisServer::start(&[]);
+    redis.cli(&["SET", "order:1", "paid"]);
+    redis.cli(&["SET", "order:2", "open"]);
+    s.adopt("shop", &redis);
+    let backup = s.ok(&["backup", "create", "shop", "--wait"]).stdout;
+    let backup = backup.lines().next().unwrap_or("").trim().to_owned();
+
+    let r = s.ok(&[
+        "backup", "verify", "shop", &backup, "--sample", "10", "--wait",
+    ]);
+    assert!(r.stderr.contains("test restore passed"), "{}", r.stderr);
+    assert!(r.stderr.contains("2 keys compared"), "{}", r.stderr);
+    let list = s.ok(&["backup", "verifications", "shop", &backup]);
+    assert!(list.stdout.contains("passed"), "{}", list.stdout);
+    let json = s
+        .ok(&["backup", "verifications", "shop", &backup, "--json"])
+        .json();
+    assert_eq!(json["total_num"], 1, "{json}");
+    assert_eq!(json["verifications"][0]["keys_checked"], 2, "{json}");
+
+    // A bad id is the client's error, not a request.
+    let r = s.run(&["backup", "verify", "shop", "../x"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}

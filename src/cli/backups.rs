@@ -103,6 +103,35 @@ pub enum BackupAction {
         #[arg(long, short, default_value = ".", value_name = "DIR")]
         output: PathBuf,
     },
+    /// Test-restore a backup into a sandbox (never the instance it came
+    /// from) and check it; prints the test's id. With --wait, follows it:
+    /// exit 0 when it passed, 1 when it failed or was skipped.
+    #[command(
+        after_help = "Example:\n  dcs-backup backup verify shop-cache 6f1c…-… --sample 5000 --wait"
+    )]
+    Verify {
+        /// Instance id or name.
+        instance: String,
+        /// The backup's id.
+        backup_id: String,
+        /// `scratch` (a server the service starts) or a sandbox instance's id.
+        #[arg(long, default_value = "scratch")]
+        sandbox: String,
+        /// Keys compared value for value (0–100000).
+        #[arg(long, default_value_t = 1000)]
+        sample: u64,
+        /// Follow the test until it ends.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List a backup's test restores, newest first.
+    #[command(after_help = "Example:\n  dcs-backup backup verifications shop-cache 6f1c…-…")]
+    Verifications {
+        /// Instance id or name.
+        instance: String,
+        /// The backup's id.
+        backup_id: String,
+    },
     /// Delete a backup's files; its record stays, with status `deleted`.
     #[command(after_help = "Example:\n  dcs-backup backup delete shop-cache 6f1c…-…")]
     Delete {
@@ -188,6 +217,43 @@ pub async fn run(cmd: BackupCommand) -> CliResult {
             backup_id,
             output,
         } => download(&client, &instance, &backup_id, &output).await,
+        BackupAction::Verify {
+            instance,
+            backup_id,
+            sandbox,
+            sample,
+            wait,
+        } => verify(&client, &instance, &backup_id, &sandbox, sample, wait).await,
+        BackupAction::Verifications {
+            instance,
+            backup_id,
+        } => {
+            let inst = resolve(&client, &instance).await?;
+            let id = field(&inst, "instance_id");
+            let list = verifications(&client, &id, &backup_id).await?;
+            if client.json {
+                output::json(&list);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = list["verifications"]
+                .as_array()
+                .map(|a| a.iter().map(verification_row).collect())
+                .unwrap_or_default();
+            output::table(
+                &[
+                    "VERIFICATION",
+                    "STATUS",
+                    "SANDBOX",
+                    "FINISHED",
+                    "LOAD",
+                    "CHECKED",
+                    "MISMATCHES",
+                    "REASON",
+                ],
+                &rows,
+            );
+            Ok(())
+        }
         BackupAction::Delete {
             instance,
             backup_id,
@@ -208,6 +274,114 @@ pub async fn run(cmd: BackupCommand) -> CliResult {
                 println!("deleted backup {backup_id}: its files are gone, its record stays (status deleted)");
             }
             Ok(())
+        }
+    }
+}
+
+async fn verifications(client: &Client, instance_id: &str, backup_id: &str) -> CliResult<Value> {
+    let answer = client
+        .call(
+            Method::GET,
+            &client.v2(&format!(
+                "/instances/{instance_id}/backups/{}/verifications",
+                path_id(backup_id)?
+            )),
+            Some("limit=100"),
+            None,
+        )
+        .await?;
+    Ok(answer.json)
+}
+
+fn verification_row(v: &Value) -> Vec<String> {
+    let num = |k: &str| v[k].as_u64().map(|n| n.to_string()).unwrap_or_default();
+    vec![
+        field(v, "verification_id"),
+        field(v, "status"),
+        field(v, "sandbox"),
+        v["finished_at"]
+            .as_str()
+            .map(output::time)
+            .unwrap_or_default(),
+        v["load_seconds"]
+            .as_f64()
+            .map(output::duration)
+            .unwrap_or_default(),
+        num("keys_checked"),
+        num("mismatches"),
+        one_line(v["reason"].as_str().unwrap_or("")),
+    ]
+}
+
+async fn verify(
+    client: &Client,
+    instance: &str,
+    backup_id: &str,
+    sandbox: &str,
+    sample: u64,
+    wait: bool,
+) -> CliResult {
+    let inst = resolve(client, instance).await?;
+    let id = field(&inst, "instance_id");
+    let answer = client
+        .call(
+            Method::POST,
+            &client.v2(&format!(
+                "/instances/{id}/backups/{}/verifications",
+                path_id(backup_id)?
+            )),
+            None,
+            Some(&json!({"sandbox": sandbox, "sample": sample})),
+        )
+        .await?;
+    let vid = answer.json["verification_id"]
+        .as_str()
+        .map(one_line)
+        .ok_or_else(|| CliError::fail("the service did not answer a verification id"))?;
+    if !wait {
+        if client.json {
+            output::json(&answer.json);
+        } else {
+            println!("{vid}");
+        }
+        return Ok(());
+    }
+    if !client.json {
+        println!("{vid}");
+    }
+    loop {
+        let list = verifications(client, &id, backup_id).await?;
+        let rec = list["verifications"]
+            .as_array()
+            .and_then(|a| a.iter().find(|v| v["verification_id"] == vid.as_str()))
+            .cloned()
+            .unwrap_or_default();
+        match rec["status"].as_str() {
+            Some("passed") => {
+                if client.json {
+                    output::json(&rec);
+                } else {
+                    eprintln!(
+                        "test restore passed: loaded in {}, {} keys compared, no mismatch",
+                        rec["load_seconds"]
+                            .as_f64()
+                            .map(output::duration)
+                            .unwrap_or_default(),
+                        rec["keys_checked"].as_u64().unwrap_or(0)
+                    );
+                }
+                return Ok(());
+            }
+            Some(s @ ("failed" | "skipped")) => {
+                if client.json {
+                    output::json(&rec);
+                }
+                return Err(CliError::job(format!(
+                    "test restore {s}: {}",
+                    one_line(rec["reason"].as_str().unwrap_or(""))
+                )));
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
         }
     }
 }

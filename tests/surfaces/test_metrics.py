@@ -140,6 +140,8 @@ def test_every_family_is_documented_and_named_as_prometheus_wants(service):
         "dcs_backup_jobs_running": "gauge",
         "dcs_backup_jobs_queued": "gauge",
         "dcs_backup_schedule_windows": "counter",
+        "dcs_backup_verifications": "counter",
+        "dcs_backup_verification_last_success_timestamp_seconds": "gauge",
         "dcs_backup_last_success_timestamp_seconds": "gauge",
         "dcs_backup_last_failure_timestamp_seconds": "gauge",
         "dcs_backup_policy_period_seconds": "gauge",
