@@ -182,7 +182,10 @@ impl Pipeline {
             while let Some((op, permit)) = inflight_rx.recv().await {
                 stats.ops += 1;
                 let mut redirect = None;
-                for _ in 0..op.replies {
+                // Which of the op's commands were redirected: only those are
+                // handed back, so a resend never repeats one that applied.
+                let mut redirected = Vec::new();
+                for i in 0..op.replies {
                     let reply = loop {
                         if let Some((r, used)) = parse_reply(&buf)? {
                             buf.advance(used);
@@ -196,8 +199,12 @@ impl Pipeline {
                     stats.replies += 1;
                     if let Reply::Error(e) = reply {
                         match parse_redirect(&e) {
-                            Some(r) if redirect.is_none() => redirect = Some(r),
-                            Some(_) => {}
+                            Some(r) => {
+                                redirected.push(i);
+                                if redirect.is_none() {
+                                    redirect = Some(r);
+                                }
+                            }
                             None => {
                                 stats.error_count += 1;
                                 if stats.errors.len() < 5 {
@@ -208,6 +215,11 @@ impl Pipeline {
                     }
                 }
                 if let Some(r) = redirect {
+                    let op = if redirected.len() as u32 == op.replies {
+                        op
+                    } else {
+                        only(&op, &redirected)?
+                    };
                     stats.redirects.push((op, r));
                 }
                 drop(permit);
@@ -254,6 +266,27 @@ impl Pipeline {
     }
 }
 
+/// The commands of `op` at the given indices, as a new op.
+fn only(op: &Op, indices: &[u32]) -> Result<Op, RedisError> {
+    let mut rest = &op.bytes[..];
+    let mut at = 0;
+    let mut out = Vec::new();
+    for i in 0..op.replies {
+        let Some((_, used)) = parse_reply(rest)? else {
+            return Err(RedisError::Server("malformed op".into()));
+        };
+        if indices.contains(&i) {
+            out.extend_from_slice(&op.bytes[at..at + used]);
+        }
+        rest = &rest[used..];
+        at += used;
+    }
+    Ok(Op {
+        bytes: Bytes::from(out),
+        replies: indices.len() as u32,
+    })
+}
+
 struct CloseOnDrop(Arc<Semaphore>);
 
 impl Drop for CloseOnDrop {
@@ -275,6 +308,26 @@ pub fn op<A: AsRef<[u8]>>(args: &[A]) -> Op {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partly_redirected_op_keeps_only_the_redirected_commands() {
+        let mut b = Vec::new();
+        for k in ["a", "b", "c"] {
+            crate::redis::resp::encode_command(&mut b, &["INCR", k]);
+        }
+        let o = only(
+            &Op {
+                bytes: Bytes::from(b),
+                replies: 3,
+            },
+            &[0, 2],
+        )
+        .unwrap();
+        let mut want = Vec::new();
+        crate::redis::resp::encode_command(&mut want, &["INCR", "a"]);
+        crate::redis::resp::encode_command(&mut want, &["INCR", "c"]);
+        assert_eq!((o.bytes.to_vec(), o.replies), (want, 2));
+    }
 
     #[test]
     fn parses_redirects() {
