@@ -10,9 +10,9 @@
 //!    `+FULLRESYNC` stores the snapshot as a new base (a new period).
 //! 2. Reads the stream, stamps each read with its receipt time, and keeps
 //!    the bytes of the open segment in memory; answers `REPLCONF GETACK`
-//!    and sends `REPLCONF ACK <offset>` every second, `<offset>` being
-//!    the end of the last *stored* segment (so `WAIT` counting this link
-//!    means the write is stored).
+//!    and sends `REPLCONF ACK <offset>` every second and after every
+//!    stored segment, `<offset>` being the end of the last *stored*
+//!    segment (so `WAIT` counting this link means the write is stored).
 //! 3. Cuts a segment at the last whole command outside `MULTI` … `EXEC`
 //!    once its oldest byte is [`CUT_AFTER`] old or it holds [`CUT_BYTES`]:
 //!    writes the object (data, index, trailer), then inserts its row.
@@ -523,6 +523,7 @@ impl Link {
         let mut open: Option<Open> = None;
         let mut out = Vec::with_capacity(64);
         let mut last_ack = tokio::time::Instant::now() - ACK_EVERY;
+        let mut acked = pos.durable;
         let mut last_touch = 0;
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         let mut read_buf = BytesMut::with_capacity(64 * 1024);
@@ -554,7 +555,10 @@ impl Link {
                 self.cut(&mut open, &mut pos, now_millis()).await?;
                 return Ok(());
             }
-            if last_ack.elapsed() >= ACK_EVERY {
+            // Every second, and at once when a segment was stored: `WAIT`
+            // counting this link returns as soon as a write is durable.
+            if last_ack.elapsed() >= ACK_EVERY || pos.durable != acked {
+                acked = pos.durable;
                 out.clear();
                 let off = pos.durable.to_string();
                 encode_command(&mut out, &["REPLCONF", "ACK", off.as_str()]);
