@@ -199,9 +199,11 @@ pub async fn replay(
     let pipe = Pipeline::start(c, 32 * 1024 * 1024);
     let from = pick.base.repl_offset as u64;
     let mut sent = 0u64;
-    let mut batch: Vec<u8> = Vec::with_capacity(BATCH);
-    let mut replies = 0u32;
+    // Commands the replay writes itself (the first SELECT, rewrites).
+    let mut own: Vec<u8> = Vec::new();
+    let mut own_replies = 0u32;
     let mut started = false;
+    let mut cmds = Vec::new();
     for (i, s) in pick.segments.iter().enumerate() {
         let (data, points) = load(jobs, s).await?;
         let last = i + 1 == pick.segments.len();
@@ -212,11 +214,15 @@ pub async fn replay(
         };
         let base = s.start_offset as u64;
         let mut db = s.start_db;
-        let mut cmds = Vec::new();
+        cmds.clear();
         let mut sc = Scanner::new(base);
         sc.feed(&data[..stop as usize], |c| cmds.push(c))
             .map_err(|e| JobFailure::new(JobError::SizeQuery, e.0))?;
-        for c in cmds {
+        // Runs of commands sent as the master sent them go out as slices
+        // of the segment itself (no copy); a run ends at a command left
+        // out or rewritten, or at BATCH bytes.
+        let mut run: Option<(usize, usize, u32)> = None;
+        for c in cmds.drain(..) {
             if c.start < from {
                 if c.is("SELECT") {
                     if let Some(d) = select_db(&c.arg1) {
@@ -228,39 +234,70 @@ pub async fn replay(
             if !started {
                 started = true;
                 if db > 0 {
-                    encode_command(&mut batch, &["SELECT", &db.to_string()]);
-                    replies += 1;
+                    encode_command(&mut own, &["SELECT", &db.to_string()]);
+                    own_replies += 1;
                 }
             }
-            if skipped(&c) {
-                continue;
-            }
             let (a, b) = ((c.start - base) as usize, (c.end - base) as usize);
-            let rewritten = if RELATIVE.iter().any(|n| c.is(n)) {
+            let rewritten = if skipped(&c) {
+                None
+            } else if c.args >= 3
+                && RELATIVE.iter().any(|n| c.is(n))
+                && !(c.is("SET") && c.args < 5)
+            {
                 let at = received_at(&points, b as u64).unwrap_or(s.last_at);
                 absolute(&data[a..b], at)
             } else {
                 None
             };
-            match rewritten {
-                Some(args) => encode_command(&mut batch, &args),
-                None => batch.extend_from_slice(&data[a..b]),
+            if skipped(&c) || rewritten.is_some() {
+                if let Some((ra, rb, n)) = run.take() {
+                    pipe.send(Op {
+                        bytes: data.slice(ra..rb),
+                        replies: n,
+                    })
+                    .await?;
+                }
+                if let Some(args) = rewritten {
+                    encode_command(&mut own, &args);
+                    own_replies += 1;
+                    sent += 1;
+                }
+                continue;
             }
-            replies += 1;
+            if own_replies > 0 {
+                pipe.send(Op {
+                    bytes: Bytes::from(std::mem::take(&mut own)),
+                    replies: std::mem::take(&mut own_replies),
+                })
+                .await?;
+            }
             sent += 1;
-            if batch.len() >= BATCH {
-                let op = Op {
-                    bytes: Bytes::from(std::mem::take(&mut batch)),
-                    replies: std::mem::take(&mut replies),
-                };
-                pipe.send(op).await?;
-            }
+            run = match run {
+                Some((ra, rb, n)) if rb == a && b - ra <= BATCH => Some((ra, b, n + 1)),
+                Some((ra, rb, n)) => {
+                    pipe.send(Op {
+                        bytes: data.slice(ra..rb),
+                        replies: n,
+                    })
+                    .await?;
+                    Some((a, b, 1))
+                }
+                None => Some((a, b, 1)),
+            };
+        }
+        if let Some((ra, rb, n)) = run.take() {
+            pipe.send(Op {
+                bytes: data.slice(ra..rb),
+                replies: n,
+            })
+            .await?;
         }
     }
-    if replies > 0 {
+    if own_replies > 0 {
         pipe.send(Op {
-            bytes: Bytes::from(batch),
-            replies,
+            bytes: Bytes::from(own),
+            replies: own_replies,
         })
         .await?;
     }

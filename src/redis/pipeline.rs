@@ -187,9 +187,15 @@ impl Pipeline {
                 let mut redirected = Vec::new();
                 for i in 0..op.replies {
                     let reply = loop {
+                        // `+OK` and `:1`, nearly every reply, are skipped
+                        // without building a value.
+                        if let Some(used) = skip_plain(&buf) {
+                            buf.advance(used);
+                            break None;
+                        }
                         if let Some((r, used)) = parse_reply(&buf)? {
                             buf.advance(used);
-                            break r;
+                            break Some(r);
                         }
                         buf.reserve(64 * 1024);
                         if rd.read_buf(&mut buf).await? == 0 {
@@ -197,7 +203,7 @@ impl Pipeline {
                         }
                     };
                     stats.replies += 1;
-                    if let Reply::Error(e) = reply {
+                    if let Some(Reply::Error(e)) = reply {
                         match parse_redirect(&e) {
                             Some(r) => {
                                 redirected.push(i);
@@ -266,6 +272,16 @@ impl Pipeline {
     }
 }
 
+/// The length of a whole simple-string or integer reply line at the
+/// start of `buf` (never an error), else `None`.
+fn skip_plain(buf: &[u8]) -> Option<usize> {
+    if !matches!(buf.first(), Some(b'+' | b':')) {
+        return None;
+    }
+    let nl = buf.iter().take(128).position(|&b| b == b'\n')?;
+    (nl >= 1 && buf[nl - 1] == b'\r').then_some(nl + 1)
+}
+
 /// The commands of `op` at the given indices, as a new op.
 fn only(op: &Op, indices: &[u32]) -> Result<Op, RedisError> {
     let mut rest = &op.bytes[..];
@@ -327,6 +343,15 @@ mod tests {
         crate::redis::resp::encode_command(&mut want, &["INCR", "a"]);
         crate::redis::resp::encode_command(&mut want, &["INCR", "c"]);
         assert_eq!((o.bytes.to_vec(), o.replies), (want, 2));
+    }
+
+    #[test]
+    fn plain_replies_are_skipped_whole() {
+        assert_eq!(skip_plain(b"+OK\r\n+OK"), Some(5));
+        assert_eq!(skip_plain(b":12\r\n"), Some(5));
+        assert_eq!(skip_plain(b"+OK\r"), None);
+        assert_eq!(skip_plain(b"-ERR x\r\n"), None);
+        assert_eq!(skip_plain(b"$2\r\nab\r\n"), None);
     }
 
     #[test]
