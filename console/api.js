@@ -84,10 +84,15 @@ export class Client {
     return this.request("DELETE", path, {});
   }
 
-  /** One signed call under /v2/{project_id}. Answers the parsed JSON body,
-   *  or null for 204. */
-  async request(method, path, { query, body } = {}) {
-    const fullPath = `/v2/${encode(this.projectId)}${path}`;
+  /** A call under /v3/{project_id} (the GeminiDB-shaped PITR API). */
+  v3(method, path, { query, body } = {}) {
+    return this.request(method, path, { query, body, version: "v3" });
+  }
+
+  /** One signed call under /v2/{project_id} (or `version`). Answers the
+   *  parsed JSON body, or null for 204. */
+  async request(method, path, { query, body, version = "v2" } = {}) {
+    const fullPath = `/${version}/${encode(this.projectId)}${path}`;
     const qs = queryString(query);
     const text = body === undefined ? "" : JSON.stringify(body);
     // The service accepts a mutating request's signature once, and the

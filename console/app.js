@@ -1,6 +1,7 @@
 // The console's pages: sign-in, the instance list, an instance with its
-// backup and restore records, and the dialogs (back up now, restore with a
-// dry-run plan, download links, backup policy). Everything the API says is
+// backup and restore records and its point-in-time recovery panel, and
+// the dialogs (back up now, restore with a dry-run plan, download links,
+// backup policy). Everything the API says is
 // put in the page as text (never as HTML).
 
 import { ApiError, Client } from "./api.js";
@@ -283,6 +284,7 @@ function renderInstance(v) {
           h("thead", {}, h("tr", {}, ["", "Master", "Replicas", "Slots"].map((t) => h("th", {}, t)))),
           h("tbody", {}, shards))
         : null),
+    h("section", { class: "card pitr", id: "pitr-panel" }, h("p", { class: "muted" }, "Loading point-in-time recovery…")),
     h("div", { class: "tabs", role: "tablist" },
       h("button", { type: "button", role: "tab", id: "tab-backups", onclick: () => switchTab(v, "backups") }, "Backups"),
       h("button", { type: "button", role: "tab", id: "tab-restores", onclick: () => switchTab(v, "restores") }, "Restores")),
@@ -290,6 +292,7 @@ function renderInstance(v) {
     h("div", { id: "records" }),
   );
   markTab(v);
+  renderPitr(v);
 }
 
 function markTab(v) {
@@ -718,6 +721,141 @@ function policyDialog(v) {
   err,
   h("div", { class: "dialog-actions" }, h("button", { type: "button", onclick: closeDialog }, "Cancel"), save));
   openDialog(`Backup policy of ${inst.name}`, form);
+}
+
+// ---- Point-in-time recovery ----------------------------------------------------
+
+/** A time as typed: ISO-8601 with an offset or Z as given, else
+ *  `YYYY-MM-DD HH:MM[:SS[.mmm]]` in the browser's time zone. Answers the
+ *  ISO-8601 UTC instant (milliseconds), or null. */
+function typedInstant(text) {
+  const s = text.trim();
+  if (/([zZ]|[+-]\d\d:?\d\d)$/.test(s)) {
+    const t = Date.parse(s.replace(" ", "T"));
+    return Number.isNaN(t) ? null : new Date(t).toISOString();
+  }
+  const m = /^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,3}))?)?$/.exec(s);
+  if (!m) return null;
+  const [y, mo, d, hh, mi, ss, ms] = m.slice(1).map((x) => Number(x || 0));
+  const t = new Date(y, mo - 1, d, hh, mi, ss, Number(String(m[7] || "0").padEnd(3, "0")));
+  if (t.getMonth() !== mo - 1 || t.getDate() !== d || hh > 23 || mi > 59 || ss > 59 || Number.isNaN(ms)) return null;
+  return t.toISOString();
+}
+
+async function renderPitr(v) {
+  const panel = $("#pitr-panel");
+  if (!panel) return;
+  const base = `/redis/instances/${encodeURIComponent(v.id)}/pitr`;
+  let policy;
+  let info;
+  let periods;
+  try {
+    const now = new Date();
+    const since = new Date(now.getTime() - 8 * 86400_000);
+    const iso = (t) => `${t.toISOString().slice(0, 19)}Z`;
+    [policy, info, periods] = await Promise.all([
+      state.client.v3("GET", `${base}/policy`),
+      state.client.v3("GET", base),
+      state.client.v3("GET", `${base}/restorable-time-periods`, { query: { start_time: iso(since), end_time: iso(now), limit: 100 } }),
+    ]);
+  } catch (e) {
+    panel.replaceChildren(h("h2", {}, "Point-in-time recovery"), h("p", { class: "error", role: "alert" }, describe(e)));
+    return;
+  }
+  let instances = state.instances;
+  try {
+    instances = await loadInstances();
+  } catch {
+    instances = state.instances.length ? state.instances : [v.inst];
+  }
+  if (state.view !== v) return;
+  const on = policy.enabled === true;
+  const enabled = h("input", { type: "checkbox", id: "pitr-enabled", checked: on });
+  const interval = h("input", { id: "pitr-interval", type: "number", min: "5", max: "120", value: String(policy.interval || 20) });
+  const keep = h("input", { id: "pitr-keep", type: "number", min: "1", max: "7", value: String(policy.keep_days || 1) });
+  const policyErr = errorLine("pitr-policy-error");
+  const save = h("button", { type: "submit", id: "pitr-save" }, "Save");
+  const policyForm = h("form", { id: "pitr-policy-form", class: "inline", novalidate: true, onsubmit: async (ev) => {
+    ev.preventDefault();
+    showError(policyErr, "");
+    save.disabled = true;
+    try {
+      const body = enabled.checked
+        ? { enabled: true, interval: Number(interval.value), keep_days: Number(keep.value) }
+        : { enabled: false };
+      await state.client.v3("PUT", `${base}/policy`, { body });
+      toast(enabled.checked ? "Point-in-time recovery on." : "Point-in-time recovery off.");
+      renderPitr(v);
+    } catch (e) {
+      showError(policyErr, `Not saved: ${describe(e)}`);
+      save.disabled = false;
+    }
+  } },
+  h("label", { class: "choice" }, enabled, h("span", {}, "Capture every write")),
+  h("label", {}, "Base every (minutes, 5–120) ", interval),
+  h("label", {}, "Keep (days, 1–7) ", keep),
+  save, policyErr);
+  const list = (periods.restore_time || []).map((p) => {
+    const [a, b] = String(p).split("/");
+    return h("li", { class: "mono" }, `${fmt.time(a)} → ${fmt.time(b)}`);
+  });
+  // Restore to a typed instant, into this instance or another one,
+  // confirmed by typing the target's name.
+  const when = h("input", { id: "pitr-time", autocomplete: "off", spellcheck: "false", placeholder: "2026-12-06 10:15:30.250" });
+  const targetSel = h("select", { id: "pitr-target" });
+  for (const i of instances) {
+    targetSel.append(h("option", { value: i.instance_id, selected: i.instance_id === v.id }, i.instance_id === v.id ? `${i.name} (this instance)` : i.name));
+  }
+  const nameOf = () => {
+    const i = instances.find((x) => x.instance_id === targetSel.value);
+    return i ? i.name : v.inst.name;
+  };
+  const typed = h("input", { id: "pitr-confirm-name", autocomplete: "off", spellcheck: "false" });
+  const nameLabel = h("span", {}, `Type the target's name (${nameOf()}) to confirm`);
+  const go = h("button", { type: "submit", class: "danger", id: "pitr-restore", disabled: true }, "Restore to this time");
+  const restoreErr = errorLine("pitr-restore-error");
+  const ready = () => (go.disabled = !(typedInstant(when.value) && typed.value === nameOf()));
+  when.addEventListener("input", ready);
+  typed.addEventListener("input", ready);
+  targetSel.addEventListener("change", () => { nameLabel.textContent = `Type the target's name (${nameOf()}) to confirm`; ready(); });
+  const restoreForm = h("form", { id: "pitr-restore-form", novalidate: true, onsubmit: async (ev) => {
+    ev.preventDefault();
+    const at = typedInstant(when.value);
+    if (!at || typed.value !== nameOf()) return;
+    showError(restoreErr, "");
+    go.disabled = true;
+    const body = { restore_time: at };
+    if (targetSel.value !== v.id) body.target_instance_id = targetSel.value;
+    try {
+      const r = await state.client.v3("PUT", base, { body });
+      toast(`Restore of ${v.inst.name} to ${at} into ${nameOf()} started (${r.job_id}).`);
+      typed.value = "";
+      if (targetSel.value === v.id) {
+        v.tab = "restores";
+        v.offset.restores = 0;
+        markTab(v);
+        refreshRecords(v);
+      }
+    } catch (e) {
+      showError(restoreErr, `Not started: ${describe(e)}`);
+      go.disabled = false;
+    }
+  } },
+  h("div", { class: "three" },
+    h("label", {}, `Time (your zone ${fmt.localZone()}, or ISO-8601 with Z/offset)`, when),
+    h("label", {}, "Into", targetSel),
+    h("label", {}, nameLabel, typed)),
+  restoreErr,
+  h("div", { class: "dialog-actions" }, go));
+  panel.replaceChildren(
+    h("h2", {}, "Point-in-time recovery"),
+    h("p", { id: "pitr-summary" }, on
+      ? `On: a base every ${policy.interval} min, history kept ${policy.keep_days} day${policy.keep_days === 1 ? "" : "s"}; ${fmt.bytes(Number(info.storage || 0))} stored.`
+      : `Off; ${fmt.bytes(Number(info.storage || 0))} stored.`),
+    policyForm,
+    h("h3", {}, "Restorable periods (last 8 days)"),
+    list.length ? h("ul", { id: "pitr-periods" }, list) : h("p", { id: "pitr-periods", class: "muted" }, "None yet."),
+    on || list.length ? restoreForm : null);
 }
 
 // ---- Start ------------------------------------------------------------------

@@ -734,6 +734,11 @@ fn every_command_explains_itself_with_an_example() {
         &["policy", "show"],
         &["policy", "set"],
         &["policy", "off"],
+        &["pitr", "policy", "show"],
+        &["pitr", "policy", "set"],
+        &["pitr", "policy", "off"],
+        &["pitr", "periods"],
+        &["pitr", "restore"],
     ] {
         let mut args = cmd.to_vec();
         args.push("--help");
@@ -854,4 +859,98 @@ fn a_backup_is_test_restored_and_its_tests_listed() {
     // A bad id is the client's error, not a request.
     let r = s.run(&["backup", "verify", "shop", "../x"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+/// The instant now, as `--to` takes it (RFC 3339, milliseconds, UTC).
+fn now_rfc3339() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// Whether the periods the client lists cover `t` (RFC 3339, UTC).
+fn periods_cover(s: &Session, t: &str) -> bool {
+    let j = s.ok(&["pitr", "periods", "shop", "--json"]).json();
+    j["restore_time"].as_array().into_iter().flatten().any(|p| {
+        let (a, b) = p
+            .as_str()
+            .unwrap_or("/")
+            .split_once('/')
+            .unwrap_or(("", ""));
+        // Same format, UTC: text order is time order (to the second).
+        a <= t && t[..19] < b[..19]
+    })
+}
+
+#[test]
+fn pitr_policy_periods_and_a_restore_to_an_instant_from_the_command_line() {
+    let s = Session::start();
+    let shop = RedisServer::start(&["--repl-diskless-sync-delay", "0"]);
+    s.adopt("shop", &shop);
+    let r = s.ok(&["pitr", "policy", "show", "shop"]);
+    assert!(
+        r.stdout.starts_with("shop: point-in-time recovery off"),
+        "{}",
+        r.stdout
+    );
+    let r = s.run(&["pitr", "policy", "set", "shop", "--interval", "4"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--interval"), "{}", r.stderr);
+    let r = s.ok(&[
+        "pitr",
+        "policy",
+        "set",
+        "shop",
+        "--interval",
+        "30",
+        "--keep-days",
+        "2",
+    ]);
+    assert!(
+        r.stdout
+            .contains("point-in-time recovery on, a base every 30 min, kept 2 day(s)"),
+        "{}",
+        r.stdout
+    );
+    let p = s.ok(&["pitr", "policy", "show", "shop", "--json"]).json();
+    assert_eq!(
+        (&p["policy"]["enabled"], &p["policy"]["interval"]),
+        (&Value::Bool(true), &Value::from(30))
+    );
+    let start = std::time::Instant::now();
+    while s.ok(&["pitr", "periods", "shop", "--json"]).json()["total_count"] == 0 {
+        assert!(start.elapsed().as_secs() < 30, "no restorable period");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    shop.pipe(&common::resp(&[b"SET", b"a", b"before"]));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let t = now_rfc3339();
+    let want = shop.digest();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    shop.pipe(&common::resp(&[b"SET", b"a", b"after"]));
+    let start = std::time::Instant::now();
+    while !periods_cover(&s, &t) {
+        assert!(start.elapsed().as_secs() < 30, "{t} never covered");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let table = s.ok(&["pitr", "periods", "shop", "--since", "1h"]);
+    assert!(table.stdout.starts_with("FROM"), "{}", table.stdout);
+    let r = s.ok(&["pitr", "restore", "shop", "--to", &t, "--wait"]);
+    assert!(r.stderr.contains("restored to"), "{}", r.stderr);
+    assert_eq!(shop.digest(), want, "the restore is not the instant's data");
+    // A time with no history: one line, exit 2, nothing queued.
+    let r = s.run(&["pitr", "restore", "shop", "--to", "2001-01-01T00:00:00Z"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(lines(&r.stderr).len(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("restore_time"), "{}", r.stderr);
+    let r = s.ok(&["pitr", "policy", "off", "shop"]);
+    assert!(r.stdout.contains("recovery off"), "{}", r.stdout);
 }

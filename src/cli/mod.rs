@@ -1,10 +1,10 @@
-//! The command-line client: `dcs-backup instance|backup|restore|policy …`
+//! The command-line client: `dcs-backup instance|backup|restore|policy|pitr …`
 //! against a running service, over the same signed API the SDKs use
 //! (`crate::signing` signs; nothing here touches the service's internals).
 //!
 //! `client.rs` sends signed requests and turns every failure into one
 //! line; one module per resource holds its commands (`instances.rs`,
-//! `backups.rs`, `restores.rs`, `policies.rs`); `progress.rs` follows a
+//! `backups.rs`, `restores.rs`, `policies.rs`, `pitr.rs`); `progress.rs` follows a
 //! job with `--wait`; `output.rs` prints tables and sizes; `when.rs` reads
 //! the times users type. DCS field names are read here as a client reads
 //! them, from `serde_json::Value`s, never from the server's types.
@@ -13,6 +13,7 @@ mod backups;
 mod client;
 mod instances;
 mod output;
+mod pitr;
 mod policies;
 mod progress;
 mod restores;
@@ -25,6 +26,7 @@ use clap::{Args, Subcommand};
 
 pub use backups::BackupCommand;
 pub use instances::InstanceCommand;
+pub use pitr::PitrCommand;
 pub use policies::PolicyCommand;
 pub use restores::RestoreCommand;
 
@@ -79,6 +81,9 @@ pub enum ClientCommand {
     /// Show, set or turn off an instance's automatic backups.
     #[command(after_help = EXIT_CODES)]
     Policy(PolicyCommand),
+    /// Point-in-time recovery: its policy, restorable periods, restores.
+    #[command(after_help = EXIT_CODES)]
+    Pitr(PitrCommand),
 }
 
 /// Why a command did not succeed, and the exit code that says so.
@@ -123,6 +128,7 @@ pub async fn run(command: ClientCommand) -> ExitCode {
         ClientCommand::Backup(c) => backups::run(c).await,
         ClientCommand::Restore(c) => restores::run(c).await,
         ClientCommand::Policy(c) => policies::run(c).await,
+        ClientCommand::Pitr(c) => pitr::run(c).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

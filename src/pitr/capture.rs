@@ -10,9 +10,9 @@
 //!    `+FULLRESYNC` stores the snapshot as a new base (a new period).
 //! 2. Reads the stream, stamps each read with its receipt time, and keeps
 //!    the bytes of the open segment in memory; answers `REPLCONF GETACK`
-//!    and sends `REPLCONF ACK <offset>` every second, `<offset>` being
-//!    the end of the last *stored* segment (so `WAIT` counting this link
-//!    means the write is stored).
+//!    and sends `REPLCONF ACK <offset>` every second and after every
+//!    stored segment, `<offset>` being the end of the last *stored*
+//!    segment (so `WAIT` counting this link means the write is stored).
 //! 3. Cuts a segment at the last whole command outside `MULTI` … `EXEC`
 //!    once its oldest byte is [`CUT_AFTER`] old or it holds [`CUT_BYTES`]:
 //!    writes the object (data, index, trailer), then inserts its row.
@@ -90,6 +90,9 @@ pub async fn run(jobs: Arc<Jobs>, mut shutdown: watch::Receiver<bool>) {
     let mut running: HashMap<String, (tokio::task::JoinHandle<()>, Arc<AtomicBool>)> =
         HashMap::new();
     let mut tick = tokio::time::interval(TICK);
+    // Orphans are looked for every five minutes (of the test scale).
+    let sweep_every = Duration::from_millis(5 * super::scale::minute() as u64);
+    let mut last_sweep = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -151,12 +154,23 @@ pub async fn run(jobs: Arc<Jobs>, mut shutdown: watch::Receiver<bool>) {
                 .release_pitr_lease(&p.instance_id, &jobs.node_id)
                 .await;
         }
+        let sweep = last_sweep.is_none_or(|t: tokio::time::Instant| t.elapsed() >= sweep_every);
+        if sweep {
+            last_sweep = Some(tokio::time::Instant::now());
+        }
         for p in policies
             .iter()
             .filter(|p| wanted.contains(p.instance_id.as_str()))
         {
             if let Err(e) = super::retention::apply(&jobs, p, now).await {
                 tracing::warn!(instance = %p.instance_id, error = %e.detail, "pitr retention failed");
+            }
+            if sweep {
+                if let Ok(Some(inst)) = jobs.catalog.instance_any(&p.instance_id).await {
+                    if let Err(e) = super::retention::sweep_orphans(&jobs, &inst).await {
+                        tracing::warn!(instance = %p.instance_id, error = %e.detail, "pitr orphan sweep failed");
+                    }
+                }
             }
         }
     }
@@ -244,9 +258,12 @@ async fn periodic_bases(
     interval_min: i64,
     stop: Arc<AtomicBool>,
 ) {
-    let every = interval_min.max(1) * 60_000;
+    let every = interval_min.max(1) * super::scale::minute();
+    // Checked every tick: a base is at most a tick (and its transfer)
+    // later than due, so a restore replays little more than an interval.
+    let poll = Duration::from_millis((every as u64 / 4).clamp(250, TICK.as_millis() as u64));
     loop {
-        tokio::time::sleep(TICK * 5).await;
+        tokio::time::sleep(poll).await;
         if stop.load(Ordering::SeqCst) {
             return;
         }
@@ -284,16 +301,21 @@ async fn take_base(
     src: Source,
     cluster: bool,
 ) -> Result<(), JobFailure> {
+    // Before the sync: every byte past the base's offset arrives later.
+    let taken_at = now_millis();
     let snap =
         crate::redis::replication::start_snapshot(&inst.connection, &src.node, &jobs.redis).await?;
-    store_base(jobs, inst, shard, src, cluster, snap, None)
+    store_base(jobs, inst, shard, src, cluster, snap, taken_at, None)
         .await
         .map(|_| ())
 }
 
 /// Stores a snapshot as a base (a backup-shaped directory with its
 /// manifest, then its row) and hands back the snapshot for its stream.
-/// `ready_at` defaults to the time the base is complete.
+/// `taken_at` is when the sync was asked for (no byte past the base's
+/// offset arrives before it: retention relies on that); `ready_at`
+/// defaults to the time the base is complete.
+#[allow(clippy::too_many_arguments)]
 async fn store_base(
     jobs: &Arc<Jobs>,
     inst: &Instance,
@@ -301,9 +323,9 @@ async fn store_base(
     src: Source,
     cluster: bool,
     mut snap: crate::redis::replication::Snapshot,
+    taken_at: Millis,
     ready_at: Option<Millis>,
 ) -> Result<(crate::redis::replication::Snapshot, BaseRow), JobFailure> {
-    let taken_at = now_millis();
     let (Some(offset), false) = (snap.offset, snap.replid.is_empty()) else {
         return Err(JobFailure::new(
             crate::model::JobError::ToolStart,
@@ -419,6 +441,7 @@ impl Link {
         let resume = last
             .as_ref()
             .map(|s| (s.repl_id.as_str(), s.end_offset as u64));
+        let asked_at = now_millis();
         let sync = start_capture(
             &self.inst.connection,
             &self.master,
@@ -470,6 +493,7 @@ impl Link {
                     src,
                     self.cluster,
                     snap,
+                    asked_at,
                     Some(now_millis() + READY_MARGIN),
                 )
                 .await?;
@@ -499,6 +523,7 @@ impl Link {
         let mut open: Option<Open> = None;
         let mut out = Vec::with_capacity(64);
         let mut last_ack = tokio::time::Instant::now() - ACK_EVERY;
+        let mut acked = pos.durable;
         let mut last_touch = 0;
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         let mut read_buf = BytesMut::with_capacity(64 * 1024);
@@ -530,7 +555,10 @@ impl Link {
                 self.cut(&mut open, &mut pos, now_millis()).await?;
                 return Ok(());
             }
-            if last_ack.elapsed() >= ACK_EVERY {
+            // Every second, and at once when a segment was stored: `WAIT`
+            // counting this link returns as soon as a write is durable.
+            if last_ack.elapsed() >= ACK_EVERY || pos.durable != acked {
+                acked = pos.durable;
                 out.clear();
                 let off = pos.durable.to_string();
                 encode_command(&mut out, &["REPLCONF", "ACK", off.as_str()]);

@@ -182,11 +182,20 @@ impl Pipeline {
             while let Some((op, permit)) = inflight_rx.recv().await {
                 stats.ops += 1;
                 let mut redirect = None;
-                for _ in 0..op.replies {
+                // Which of the op's commands were redirected: only those are
+                // handed back, so a resend never repeats one that applied.
+                let mut redirected = Vec::new();
+                for i in 0..op.replies {
                     let reply = loop {
+                        // `+OK` and `:1`, nearly every reply, are skipped
+                        // without building a value.
+                        if let Some(used) = skip_plain(&buf) {
+                            buf.advance(used);
+                            break None;
+                        }
                         if let Some((r, used)) = parse_reply(&buf)? {
                             buf.advance(used);
-                            break r;
+                            break Some(r);
                         }
                         buf.reserve(64 * 1024);
                         if rd.read_buf(&mut buf).await? == 0 {
@@ -194,10 +203,14 @@ impl Pipeline {
                         }
                     };
                     stats.replies += 1;
-                    if let Reply::Error(e) = reply {
+                    if let Some(Reply::Error(e)) = reply {
                         match parse_redirect(&e) {
-                            Some(r) if redirect.is_none() => redirect = Some(r),
-                            Some(_) => {}
+                            Some(r) => {
+                                redirected.push(i);
+                                if redirect.is_none() {
+                                    redirect = Some(r);
+                                }
+                            }
                             None => {
                                 stats.error_count += 1;
                                 if stats.errors.len() < 5 {
@@ -208,6 +221,11 @@ impl Pipeline {
                     }
                 }
                 if let Some(r) = redirect {
+                    let op = if redirected.len() as u32 == op.replies {
+                        op
+                    } else {
+                        only(&op, &redirected)?
+                    };
                     stats.redirects.push((op, r));
                 }
                 drop(permit);
@@ -254,6 +272,37 @@ impl Pipeline {
     }
 }
 
+/// The length of a whole simple-string or integer reply line at the
+/// start of `buf` (never an error), else `None`.
+fn skip_plain(buf: &[u8]) -> Option<usize> {
+    if !matches!(buf.first(), Some(b'+' | b':')) {
+        return None;
+    }
+    let nl = buf.iter().take(128).position(|&b| b == b'\n')?;
+    (nl >= 1 && buf[nl - 1] == b'\r').then_some(nl + 1)
+}
+
+/// The commands of `op` at the given indices, as a new op.
+fn only(op: &Op, indices: &[u32]) -> Result<Op, RedisError> {
+    let mut rest = &op.bytes[..];
+    let mut at = 0;
+    let mut out = Vec::new();
+    for i in 0..op.replies {
+        let Some((_, used)) = parse_reply(rest)? else {
+            return Err(RedisError::Server("malformed op".into()));
+        };
+        if indices.contains(&i) {
+            out.extend_from_slice(&op.bytes[at..at + used]);
+        }
+        rest = &rest[used..];
+        at += used;
+    }
+    Ok(Op {
+        bytes: Bytes::from(out),
+        replies: indices.len() as u32,
+    })
+}
+
 struct CloseOnDrop(Arc<Semaphore>);
 
 impl Drop for CloseOnDrop {
@@ -275,6 +324,35 @@ pub fn op<A: AsRef<[u8]>>(args: &[A]) -> Op {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partly_redirected_op_keeps_only_the_redirected_commands() {
+        let mut b = Vec::new();
+        for k in ["a", "b", "c"] {
+            crate::redis::resp::encode_command(&mut b, &["INCR", k]);
+        }
+        let o = only(
+            &Op {
+                bytes: Bytes::from(b),
+                replies: 3,
+            },
+            &[0, 2],
+        )
+        .unwrap();
+        let mut want = Vec::new();
+        crate::redis::resp::encode_command(&mut want, &["INCR", "a"]);
+        crate::redis::resp::encode_command(&mut want, &["INCR", "c"]);
+        assert_eq!((o.bytes.to_vec(), o.replies), (want, 2));
+    }
+
+    #[test]
+    fn plain_replies_are_skipped_whole() {
+        assert_eq!(skip_plain(b"+OK\r\n+OK"), Some(5));
+        assert_eq!(skip_plain(b":12\r\n"), Some(5));
+        assert_eq!(skip_plain(b"+OK\r"), None);
+        assert_eq!(skip_plain(b"-ERR x\r\n"), None);
+        assert_eq!(skip_plain(b"$2\r\nab\r\n"), None);
+    }
 
     #[test]
     fn parses_redirects() {

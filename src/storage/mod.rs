@@ -507,6 +507,33 @@ impl Store {
         Ok(())
     }
 
+    /// Every file under `prefix`, at any depth.
+    #[tracing::instrument(skip(self))]
+    pub async fn list_files(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        check_key(prefix, true)?;
+        let entries = match self.op.list_with(prefix).recursive(true).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.metadata().mode().is_file())
+            .map(|e| e.path().to_owned())
+            .collect())
+    }
+
+    /// When a stored file was last written (ms since the epoch), or `None`
+    /// if absent or the store does not say.
+    pub async fn modified_at(&self, path: &str) -> Result<Option<i64>, StorageError> {
+        check_key(path, false)?;
+        match self.op.stat(path).await {
+            Ok(m) => Ok(m.last_modified().map(|t| t.timestamp_millis())),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Size of a stored file, or `None` if absent.
     pub async fn size_of(&self, path: &str) -> Result<Option<u64>, StorageError> {
         check_key(path, false)?;

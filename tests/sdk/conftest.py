@@ -8,6 +8,7 @@ gets a fresh database on $DCS_TEST_PG_URL, dropped at teardown.
 """
 
 import contextlib
+import functools
 import datetime
 import json
 import os
@@ -114,15 +115,39 @@ class Service:
             self.database_url = f"sqlite://{self.data_dir}/catalog.db"
         self.proc = None
         self.creds = None
+        self.env = {}
+        self.storage = None
+        self.owner = True
+
+    def replica(self, workdir):
+        """A second `serve` process on the same catalog and store (its own
+        data dir, so its own node id; the first's password key)."""
+        r = Service.__new__(Service)
+        r.__dict__.update(self.__dict__)
+        r.data_dir = os.path.join(workdir, "data")
+        os.makedirs(r.data_dir)
+        shutil.copy(os.path.join(self.data_dir, "secret.key"), r.data_dir)
+        shutil.copy(os.path.join(self.data_dir, "credentials.json"), r.data_dir)
+        r.log_path = os.path.join(workdir, "service.log")
+        r.port = free_port()
+        r.endpoint = f"http://127.0.0.1:{r.port}"
+        r.storage = self.storage or f"fs://{os.path.join(self.data_dir, 'backups')}"
+        r.env = dict(self.env)
+        r.proc = None
+        r.owner = False  # the first one drops the database
+        return r
 
     # -- lifecycle ---------------------------------------------------------
 
     def start(self):
         cmd = [BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir]
-        if self.pg_db:
+        if self.pg_db or not self.owner:
             cmd += ["--database-url", self.database_url]
+        if self.storage:
+            cmd += ["--storage", self.storage]
         self._log = open(self.log_path, "ab")
         env = dict(os.environ)
+        env.update(self.env)
         env.setdefault("RUST_LOG", "info")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         creds_file = os.path.join(self.data_dir, "credentials.json")
@@ -162,7 +187,7 @@ class Service:
                     self.proc.kill()
                     self.proc.wait()
             self._log.close()
-        if self.pg_db:
+        if self.pg_db and self.owner:
             psql(PG_URL, f"DROP DATABASE IF EXISTS {self.pg_db} WITH (FORCE)")
         if died is not None:
             pytest.fail(f"dcs-backup died during the tests (exit {died})\n{self.log()}")
@@ -231,7 +256,7 @@ class Service:
             return [line.split("|") for line in out.splitlines() if line]
         # Python's own sqlite3 module: the sqlite3 CLI is not installed by
         # scripts/test. Read-only, so the service's writes are not disturbed.
-        db = os.path.join(self.data_dir, "catalog.db")
+        db = self.database_url[len("sqlite://"):]
         with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
             return [["" if v is None else str(v) for v in row] for row in conn.execute(query)]
 
@@ -297,9 +322,20 @@ def client(service):
 # --------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=None)
+def server_version(binary):
+    """(major, minor) of a redis-server/valkey-server binary."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    v = out.split("v=", 1)[1].split()[0]
+    return tuple(int(x) for x in v.split(".")[:2])
+
+
 class RedisServer:
-    def __init__(self, workdir, args=(), password=None, user=None):
+    def __init__(self, workdir, args=(), password=None, user=None, binary=None):
         self.dir = tempfile.mkdtemp(prefix="redis-", dir=workdir)
+        self.binary = binary or REDIS_SERVER
+        # 6.2 has DEBUG on and no switch for it.
+        self.debug_flag = server_version(self.binary) >= (7, 0)
         self.args = list(args)
         self.password = password
         self.user = user
@@ -311,8 +347,9 @@ class RedisServer:
         while self.port == 6379:
             self.port = free_port()
         cmd = [
-            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-            "--save", "", "--appendonly", "no", "--enable-debug-command", "yes",
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+            "--save", "", "--appendonly", "no",
+            *(["--enable-debug-command", "yes"] if self.debug_flag else []),
             "--logfile", os.path.join(self.dir, "redis.log"), *self.args,
         ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -372,8 +409,8 @@ class RedisFactory:
         self.workdir = workdir
         self.servers = []
 
-    def new(self, args=(), password=None, user=None):
-        s = RedisServer(self.workdir, args, password, user)
+    def new(self, args=(), password=None, user=None, binary=None):
+        s = RedisServer(self.workdir, args, password, user, binary)
         self.servers.append(s)
         return s
 

@@ -583,9 +583,9 @@ async fn perform_pitr(
         .total
         .store(manifest.total_size() * 2, Ordering::Relaxed);
     let facts = verify::verify_backup(jobs, &at_loc, &manifest, &progress, None).await?;
-    let commands = replay::verify(jobs, &picks, at).await?;
+    let log = replay::verify(jobs, &picks, at).await?;
     tracing::info!(
-        commands,
+        commands = log.commands,
         shards = picks.len(),
         "pitr restore: base and log verified"
     );
@@ -622,6 +622,23 @@ async fn perform_pitr(
             JobError::ToolStart,
             "refused before any write: the target's shards differ from the source's",
         ));
+    }
+    // Every command the log holds must exist in the target under its name
+    // (`COMMAND INFO`, as the plan asks for a backup's commands).
+    let names: Vec<&str> = log.names.iter().map(String::as_str).collect();
+    for node in &nodes {
+        let mut c = Conn::open(&target.connection, &node.host, node.port, &jobs.redis).await?;
+        if let Some(missing) = crate::redis::topology::missing_commands(&mut c, &names).await? {
+            if !missing.is_empty() {
+                return Err(fail(
+                    JobError::ToolStart,
+                    format!(
+                        "refused before any write: the log holds commands {node} does not know: {}",
+                        missing.join(", ")
+                    ),
+                ));
+            }
+        }
     }
     let r = Restore {
         jobs,
