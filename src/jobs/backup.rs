@@ -286,7 +286,9 @@ struct Seen {
     keys_per_db: std::collections::BTreeMap<u64, u64>,
     expiring: u64,
     functions: u64,
-    keys_per_type: std::collections::BTreeMap<u64, std::collections::BTreeMap<String, u64>>,
+    /// Keys per database and type name (names are static: no allocation
+    /// per key on the reader's thread).
+    keys_per_type: std::collections::BTreeMap<u64, std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Seen {
@@ -303,7 +305,7 @@ impl Seen {
                     .keys_per_type
                     .entry(k.db)
                     .or_default()
-                    .entry(dcs_rdb::types::type_name(k.rdb_type).to_owned())
+                    .entry(dcs_rdb::types::type_name(k.rdb_type))
                     .or_insert(0) += 1;
                 if k.expire_ms.is_some() {
                     self.expiring += 1;
@@ -510,7 +512,14 @@ pub(crate) async fn store_snapshot(
         slots: src.slots.clone(),
         source_node: src.node.to_string(),
         shard_master: src.shard_master.to_string(),
-        keys_per_type: seen.keys_per_type,
+        keys_per_type: seen
+            .keys_per_type
+            .into_iter()
+            .map(|(db, types)| {
+                let types = types.into_iter().map(|(t, n)| (t.to_owned(), n)).collect();
+                (db, types)
+            })
+            .collect(),
         repl_id: (!repl_id.is_empty()).then_some(repl_id),
         repl_offset,
     })
