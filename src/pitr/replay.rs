@@ -126,6 +126,8 @@ async fn load(
 #[derive(Debug, Default)]
 pub struct Verified {
     pub commands: u64,
+    /// Bytes of log the replay goes through.
+    pub bytes: u64,
     /// The names of the commands the replay sends (rewrites included),
     /// upper-cased: what the target must know.
     pub names: std::collections::BTreeSet<String>,
@@ -151,6 +153,7 @@ pub async fn verify(jobs: &Jobs, picks: &[ShardPick], t: Millis) -> Result<Verif
             } else {
                 data.len() as u64
             };
+            out.bytes += stop;
             let mut sc = Scanner::new(s.start_offset as u64);
             sc.feed(&data[..stop as usize], |c| {
                 out.commands += 1;
@@ -188,12 +191,13 @@ const BATCH: usize = 64 * 1024;
 
 /// Replays one shard's log after its base into `node`; returns the
 /// commands sent.
-pub async fn replay(
+pub(crate) async fn replay(
     jobs: &Jobs,
     conn: &crate::model::Connection,
     node: &NodeAddr,
     pick: &ShardPick,
     t: Millis,
+    progress: &crate::jobs::restore::Progress,
 ) -> Result<u64, JobFailure> {
     let c = Conn::open(conn, &node.host, node.port, &jobs.redis).await?;
     let pipe = Pipeline::start(c, 32 * 1024 * 1024);
@@ -293,6 +297,9 @@ pub async fn replay(
             })
             .await?;
         }
+        progress
+            .done
+            .fetch_add(stop, std::sync::atomic::Ordering::Relaxed);
     }
     if own_replies > 0 {
         pipe.send(Op {

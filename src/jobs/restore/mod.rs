@@ -291,36 +291,8 @@ async fn perform(
         .ok_or_else(|| fail(JobError::SizeQuery, "the backup is no longer available"))?;
     let at = BackupLocation::of(&backup);
     let manifest = read_manifest(jobs, &at).await?;
-    if !jobs
-        .catalog
-        .start_restore(job, &jobs.node_id, now_millis())
-        .await?
-    {
-        return Err(JobFailure::lost());
-    }
-    let progress = Arc::new(Progress::default());
-    progress
-        .total
-        .store(manifest.total_size() * 2, Ordering::Relaxed);
-    let _reporter = {
-        let jobs = Arc::clone(jobs);
-        let job = job.clone();
-        let progress = Arc::clone(&progress);
-        let meter = lease.meter(); // read by the runner's watchdog
-        AbortOnDrop(crate::jobs::spawn_traced(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let done = progress.done.load(Ordering::Relaxed);
-                meter.set(done);
-                let total = progress.total.load(Ordering::Relaxed).max(1);
-                let pct = (done.saturating_mul(10_000) / total).min(9_999) as i64;
-                let _ = jobs
-                    .catalog
-                    .restore_progress(&job, &jobs.node_id, pct, now_millis())
-                    .await;
-            }
-        }))
-    };
+    let (progress, _reporter) =
+        start_reporting(jobs, job, lease, manifest.total_size() * 2).await?;
     let result = async {
         let facts =
             verify::verify_backup(jobs, &at, &manifest, &progress, rec.filter.as_ref()).await?;
@@ -363,6 +335,47 @@ async fn perform(
     }
     .await;
     result
+}
+
+/// Marks the restore started and, until the guard is dropped, reports
+/// its progress every second: the record's percent and the meter the
+/// runner's watchdog reads. Every restore (of a backup, or to an instant)
+/// starts through here, so none can run without moving the meter.
+async fn start_reporting(
+    jobs: &Arc<Jobs>,
+    job: &ClaimedJob,
+    lease: &Lease,
+    total: u64,
+) -> Result<(Arc<Progress>, AbortOnDrop), JobFailure> {
+    if !jobs
+        .catalog
+        .start_restore(job, &jobs.node_id, now_millis())
+        .await?
+    {
+        return Err(JobFailure::lost());
+    }
+    let progress = Arc::new(Progress::default());
+    progress.total.store(total, Ordering::Relaxed);
+    let reporter = {
+        let jobs = Arc::clone(jobs);
+        let job = job.clone();
+        let progress = Arc::clone(&progress);
+        let meter = lease.meter(); // read by the runner's watchdog
+        AbortOnDrop(crate::jobs::spawn_traced(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let done = progress.done.load(Ordering::Relaxed);
+                meter.set(done);
+                let total = progress.total.load(Ordering::Relaxed).max(1);
+                let pct = (done.saturating_mul(10_000) / total).min(9_999) as i64;
+                let _ = jobs
+                    .catalog
+                    .restore_progress(&job, &jobs.node_id, pct, now_millis())
+                    .await;
+            }
+        }))
+    };
+    Ok((progress, reporter))
 }
 
 /// Aborts a background task when dropped, however the restore ends (a
@@ -571,19 +584,12 @@ async fn perform_pitr(
         completed_at: at,
         files,
     };
-    if !jobs
-        .catalog
-        .start_restore(job, &jobs.node_id, now_millis())
-        .await?
-    {
-        return Err(JobFailure::lost());
-    }
-    let progress = Arc::new(Progress::default());
-    progress
-        .total
-        .store(manifest.total_size() * 2, Ordering::Relaxed);
+    let (progress, _reporter) =
+        start_reporting(jobs, job, lease, manifest.total_size() * 2).await?;
     let facts = verify::verify_backup(jobs, &at_loc, &manifest, &progress, None).await?;
     let log = replay::verify(jobs, &picks, at).await?;
+    // The replay moves the figure (and the watchdog's meter) too.
+    progress.total.fetch_add(log.bytes, Ordering::Relaxed);
     tracing::info!(
         commands = log.commands,
         shards = picks.len(),
@@ -668,7 +674,7 @@ async fn perform_pitr(
     let replays = picks
         .iter()
         .zip(&nodes)
-        .map(|(p, node)| replay::replay(jobs, &r.target.connection, node, p, at));
+        .map(|(p, node)| replay::replay(jobs, &r.target.connection, node, p, at, &r.progress));
     let sent: u64 = futures::future::try_join_all(replays)
         .await
         .map_err(|f| honest(f, &r.progress, facts.keys))?
