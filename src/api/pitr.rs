@@ -166,7 +166,7 @@ pub async fn list_pitr_periods(call: Call, RawQuery(q): RawQuery) -> ApiResult<R
     let limit = num("limit", 100, 100)?;
     let inst = call.instance().await?;
     let c = &call.state.catalog;
-    let bases = c.pitr_bases(&inst.id).await?;
+    let bases = crate::pitr::bases::all(c, &inst.id).await?;
     let segments = c.pitr_segments(&inst.id).await?;
     let links = c.pitr_links(&inst.id).await?;
     let all: Vec<String> = periods(&bases, &segments, &links)

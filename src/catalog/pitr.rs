@@ -39,6 +39,10 @@ pub struct BaseRow {
     pub size: i64,
     /// The base's manifest (JSON), as stored beside it.
     pub manifest: String,
+    /// A backup of the instance serving as a base (`pitr::bases`), not
+    /// a row of `pitr_bases`: its files are the backup's, kept or removed
+    /// by the backup's own life, never by PITR retention.
+    pub from_backup: bool,
 }
 
 /// A complete log segment.
@@ -147,6 +151,7 @@ fn base(t: BaseTuple) -> BaseRow {
         ready_at: t.8,
         size: t.9,
         manifest: t.10,
+        from_backup: false,
     }
 }
 
@@ -256,6 +261,22 @@ impl Catalog {
             .bind(instance.as_str())
             .fetch_all(pool).await)?;
         Ok(rows.into_iter().map(base).collect())
+    }
+
+    /// `(id, manifest JSON)` of the instance's backups that may serve as
+    /// PITR bases: succeeded (files still stored), with a manifest, and
+    /// not found wanting by a test restore. Read through the
+    /// `(instance_id, status, updated_at)` index.
+    pub async fn pitr_backup_manifests(
+        &self,
+        instance: &InstanceId,
+    ) -> Result<Vec<(String, String)>> {
+        let rows: Vec<(String, String)> = on_db!(&self.db, pool => sqlx::query_as(
+            "SELECT id, manifest FROM backups WHERE instance_id = $1 AND status = 'succeed' \
+             AND verification_failure IS NULL AND manifest IS NOT NULL ORDER BY updated_at")
+            .bind(instance.as_str())
+            .fetch_all(pool).await)?;
+        Ok(rows)
     }
 
     /// Inserts a complete segment's row, and moves the link's position to

@@ -71,7 +71,15 @@ const READY_MARGIN: Millis = 1000;
 
 /// The name of a shard in the catalog: its slots in a cluster, else `main`.
 pub fn shard_key(topology: &Topology, slots: &[(u16, u16)]) -> String {
-    if topology.cache_mode() == crate::model::CacheMode::Cluster {
+    shard_key_of(
+        topology.cache_mode() == crate::model::CacheMode::Cluster,
+        slots,
+    )
+}
+
+/// [`shard_key`] from whether the instance is a cluster.
+pub fn shard_key_of(cluster: bool, slots: &[(u16, u16)]) -> String {
+    if cluster {
         let parts: Vec<String> = slots.iter().map(|(a, b)| format!("{a}-{b}")).collect();
         format!("slots-{}", parts.join("_"))
     } else {
@@ -267,16 +275,28 @@ async fn periodic_bases(
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(bases) = jobs.catalog.pitr_bases(&inst.id).await else {
+        // A backup of the history the link now follows counts as a base:
+        // while one is recent, the source is spared a fork.
+        let (Ok(bases), Ok(links)) = (
+            super::bases::all(&jobs.catalog, &inst.id).await,
+            jobs.catalog.pitr_links(&inst.id).await,
+        ) else {
             continue;
         };
         let now = now_millis();
         let sources = choose_sources(&inst.connection, &topology, &jobs.redis).await;
         for src in sources {
             let key = shard_key(&topology, &src.slots);
+            let link = links.iter().find(|l| l.shard == key);
             let newest = bases
                 .iter()
                 .filter(|b| b.shard == key)
+                .filter(|b| {
+                    !b.from_backup
+                        || link.is_some_and(|l| {
+                            l.repl_id == b.repl_id && b.repl_offset <= l.end_offset
+                        })
+                })
                 .map(|b| b.taken_at)
                 .max();
             if newest.is_some_and(|t| now - t < every) || newest.is_none() {
@@ -383,6 +403,7 @@ async fn store_base(
         ready_at: ready_at.unwrap_or_else(now_millis),
         size: manifest.total_size() as i64,
         manifest: json,
+        from_backup: false,
     };
     jobs.catalog.insert_pitr_base(&row).await?;
     Ok((snap, row))

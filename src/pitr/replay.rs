@@ -47,26 +47,51 @@ pub struct ShardPick {
     pub segments: Vec<SegmentRow>,
 }
 
-/// Picks, per shard, the chain covering `t` with the newest base; `Err`
-/// with the reason when `t` is outside every restorable period.
+/// Picks, per shard, the chain covering `t` with the newest base (a
+/// capture base or a backup: `bases::all`); `Err` with the reason when
+/// `t` is outside every restorable period.
 pub async fn pick(
     jobs: &Jobs,
     source: &InstanceId,
     t: Millis,
 ) -> Result<Vec<ShardPick>, PickError> {
-    let bases = jobs.catalog.pitr_bases(source).await?;
+    let bases = super::bases::all(&jobs.catalog, source).await?;
     let segments = jobs.catalog.pitr_segments(source).await?;
     let links = jobs.catalog.pitr_links(source).await?;
-    let all = shards(&bases, &links);
+    let picks = pick_from(&bases, &segments, &links, t)?;
+    let first = picks.first().map(|p| super::bases::format(&p.base));
+    if picks
+        .iter()
+        .all(|p| Some(super::bases::format(&p.base)) == first)
+    {
+        return Ok(picks);
+    }
+    // One restore loads one format: where a backup kept as AOF and an RDB
+    // base would mix across shards, RDB bases alone (the capture's are).
+    let rdb: Vec<BaseRow> = bases
+        .into_iter()
+        .filter(|b| super::bases::format(b) == "rdb")
+        .collect();
+    pick_from(&rdb, &segments, &links, t)
+}
+
+/// [`pick`] over rows already read.
+pub fn pick_from(
+    bases: &[BaseRow],
+    segments: &[SegmentRow],
+    links: &[crate::catalog::LinkRow],
+    t: Millis,
+) -> Result<Vec<ShardPick>, PickError> {
+    let all = shards(bases, links);
     if all.is_empty() {
         return Err(PickError::Outside);
     }
     let mut out = Vec::new();
     for shard in all {
-        let chosen = chains(&shard, &bases, &segments, &links)
+        let chosen = chains(&shard, bases, segments, links)
             .into_iter()
             .filter(|c| c.covers(t))
-            .max_by_key(|c| c.base.ready_at)
+            .max_by_key(|c| (c.base.ready_at, !c.base.from_backup))
             .ok_or(PickError::Outside)?;
         out.push(ShardPick {
             shard,

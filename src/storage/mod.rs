@@ -100,6 +100,14 @@ impl BackupLocation {
         }
     }
 
+    /// An instance's whole directory, whose file names carry their own
+    /// subdirectory (a restore to an instant, whose bases lie in several).
+    pub fn instance_root(project: &str, instance: &str) -> Self {
+        Self {
+            prefix: format!("{project}/{instance}/"),
+        }
+    }
+
     /// The location of a backup record's files.
     pub fn of(rec: &crate::model::BackupRecord) -> Self {
         Self::new(

@@ -5,8 +5,10 @@ instants inside quiet gaps between write batches (backwards in time and
 forwards again) compared with DEBUG DIGEST of the master at that instant
 (every key, value, type and absolute expiry), a SIGKILL of the service
 mid-capture resumed with no gap in the history, a backlog too small
-leaving a visible gap, and a corrupted segment refused before
-the target is touched.
+leaving a visible gap, a corrupted segment refused before
+the target is touched, and manual backups serving as bases (the newest
+one before T is where a restore starts; a deleted one is no base; a
+recent one spares the source a periodic base).
 
 Run once (on SQLite only: they exercise sources, not the catalog): the
 same quiet-gap story on Redis 6.2, 8.2 and Valkey 9.1 sources (compared
@@ -449,6 +451,58 @@ def test_a_history_restores_into_another_instance_whose_own_capture_stays_true(s
     assert digest(other) == other_before
 
 
+def test_backups_serve_as_bases_and_a_deleted_one_stops(service, client, source):
+    """A manual backup taken while capture runs is a base: a restore to a
+    later instant starts from the newest one (the restore record names
+    it, and the replay is the log after it), RDB or AOF alike; one that is
+    deleted is a base no more, and the restore falls back to an older one,
+    still exact."""
+    from test_backups import start_backup, wait_backup
+    from test_restores import restore_record
+    from huaweicloudsdkdcs.v2 import DeleteBackupFileRequest
+
+    g = gauss(service)
+    redis, instance_id = source
+    batch(redis, "zero")
+    enable(g, instance_id)
+    wait_until("a restorable period", lambda: periods(g, instance_id), timeout=30, interval=0.5, on_fail=service.log)
+
+    def mark(tag):
+        batch(redis, tag)
+        time.sleep(1.0)
+        m = (time.time(), digest(redis))
+        time.sleep(0.5)
+        return m
+
+    def backup(fmt):
+        backup_id = start_backup(client, instance_id, fmt)
+        assert wait_backup(client, instance_id, backup_id).status == "succeed"
+        return backup_id
+
+    before = mark("a")
+    rdb_id = backup("rdb")
+    middle = mark("b")
+    aof_id = backup("aof")
+    last = mark("c")
+    wait_until("the last mark covered", lambda: covered(g, instance_id, last[0]), timeout=20, interval=0.5,
+               on_fail=service.log)
+
+    def restored_from(t, want):
+        job_id = restore_to(g, instance_id, t)
+        job = wait_job(g, job_id)
+        assert job.status == "Completed", (job, service.log())
+        assert digest(redis) == want, f"restore to {iso(t)} differs\n{service.log()}"
+        rec = restore_record(client, instance_id, job_id)
+        assert rec.backup_name.startswith("pitr_"), rec
+        return rec.backup_id
+
+    assert restored_from(last[0], last[1]) == aof_id, "the newest base is the AOF backup"
+    assert restored_from(middle[0], middle[1]) == rdb_id
+    assert restored_from(before[0], before[1]) not in (rdb_id, aof_id), "a backup is no base before it was taken"
+    client.delete_backup_file(DeleteBackupFileRequest(instance_id=instance_id, backup_id=aof_id))
+    assert restored_from(last[0], last[1]) == rdb_id, "a deleted backup is a base no more"
+
+
 # Test-only time scale (src/pitr/mod.rs `scale`): a policy minute lasts
 # 1 s and a day 25 s, so interval=5 is a base every 5 s, keep_days=1
 # keeps 25 s.
@@ -462,6 +516,37 @@ def holder(services, instance_id):
             if f.read().strip() == node:
                 return s
     pytest.fail(f"no service holds the lease ({node})")
+
+
+def test_a_recent_backup_spares_the_source_a_periodic_base(tmp_path, redis_factory):
+    """interval=5 (5 s at the test scale): while a backup of the same
+    history is never older than that, the capture takes no base of its
+    own (one fork fewer on the source); once backups stop, it does."""
+    from test_backups import start_backup, wait_backup
+
+    svc = Service(str(tmp_path))
+    svc.env = dict(SCALE)
+    svc.start()
+    try:
+        g, client = gauss(svc), svc.client()
+        redis = redis_factory.start(redis_factory.new(["--repl-diskless-sync-delay", "0"]))
+        instance_id = svc.adopt(redis)
+        enable(g, instance_id, interval=5, keep_days=1)
+        wait_until("a restorable period", lambda: periods(g, instance_id), timeout=30, interval=0.5,
+                   on_fail=svc.log)
+        own = lambda: int(svc.sql(f"SELECT count(*) FROM pitr_bases WHERE instance_id = '{instance_id}'")[0][0])
+        first = own()
+        until = time.time() + 12
+        while time.time() < until:
+            batch(redis, f"t{int(time.time() * 1000)}", n=50)
+            backup_id = start_backup(client, instance_id, "rdb")
+            assert wait_backup(client, instance_id, backup_id).status == "succeed"
+            time.sleep(1.5)
+        assert own() == first, f"a periodic base was taken although a backup was recent\n{svc.log()}"
+        wait_until("a periodic base once backups stop", lambda: own() > first, timeout=20, interval=0.5,
+                   on_fail=svc.log)
+    finally:
+        svc.stop()
 
 
 def test_bases_every_interval_retention_once_over_two_replicas_and_orphans(tmp_path, redis_factory):

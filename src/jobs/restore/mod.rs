@@ -559,24 +559,39 @@ async fn perform_pitr(
         ),
         replay::PickError::Catalog(e) => JobFailure::from(e),
     })?;
+    // One manifest over every shard's base, each file named from the
+    // instance's directory: a capture base lives under `pitr/bases/<id>/`,
+    // a backup serving as one under `<backup_id>/`.
+    let at_loc = BackupLocation::instance_root(rec.project_id.as_str(), source.as_str());
     let mut files = Vec::new();
     let mut cache_mode = "single".to_owned();
+    let mut format = "rdb".to_owned();
     for p in &picks {
         let m: Manifest = serde_json::from_str(&p.base.manifest)
             .map_err(|e| fail(JobError::SizeQuery, format!("base manifest: {e}")))?;
+        let dir = p.base.prefix.strip_prefix(at_loc.prefix()).ok_or_else(|| {
+            fail(
+                JobError::SizeQuery,
+                format!("base {} lies outside the instance's directory", p.base.id),
+            )
+        })?;
         cache_mode = m.cache_mode.clone();
+        format = m.format.clone();
         for mut f in m.files {
-            f.name = format!("bases/{}/{}", p.base.id, f.name);
+            f.name = format!("{dir}{}", f.name);
             files.push(f);
         }
     }
-    let at_loc = BackupLocation::new(rec.project_id.as_str(), source.as_str(), "pitr");
+    tracing::info!(
+        bases = %picks.iter().map(|p| format!("{}{}", if p.base.from_backup { "backup " } else { "" }, p.base.id)).collect::<Vec<_>>().join(", "),
+        "pitr restore: bases chosen"
+    );
     let manifest = Manifest {
         manifest_version: 2,
         backup_id: rec.backup_id.to_string(),
         instance_id: source.to_string(),
         project_id: rec.project_id.to_string(),
-        format: "rdb".into(),
+        format,
         cache_mode,
         engine: String::new(),
         server_version: String::new(),
