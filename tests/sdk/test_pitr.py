@@ -15,8 +15,10 @@ same quiet-gap story on Redis 6.2, 8.2 and Valkey 9.1 sources (compared
 key by key: value and absolute expiry; 6.2 propagates relative
 expiries, which the replay makes absolute from their receipt time), a
 3-shard cluster restored to T, also while a slot migrates (the replay's
-ASK/MOVED replies are sent again, not errors), and a capture link that
-stays up through a silence three times the master's `repl-timeout`."""
+ASK/MOVED replies are sent again, not errors), a capture link that
+stays up through a silence three times the master's `repl-timeout`, a
+switchover continued through the promoted master's `+CONTINUE`, and the
+whole story on an S3 store."""
 
 import datetime
 import json
@@ -24,6 +26,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 
 import pytest
 import redis as redispy
@@ -43,7 +46,7 @@ from huaweicloudsdkgaussdbfornosql.v3 import (
 )
 
 from conftest import DATABASE, REDIS_CLI, Service, free_port, sdk_error, server_version, wait_until
-from test_backups import digest, pipe, resp
+from test_backups import digest, pipe, resp, s3_service  # noqa: F401 (a fixture)
 
 
 def gauss(service):
@@ -501,6 +504,93 @@ def test_backups_serve_as_bases_and_a_deleted_one_stops(service, client, source)
     assert restored_from(before[0], before[1]) not in (rdb_id, aof_id), "a backup is no base before it was taken"
     client.delete_backup_file(DeleteBackupFileRequest(instance_id=instance_id, backup_id=aof_id))
     assert restored_from(last[0], last[1]) == rdb_id, "a deleted backup is a base no more"
+
+
+@ONCE
+def test_a_switchover_continues_the_same_history(service, redis_factory):
+    """The replica is promoted and the old master follows it: capture
+    reconnects to the new master with `PSYNC` and gets `+CONTINUE <newid>`
+    (no full sync, no new base), the segments after it carry the new
+    replication id, and restores on both sides of the switchover are
+    exact."""
+    g = gauss(service)
+    old = redis_factory.start(redis_factory.new(["--repl-diskless-sync-delay", "0"]))
+    new = redis_factory.new(["--repl-diskless-sync-delay", "0", "--replicaof", "127.0.0.1", str(old.port)])
+    redis_factory.start(new)
+
+    def synced(master, replica):
+        m, r = master.info("replication"), replica.info("replication")
+        return r.get("master_link_status") == "up" and m.get("master_repl_offset") == r.get("master_repl_offset")
+
+    wait_until("replica in sync", lambda: synced(old, new), timeout=20, on_fail=lambda: old.log() + new.log())
+    instance_id = service.adopt(old)
+    enable(g, instance_id)
+    wait_until("a restorable period", lambda: periods(g, instance_id), timeout=30, interval=0.5, on_fail=service.log)
+    bases = lambda: int(service.sql(f"SELECT count(*) FROM pitr_bases WHERE instance_id = '{instance_id}'")[0][0])
+    bases_before = bases()
+
+    batch(old, "before")
+    time.sleep(1.0)
+    before = (time.time(), digest(old))
+    wait_until("the near side covered", lambda: covered(g, instance_id, before[0]), timeout=20, interval=0.5,
+               on_fail=service.log)
+    wait_until("replica in sync", lambda: synced(old, new), timeout=20)
+    new.cli("REPLICAOF", "NO", "ONE")
+    old.cli("REPLICAOF", "127.0.0.1", str(new.port))
+    wait_until("the old master follows", lambda: synced(new, old), timeout=20, on_fail=lambda: old.log() + new.log())
+    switched = time.time()
+    new_id = new.info("replication")["master_replid"]
+    # A first write through the new master: its arrival resumes coverage.
+    new.cli("SET", "switched", "1")
+    wait_until("capture follows the new master", lambda: any(a > switched for a, _ in periods(g, instance_id)),
+               timeout=30, interval=0.5, on_fail=service.log)
+    # While the link moved, writes carried their arrival time only: that
+    # stretch is not claimed.
+    assert not covered(g, instance_id, switched), periods(g, instance_id)
+    batch(new, "after")
+    time.sleep(1.0)
+    after = (time.time(), digest(new))
+    time.sleep(0.5)
+    wait_until("the switchover's far side covered", lambda: covered(g, instance_id, after[0]), timeout=30,
+               interval=0.5, on_fail=service.log)
+    assert covered(g, instance_id, before[0]), periods(g, instance_id)
+    ids = service.sql(f"SELECT DISTINCT repl_id FROM pitr_segments WHERE instance_id = '{instance_id}'")
+    assert [new_id] in ids, (ids, new_id, service.log())
+    assert bases() == bases_before, "the promoted master continued the history: no full sync, no new base"
+
+    for t, want in (before, after):
+        job = wait_job(g, restore_to(g, instance_id, t))
+        assert job.status == "Completed", (job, service.log())
+        assert digest(new) == want, f"restore to {iso(t)} differs\n{service.log()}"
+
+
+@ONCE
+def test_capture_and_restore_through_an_s3_store(s3_service, redis_factory):
+    """The same history kept in an S3 bucket: segments and bases are
+    objects there (none on local disk), and a restore to T reads them
+    back, checks them and is exact."""
+    service, endpoint, bucket = s3_service
+    g = gauss(service)
+    redis = redis_factory.start(redis_factory.new(["--repl-diskless-sync-delay", "0"]))
+    instance_id = service.adopt(redis)
+    batch(redis, "zero")
+    enable(g, instance_id)
+    wait_until("a restorable period", lambda: periods(g, instance_id), timeout=30, interval=0.5, on_fail=service.log)
+    batch(redis, "one")
+    time.sleep(1.0)
+    t, want = time.time(), digest(redis)
+    time.sleep(1.0)
+    batch(redis, "two")
+    wait_until("covered", lambda: covered(g, instance_id, t), timeout=20, interval=0.5, on_fail=service.log)
+    with urllib.request.urlopen(f"{endpoint}/{bucket}?list-type=2&prefix=sdk/", timeout=10) as r:
+        listing = r.read().decode()
+    assert f"/{instance_id}/pitr/log/" in listing and ".seg</Key>" in listing, listing[:2000]
+    assert f"/{instance_id}/pitr/bases/" in listing, listing[:2000]
+    for dirpath, _, files in os.walk(service.data_dir):
+        assert not [f for f in files if f.endswith((".seg", ".rdb"))], (dirpath, files)
+    job = wait_job(g, restore_to(g, instance_id, t))
+    assert job.status == "Completed", (job, service.log())
+    assert digest(redis) == want
 
 
 # Test-only time scale (src/pitr/mod.rs `scale`): a policy minute lasts
