@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Point-in-time recovery benchmark (issue 16), run by hand:
 
-  (a) capture lag under a sustained redis-benchmark write load, and the
-      master's throughput with and without capture;
+  (a) capture lag under a sustained redis-benchmark write load (near
+      the issue's 50,000 writes/s floor, then at full speed), and the
+      master's throughput with no replica, with capture, and with a plain
+      redis-server replica instead: the master pinned to CPU 0 and the
+      rest to the other CPUs, so the figure is the master's own cost;
   (b) replay rate of a restore to T through N logged commands, against
       `redis-cli --pipe` of the same commands into the same server;
   (c) peak RSS of the service while capturing 5 instances under load.
@@ -44,12 +47,25 @@ def sh(*args, **kw):
     return subprocess.run(args, check=True, capture_output=True, text=True, **kw).stdout
 
 
-def redis(args=()):
+# With two CPUs or more, part (a) gives the master a CPU of its own and
+# runs everything else (redis-benchmark, the service, a plain replica) on
+# the others, so the master's throughput shows the master's own cost of
+# one more replica, not the CPU the other processes take on a shared
+# machine. PIN=0 turns this off.
+PIN = os.environ.get("PIN", "1") != "0" and (os.cpu_count() or 1) >= 2
+OTHERS = f"1-{(os.cpu_count() or 2) - 1}"
+
+
+def pinned(cmd, cpus):
+    return ["taskset", "-c", cpus, *cmd] if PIN else cmd
+
+
+def redis(args=(), cpus=None):
     port = free_port()
     d = tempfile.mkdtemp(dir=WORK)
     p = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "",
-         "--appendonly", "no", "--repl-diskless-sync-delay", "0", *args],
+        pinned(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "",
+         "--appendonly", "no", "--repl-diskless-sync-delay", "0", *args], cpus or OTHERS),
         stdout=subprocess.DEVNULL,
     )
     procs.append(p)
@@ -66,7 +82,7 @@ class Service:
         self.port = free_port()
         self.log = open(os.path.join(self.dir, "serve.log"), "wb")
         self.proc = subprocess.Popen(
-            [BIN, "serve", "--data-dir", self.dir, "--listen", f"127.0.0.1:{self.port}"],
+            pinned([BIN, "serve", "--data-dir", self.dir, "--listen", f"127.0.0.1:{self.port}"], OTHERS),
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         procs.append(self.proc)
@@ -128,10 +144,11 @@ def read_reply(f):
     raise RuntimeError(line)
 
 
-def benchmark(port, n, extra=()):
+def benchmark(port, n, extra=(), pin=True):
     """redis-benchmark SETs at full speed; returns requests per second."""
-    out = sh("redis-benchmark", "-p", str(port), "-t", "set", "-n", str(n), "-r", "1000000",
-             "-P", "16", "-c", "50", "-d", "16", "-q", "--csv", *extra)
+    cmd = ["redis-benchmark", "-p", str(port), "-t", "set", "-n", str(n), "-r", "1000000",
+           "-P", "16", "-c", "50", "-d", "16", "-q", "--csv", *extra]
+    out = sh(*(pinned(cmd, OTHERS) if pin else cmd))
     for line in out.splitlines():
         if line.startswith('"SET"'):
             return float(line.split(",")[1].strip('"'))
@@ -145,54 +162,100 @@ def pct(xs, p):
 
 def part_a():
     svc = Service()
-    port = redis()
+    port = redis(cpus="0")
     svc.adopt("bench-lag", port)
-    # Throughput without capture, then with; alternated, medians.
+    # The master's throughput with no replica, with capture, and with a
+    # plain redis-server replica instead (the cost any one more replica
+    # has): alternated, three rounds, medians.
     n = 2_000_000
-    base_rps, cap_rps = [], []
-    base_rps.append(benchmark(port, n))
+    # Before any replica ever attached the master keeps no replication
+    # backlog; once one has, it feeds one for `repl-backlog-ttl` (1 h)
+    # after the last leaves. Both "none" states are shown.
+    arms = {"never": [], "none": [], "capture": [], "replica": []}
+    for _ in range(3):
+        arms["never"].append(benchmark(port, n))
+    def replicas(want):
+        for _ in range(600):
+            if f"connected_slaves:{want}" in sh("redis-cli", "-p", str(port), "info", "replication"):
+                return
+            time.sleep(0.05)
+        sys.exit(f"the master never had {want} replica(s)")
+
+    for _ in range(3):
+        arms["none"].append(benchmark(port, n))
+        svc.cli("pitr", "policy", "set", "bench-lag", "--interval", "120", "--keep-days", "1")
+        svc.wait_period("bench-lag")
+        replicas(1)
+        arms["capture"].append(benchmark(port, n))
+        svc.cli("pitr", "policy", "off", "bench-lag")
+        replicas(0)
+        rport = redis(["--replicaof", "127.0.0.1", str(port)])
+        replicas(1)
+        arms["replica"].append(benchmark(port, n))
+        sh("redis-cli", "-p", str(rport), "shutdown", "nosave")
+        replicas(0)
     svc.cli("pitr", "policy", "set", "bench-lag", "--interval", "120", "--keep-days", "1")
     svc.wait_period("bench-lag")
-    cap_rps.append(benchmark(port, n))
-    svc.cli("pitr", "policy", "off", "bench-lag")
-    time.sleep(3)
-    base_rps.append(benchmark(port, n))
-    svc.cli("pitr", "policy", "set", "bench-lag", "--interval", "120", "--keep-days", "1")
-    time.sleep(3)
-    cap_rps.append(benchmark(port, n))
+    replicas(1)
+    # The lag is measured unpinned: the service's share of a loaded
+    # machine is what it is, not one CPU it shares with the load.
+    if PIN:
+        every = f"0-{(os.cpu_count() or 2) - 1}"
+        master_pid = sh("redis-cli", "-p", str(port), "info", "server").split("process_id:")[1].split()[0]
+        for pid in (master_pid, str(svc.proc.pid)):
+            sh("taskset", "-a", "-p", "-c", every, pid)
     # Lag: probes with WAIT while redis-benchmark keeps the master busy.
-    lags = []
-    done = threading.Event()
+    def lag_under(n, extra):
+        lags = []
+        done = threading.Event()
 
-    def probe():
-        s = socket.create_connection(("127.0.0.1", port))
-        f = s.makefile("rb")
-        i = 0
-        while not done.is_set():
-            s.sendall(resp("SET", "probe", i))
-            read_reply(f)
-            acked = time.monotonic()
-            s.sendall(resp("WAIT", 1, 5000))
-            r = read_reply(f)
-            if r.strip() == b":1":
-                lags.append(time.monotonic() - acked)
-            i += 1
-            time.sleep(0.02)
-        s.close()
+        def probe():
+            s = socket.create_connection(("127.0.0.1", port))
+            f = s.makefile("rb")
+            i = 0
+            while not done.is_set():
+                s.sendall(resp("SET", f"probe:{threading.get_ident()}", i))
+                read_reply(f)
+                acked = time.monotonic()
+                s.sendall(resp("WAIT", 1, 5000))
+                r = read_reply(f)
+                if r.strip() == b":1":
+                    lags.append(time.monotonic() - acked)
+                i += 1
+                time.sleep(0.02)
+            s.close()
 
-    t = threading.Thread(target=probe)
-    t.start()
-    load_rps = benchmark(port, 6_000_000)
-    done.set()
-    t.join()
+        # Four probing connections, so p99 rests on a few hundred probes.
+        threads = [threading.Thread(target=probe) for _ in range(4)]
+        for t in threads:
+            t.start()
+            time.sleep(0.005)
+        rps = benchmark(port, n, extra=extra, pin=False)
+        done.set()
+        for t in threads:
+            t.join()
+        print(f"(a) capture lag under redis-benchmark SET load of {rps:,.0f} writes/s "
+              f"({len(lags)} probes): p50 {pct(lags, 0.5) * 1000:.0f} ms, p99 {pct(lags, 0.99) * 1000:.0f} ms, "
+              f"max {max(lags) * 1000:.0f} ms")
+
+    # Near the issue's floor of 50,000 writes/s (one connection-pipeline
+    # per client, 10 clients), then at full speed.
+    lag_under(2_000_000, ("-P", "1", "-c", "10"))
+    lag_under(6_000_000, ())
     segs = svc.cli("pitr", "policy", "show", "bench-lag")
-    print(f"(a) capture lag under redis-benchmark SET load of {load_rps:,.0f} writes/s "
-          f"({len(lags)} probes): p50 {pct(lags, 0.5) * 1000:.0f} ms, p99 {pct(lags, 0.99) * 1000:.0f} ms, "
-          f"max {max(lags) * 1000:.0f} ms")
-    print(f"    master throughput without capture {statistics.median(base_rps):,.0f}/s "
-          f"(runs {', '.join(f'{x:,.0f}' for x in base_rps)}), with capture "
-          f"{statistics.median(cap_rps):,.0f}/s (runs {', '.join(f'{x:,.0f}' for x in cap_rps)})")
-    print(f"    service: {segs.strip()}; peak RSS {svc.hwm_kb() / 1024:.0f} MiB")
+    print(f"    master throughput ({'master on CPU 0, the rest on ' + OTHERS if PIN else 'unpinned'}):")
+    for arm, xs in arms.items():
+        print(f"      {arm:8} {statistics.median(xs):>10,.0f}/s  (runs {', '.join(f'{x:,.0f}' for x in xs)})")
+    med = {arm: statistics.median(xs) for arm, xs in arms.items()}
+    print(f"      capture/replica {med['capture'] / med['replica']:.3f}, capture/none {med['capture'] / med['none']:.3f}, "
+          f"replica/none {med['replica'] / med['none']:.3f}, none/never {med['none'] / med['never']:.3f}")
+    svc.log.flush()
+    with open(os.path.join(svc.dir, "serve.log"), errors="replace") as f:
+        slow = [line for line in f if "storing a segment was slow" in line]
+    print(f"    service: {segs.strip()}; peak RSS {svc.hwm_kb() / 1024:.0f} MiB; "
+          f"{len(slow)} segment(s) took over 300 ms to store")
+    for line in slow[:5]:
+        print("      " + line.strip()[-160:])
 
 
 def segment_data(path):

@@ -734,16 +734,33 @@ impl Link {
         };
         let mut trailer = Vec::with_capacity(points.len() * 16 + 24);
         encode_index(&mut trailer, &points, len as u64);
+        let began = std::time::Instant::now();
         let mut w = self.jobs.store.writer(&row.object_key).await?;
         w.write(data.split().freeze()).await?;
         w.write(trailer.into()).await?;
         let (size, blake3) = w.finish().await?;
+        let stored = began.elapsed();
         let row = SegmentRow {
             size: size as i64,
             blake3,
             ..row
         };
         self.jobs.catalog.insert_pitr_segment(&row, now).await?;
+        tracing::debug!(
+            start = row.start_offset,
+            end = row.end_offset,
+            age_ms = now_millis() - row.first_at,
+            store_ms = began.elapsed().as_millis() as u64,
+            "pitr: segment stored"
+        );
+        if began.elapsed() > Duration::from_millis(300) {
+            tracing::warn!(
+                object_ms = stored.as_millis() as u64,
+                row_ms = (began.elapsed() - stored).as_millis() as u64,
+                bytes = size,
+                "pitr: storing a segment was slow"
+            );
+        }
         pos.durable = pos.boundary;
         pos.resumed = false;
         // What is left (a partial command) opens the next segment.
