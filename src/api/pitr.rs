@@ -167,7 +167,7 @@ pub async fn list_pitr_periods(call: Call, RawQuery(q): RawQuery) -> ApiResult<R
     let inst = call.instance().await?;
     let c = &call.state.catalog;
     let bases = crate::pitr::bases::all(c, &inst.id).await?;
-    let segments = c.pitr_segments(&inst.id).await?;
+    let segments = c.pitr_runs(&inst.id).await?;
     let links = c.pitr_links(&inst.id).await?;
     let all: Vec<String> = periods(&bases, &segments, &links)
         .into_iter()

@@ -255,12 +255,132 @@ impl Catalog {
         Ok(())
     }
 
+    /// The capture's bases, oldest first per shard. A base standing inside
+    /// a segment (taken over another link) is ready no earlier than that
+    /// segment's last byte: the writes before its offset may have reached
+    /// the capture link that late. One statement, one index seek per base.
     pub async fn pitr_bases(&self, instance: &InstanceId) -> Result<Vec<BaseRow>> {
-        let rows: Vec<BaseTuple> = on_db!(&self.db, pool => sqlx::query_as(&format!(
-            "SELECT {BASE_COLUMNS} FROM pitr_bases WHERE instance_id = $1 ORDER BY shard, taken_at"))
+        let rows: Vec<BaseTuple> = on_db!(&self.db, pool => sqlx::query_as(
+            "SELECT b.id, b.instance_id, b.shard, b.prefix, b.file_name, b.repl_id, b.repl_offset, \
+             b.taken_at, COALESCE((SELECT CASE WHEN s.end_offset > b.repl_offset \
+               AND s.last_at > b.ready_at THEN s.last_at END FROM pitr_segments s \
+               WHERE s.instance_id = b.instance_id AND s.shard = b.shard AND s.repl_id = b.repl_id \
+               AND s.start_offset < b.repl_offset ORDER BY s.start_offset DESC LIMIT 1), b.ready_at), \
+             b.size, b.manifest FROM pitr_bases b WHERE b.instance_id = $1 ORDER BY b.shard, b.taken_at")
             .bind(instance.as_str())
             .fetch_all(pool).await)?;
         Ok(rows.into_iter().map(base).collect())
+    }
+
+    /// The last receipt time of the segment of `shard` that holds stream
+    /// offset `offset` of history `repl_id` strictly inside it, if any.
+    pub async fn pitr_segment_around(
+        &self,
+        instance: &InstanceId,
+        shard: &str,
+        repl_id: &str,
+        offset: i64,
+    ) -> Result<Option<Millis>> {
+        let row: Option<(i64, i64)> = on_db!(&self.db, pool => sqlx::query_as(
+            "SELECT end_offset, last_at FROM pitr_segments WHERE instance_id = $1 AND shard = $2 \
+             AND repl_id = $3 AND start_offset < $4 ORDER BY start_offset DESC LIMIT 1")
+            .bind(instance.as_str())
+            .bind(shard)
+            .bind(repl_id)
+            .bind(offset)
+            .fetch_optional(pool).await)?;
+        Ok(row.filter(|(end, _)| *end > offset).map(|(_, at)| at))
+    }
+
+    /// The instance's segments folded into runs: consecutive segments of
+    /// one shard (in receipt order) where each starts where the previous
+    /// ends, in the same history, and none follows a resume. A run reads
+    /// as one segment from its first's start to its last's end, with the
+    /// first's `first_at` and `resumed`, the last's `last_at` and
+    /// `covered_until` (`blake3`, `object_key` empty, `size` and
+    /// `data_len` summed). What periods are made of: a week of segments
+    /// cut every 250 ms is millions of rows but a handful of runs, and the
+    /// folding happens in the database.
+    pub async fn pitr_runs(&self, instance: &InstanceId) -> Result<Vec<SegmentRow>> {
+        type Run = (String, String, i64, i64, i64, i64, i64, i64, i64, i64);
+        let rows: Vec<Run> = on_db!(&self.db, pool => sqlx::query_as(
+            "SELECT shard, repl_id, MIN(start_offset), MAX(end_offset), MIN(first_at), MAX(last_at), \
+             MAX(resumed), MAX(covered_until), CAST(SUM(data_len) AS BIGINT), CAST(SUM(size) AS BIGINT) FROM ( \
+               SELECT shard, repl_id, start_offset, end_offset, first_at, last_at, resumed, covered_until, \
+                 data_len, size, SUM(brk) OVER (PARTITION BY shard ORDER BY first_at, start_offset \
+                   ROWS UNBOUNDED PRECEDING) AS run FROM ( \
+                 SELECT shard, repl_id, start_offset, end_offset, first_at, last_at, resumed, \
+                   covered_until, data_len, size, \
+                   CASE WHEN resumed <> 0 \
+                     OR LAG(end_offset) OVER w IS NULL OR LAG(end_offset) OVER w <> start_offset \
+                     OR LAG(repl_id) OVER w <> repl_id THEN 1 ELSE 0 END AS brk \
+                 FROM pitr_segments WHERE instance_id = $1 \
+                 WINDOW w AS (PARTITION BY shard ORDER BY first_at, start_offset)) a) r \
+             GROUP BY shard, repl_id, run ORDER BY shard, MIN(first_at), MIN(start_offset)")
+            .bind(instance.as_str())
+            .fetch_all(pool).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|t| SegmentRow {
+                instance_id: instance.clone(),
+                shard: t.0,
+                repl_id: t.1,
+                start_offset: t.2,
+                end_offset: t.3,
+                first_at: t.4,
+                last_at: t.5,
+                start_db: -1,
+                end_db: -1,
+                data_len: t.8,
+                size: t.9,
+                blake3: String::new(),
+                object_key: String::new(),
+                resumed: t.6 != 0,
+                covered_until: t.7,
+            })
+            .collect())
+    }
+
+    /// Segments of `shard` whose last byte arrived at or after `since`
+    /// and whose first arrived at or before `until`, in receipt order:
+    /// what a restore replays after a base taken at `since` (read through
+    /// the `(instance_id, shard, last_at)` index).
+    pub async fn pitr_segments_between(
+        &self,
+        instance: &InstanceId,
+        shard: &str,
+        since: Millis,
+        until: Millis,
+    ) -> Result<Vec<SegmentRow>> {
+        let rows: Vec<SegmentTuple> = on_db!(&self.db, pool => sqlx::query_as(&format!(
+            "SELECT {SEGMENT_COLUMNS} FROM pitr_segments WHERE instance_id = $1 AND shard = $2 \
+             AND last_at >= $3 AND first_at <= $4 ORDER BY first_at, start_offset"))
+            .bind(instance.as_str())
+            .bind(shard)
+            .bind(since)
+            .bind(until)
+            .fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(segment).collect())
+    }
+
+    /// Up to `limit` segments of `shard` whose last byte arrived before
+    /// `before`: what retention removes, a bounded batch at a time.
+    pub async fn pitr_segments_before(
+        &self,
+        instance: &InstanceId,
+        shard: &str,
+        before: Millis,
+        limit: i64,
+    ) -> Result<Vec<SegmentRow>> {
+        let rows: Vec<SegmentTuple> = on_db!(&self.db, pool => sqlx::query_as(&format!(
+            "SELECT {SEGMENT_COLUMNS} FROM pitr_segments WHERE instance_id = $1 AND shard = $2 \
+             AND last_at < $3 ORDER BY last_at LIMIT $4"))
+            .bind(instance.as_str())
+            .bind(shard)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(segment).collect())
     }
 
     /// `(id, manifest JSON)` of the instance's backups that may serve as

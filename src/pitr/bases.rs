@@ -73,8 +73,19 @@ pub async fn all(catalog: &Catalog, instance: &InstanceId) -> Result<Vec<BaseRow
     let mut out = catalog.pitr_bases(instance).await?;
     for (id, json) in catalog.pitr_backup_manifests(instance).await? {
         // A manifest this version cannot read is simply not a base.
-        if let Ok(m) = serde_json::from_str::<Manifest>(&json) {
-            out.extend(from_backup(instance, &id, &m));
+        let Ok(m) = serde_json::from_str::<Manifest>(&json) else {
+            continue;
+        };
+        for mut b in from_backup(instance, &id, &m) {
+            // As for the capture's bases (`Catalog::pitr_bases`): ready no
+            // earlier than the last byte of the segment its offset is in.
+            if let Some(at) = catalog
+                .pitr_segment_around(instance, &b.shard, &b.repl_id, b.repl_offset)
+                .await?
+            {
+                b.ready_at = b.ready_at.max(at);
+            }
+            out.push(b);
         }
     }
     Ok(out)

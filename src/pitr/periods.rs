@@ -1,6 +1,9 @@
 //! Restorable periods, derived from the catalog's bases, segments and
 //! links; nothing else says what is restorable.
 //!
+//! The segments given may be runs (`Catalog::pitr_runs`: consecutive
+//! segments folded into one); the chains and periods are the same.
+//!
 //! Per shard, a *chain* is a base followed by segments that continue it
 //! without a gap: the first one holds the base's offset (it starts at it,
 //! or, for a base taken over another link, contains it), each next one
@@ -81,14 +84,6 @@ pub fn chains<'a>(
         }
         let mut spans = Vec::new();
         let mut from = base.ready_at;
-        // A base standing inside its first segment (taken over another
-        // link): the writes before its offset may have reached the capture
-        // link as late as that segment's last byte.
-        if let Some(first) = chain.first() {
-            if first.start_offset < o {
-                from = from.max(first.last_at);
-            }
-        }
         let mut prev_end = base.taken_at;
         for s in &chain {
             if s.resumed {
@@ -234,11 +229,6 @@ mod tests {
         mid.ready_at = 25;
         let bases2 = vec![mid];
         assert_eq!(periods(&bases2, &segs, &links), vec![(25, 30)]);
-        // Stored before the capture link had all the writes before its
-        // offset: restorable once that segment's last byte arrived.
-        let mut early = base("s", 150, 13);
-        early.ready_at = 16;
-        assert_eq!(periods(&[early], &segs, &links), vec![(20, 30)]);
         // A resume: the same history, but the time no link was up is not
         // restorable.
         let mut segs3 = segs.clone();

@@ -43,7 +43,7 @@ pub struct ShardPick {
     pub shard: String,
     pub base: BaseRow,
     /// Segments from the one holding the base's offset to the last one
-    /// with a byte received at or before T.
+    /// whose first byte was received at or before T.
     pub segments: Vec<SegmentRow>,
 }
 
@@ -56,55 +56,78 @@ pub async fn pick(
     t: Millis,
 ) -> Result<Vec<ShardPick>, PickError> {
     let bases = super::bases::all(&jobs.catalog, source).await?;
-    let segments = jobs.catalog.pitr_segments(source).await?;
+    let runs = jobs.catalog.pitr_runs(source).await?;
     let links = jobs.catalog.pitr_links(source).await?;
-    let picks = pick_from(&bases, &segments, &links, t)?;
-    let first = picks.first().map(|p| super::bases::format(&p.base));
-    if picks
+    let mut chosen = choose(&bases, &runs, &links, t)?;
+    let first = chosen.first().map(super::bases::format);
+    if !chosen
         .iter()
-        .all(|p| Some(super::bases::format(&p.base)) == first)
+        .all(|b| Some(super::bases::format(b)) == first)
     {
-        return Ok(picks);
+        // One restore loads one format: where a backup kept as AOF and an
+        // RDB base would mix across shards, RDB bases alone (the
+        // capture's are).
+        let rdb: Vec<BaseRow> = bases
+            .into_iter()
+            .filter(|b| super::bases::format(b) == "rdb")
+            .collect();
+        chosen = choose(&rdb, &runs, &links, t)?;
     }
-    // One restore loads one format: where a backup kept as AOF and an RDB
-    // base would mix across shards, RDB bases alone (the capture's are).
-    let rdb: Vec<BaseRow> = bases
-        .into_iter()
-        .filter(|b| super::bases::format(b) == "rdb")
-        .collect();
-    pick_from(&rdb, &segments, &links, t)
+    // The chosen chains' own segments, from their bases up to T.
+    let mut out = Vec::with_capacity(chosen.len());
+    for base in chosen {
+        let segments = jobs
+            .catalog
+            .pitr_segments_between(source, &base.shard, base.taken_at, t)
+            .await?;
+        let chain = chains(&base.shard, std::slice::from_ref(&base), &segments, &links)
+            .into_iter()
+            .next()
+            .ok_or(PickError::Outside)?;
+        // Every segment read from the chain's first on must be the chain's:
+        // one missing in between (removed since the runs were read) would
+        // end the replay short of T.
+        if let Some(first) = chain.segments.first() {
+            let from = segments
+                .iter()
+                .position(|s| s.start_offset == first.start_offset && s.repl_id == first.repl_id)
+                .unwrap_or(0);
+            if segments.len() - from != chain.segments.len() {
+                return Err(PickError::Outside);
+            }
+        }
+        let segments = chain.segments.iter().map(|s| (*s).clone()).collect();
+        out.push(ShardPick {
+            shard: base.shard.clone(),
+            base,
+            segments,
+        });
+    }
+    Ok(out)
 }
 
-/// [`pick`] over rows already read.
-pub fn pick_from(
+/// Per shard, the base of the chain covering `t` with the newest base (a
+/// capture base on a tie), over segments or runs.
+pub fn choose(
     bases: &[BaseRow],
     segments: &[SegmentRow],
     links: &[crate::catalog::LinkRow],
     t: Millis,
-) -> Result<Vec<ShardPick>, PickError> {
+) -> Result<Vec<BaseRow>, PickError> {
     let all = shards(bases, links);
     if all.is_empty() {
         return Err(PickError::Outside);
     }
-    let mut out = Vec::new();
-    for shard in all {
-        let chosen = chains(&shard, bases, segments, links)
-            .into_iter()
-            .filter(|c| c.covers(t))
-            .max_by_key(|c| (c.base.ready_at, !c.base.from_backup))
-            .ok_or(PickError::Outside)?;
-        out.push(ShardPick {
-            shard,
-            base: chosen.base.clone(),
-            segments: chosen
-                .segments
-                .iter()
-                .filter(|s| s.first_at <= t)
-                .map(|s| (*s).clone())
-                .collect(),
-        });
-    }
-    Ok(out)
+    all.iter()
+        .map(|shard| {
+            chains(shard, bases, segments, links)
+                .into_iter()
+                .filter(|c| c.covers(t))
+                .max_by_key(|c| (c.base.ready_at, !c.base.from_backup))
+                .map(|c| c.base.clone())
+                .ok_or(PickError::Outside)
+        })
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -26,6 +26,9 @@ use crate::catalog::PitrPolicy;
 use crate::jobs::{JobFailure, Jobs};
 use crate::model::{now_millis, Millis};
 
+/// Segments removed per shard and pass at most.
+const RETENTION_BATCH: i64 = 2000;
+
 /// How old a file without a row must be to be an orphan.
 pub const ORPHAN_GRACE: Millis = 10 * 60_000;
 
@@ -35,7 +38,6 @@ pub async fn apply(jobs: &Jobs, policy: &PitrPolicy, now: Millis) -> Result<(), 
     let mut shards: Vec<&str> = bases.iter().map(|b| b.shard.as_str()).collect();
     shards.sort_unstable();
     shards.dedup();
-    let mut segments = None;
     for shard in shards {
         let Some(keep) = bases
             .iter()
@@ -53,15 +55,14 @@ pub async fn apply(jobs: &Jobs, policy: &PitrPolicy, now: Millis) -> Result<(), 
                 tracing::info!(base = %b.id, %shard, "pitr: base past retention removed");
             }
         }
-        if segments.is_none() {
-            segments = Some(jobs.catalog.pitr_segments(&policy.instance_id).await?);
-        }
+        // A bounded batch per pass (the loop passes every 2 s), read
+        // through the time index: never the whole log.
+        let old = jobs
+            .catalog
+            .pitr_segments_before(&policy.instance_id, shard, keep.taken_at, RETENTION_BATCH)
+            .await?;
         let mut removed = 0u64;
-        for s in segments
-            .iter()
-            .flatten()
-            .filter(|s| s.shard == shard && s.last_at < keep.taken_at)
-        {
+        for s in &old {
             if jobs.catalog.delete_pitr_segment(s).await? {
                 jobs.store.delete_file(&s.object_key).await?;
                 removed += 1;
