@@ -363,6 +363,37 @@ impl Catalog {
         Ok(rows.into_iter().map(segment).collect())
     }
 
+    /// Which of `starts` are the start offsets of segment rows of
+    /// `(shard, repl_id)`: primary-key lookups, for the orphan sweep.
+    pub async fn pitr_segment_starts(
+        &self,
+        instance: &InstanceId,
+        shard: &str,
+        repl_id: &str,
+        starts: &[i64],
+    ) -> Result<Vec<i64>> {
+        if starts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = (0..starts.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
+            "SELECT start_offset FROM pitr_segments WHERE instance_id = $1 AND shard = $2 \
+             AND repl_id = $3 AND start_offset IN ({})",
+            list.join(", ")
+        );
+        let found: Vec<i64> = on_db!(&self.db, pool => {
+            let mut q = sqlx::query_scalar(&sql)
+                .bind(instance.as_str())
+                .bind(shard)
+                .bind(repl_id);
+            for s in starts {
+                q = q.bind(*s);
+            }
+            q.fetch_all(pool).await
+        })?;
+        Ok(found)
+    }
+
     /// Up to `limit` segments of `shard` whose last byte arrived before
     /// `before`: what retention removes, a bounded batch at a time.
     pub async fn pitr_segments_before(

@@ -20,7 +20,7 @@
 //! replaced lease holder stops its links within a tick, so an object that
 //! old without a row is one no capture will ever claim.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::catalog::PitrPolicy;
 use crate::jobs::{JobFailure, Jobs};
@@ -75,37 +75,89 @@ pub async fn apply(jobs: &Jobs, policy: &PitrPolicy, now: Millis) -> Result<(), 
     Ok(())
 }
 
+/// Files of the listing checked against the catalog at a time.
+const SWEEP_BATCH: usize = 1000;
+
+/// `(shard, repl_id, start offset)` of a segment object's key below the
+/// instance's `pitr/` (`log/{shard}/{replid}-{start:020}.seg`).
+fn segment_key(rest: &str) -> Option<(&str, &str, i64)> {
+    let (shard, file) = rest.strip_prefix("log/")?.split_once('/')?;
+    let (id, start) = file.strip_suffix(".seg")?.rsplit_once('-')?;
+    Some((shard, id, start.parse().ok()?))
+}
+
 /// Removes the instance's PITR files that have no row and are older than
-/// [`ORPHAN_GRACE`]; returns how many.
+/// [`ORPHAN_GRACE`]; returns how many. The listing is walked in batches,
+/// each checked by primary-key lookups: memory stays bounded however long
+/// the log.
 pub async fn sweep_orphans(jobs: &Jobs, inst: &crate::model::Instance) -> Result<u64, JobFailure> {
+    use futures::StreamExt;
     let prefix = super::capture::pitr_prefix(inst);
-    // Rows first, files after: a file stored after this read is young.
+    // Rows are read after the listing's files: a file stored after its
+    // batch was checked is young, and young files are never touched.
     let bases = jobs.catalog.pitr_bases(&inst.id).await?;
-    let segments = jobs.catalog.pitr_segments(&inst.id).await?;
-    let known: HashSet<&str> = segments.iter().map(|s| s.object_key.as_str()).collect();
     let base_dirs: Vec<&str> = bases.iter().map(|b| b.prefix.as_str()).collect();
     let old = now_millis() - ORPHAN_GRACE;
     let mut removed = 0;
-    for path in jobs.store.list_files(&prefix).await? {
-        let rest = &path[prefix.len().min(path.len())..];
-        let owned = if rest.starts_with("log/") {
-            known.contains(path.as_str())
-        } else if rest.starts_with("bases/") {
-            base_dirs.iter().any(|d| path.starts_with(d))
-        } else {
-            true // not ours to judge
-        };
-        if owned {
-            continue;
-        }
-        match jobs.store.modified_at(&path).await? {
-            Some(t) if t < old => {
-                jobs.store.delete_file(&path).await?;
-                tracing::info!(%path, "pitr: orphan file removed");
-                removed += 1;
+    let mut files = jobs.store.file_stream(&prefix).await?.chunks(SWEEP_BATCH);
+    while let Some(batch) = files.next().await {
+        let batch = batch.into_iter().collect::<Result<Vec<String>, _>>()?;
+        let mut wanted: HashMap<(&str, &str), Vec<i64>> = HashMap::new();
+        for path in &batch {
+            if let Some((shard, id, start)) = segment_key(&path[prefix.len().min(path.len())..]) {
+                wanted.entry((shard, id)).or_default().push(start);
             }
-            _ => {}
+        }
+        let mut known: HashSet<(&str, &str, i64)> = HashSet::new();
+        for ((shard, id), starts) in &wanted {
+            for s in jobs
+                .catalog
+                .pitr_segment_starts(&inst.id, shard, id, starts)
+                .await?
+            {
+                known.insert((shard, id, s));
+            }
+        }
+        for path in &batch {
+            let rest = &path[prefix.len().min(path.len())..];
+            let owned = if rest.starts_with("log/") {
+                segment_key(rest).is_some_and(|k| known.contains(&k))
+            } else if rest.starts_with("bases/") {
+                base_dirs.iter().any(|d| path.starts_with(d))
+            } else {
+                true // not ours to judge
+            };
+            if owned {
+                continue;
+            }
+            match jobs.store.modified_at(path).await? {
+                Some(t) if t < old => {
+                    jobs.store.delete_file(path).await?;
+                    tracing::info!(%path, "pitr: orphan file removed");
+                    removed += 1;
+                }
+                _ => {}
+            }
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::segment_key;
+
+    #[test]
+    fn segment_keys_parse_back_to_their_row() {
+        let id = "e".repeat(40);
+        assert_eq!(
+            segment_key(&format!(
+                "log/slots-0-5460_10923-16383/{id}-00000000000000012500.seg"
+            )),
+            Some(("slots-0-5460_10923-16383", id.as_str(), 12_500))
+        );
+        assert_eq!(segment_key("log/main/x-notanumber.seg"), None);
+        assert_eq!(segment_key("bases/abc/file.rdb"), None);
+        assert_eq!(segment_key("log/main/r-1.tmp"), None);
+    }
 }

@@ -531,6 +531,34 @@ impl Store {
             .collect())
     }
 
+    /// The files under `prefix` as the store lists them, one at a time:
+    /// never the whole listing in memory (a week of PITR log is millions
+    /// of files).
+    pub async fn file_stream(
+        &self,
+        prefix: &str,
+    ) -> Result<futures::stream::BoxStream<'static, Result<String, StorageError>>, StorageError>
+    {
+        use futures::StreamExt;
+        check_key(prefix, true)?;
+        let lister = match self.op.lister_with(prefix).recursive(true).await {
+            Ok(l) => l,
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
+                return Ok(futures::stream::empty().boxed())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(lister
+            .filter_map(|e| async move {
+                match e {
+                    Ok(e) if e.metadata().mode().is_file() => Some(Ok(e.path().to_owned())),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e.into())),
+                }
+            })
+            .boxed())
+    }
+
     /// When a stored file was last written (ms since the epoch), or `None`
     /// if absent or the store does not say.
     pub async fn modified_at(&self, path: &str) -> Result<Option<i64>, StorageError> {
