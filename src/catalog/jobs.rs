@@ -507,13 +507,7 @@ impl Catalog {
         owner: &str,
         detail: &str,
     ) -> Result<bool> {
-        let sealed = match self.keys() {
-            Some(keys) => keys.seal(detail, &restore_aad(&job.record_id))?,
-            None => detail.to_owned(),
-        };
-        let detail = sealed.as_str();
-        let sql = format!("UPDATE restores SET detail = $4 WHERE id = $1 AND {OWNED}");
-        self.update_owned(job, owner, &sql, &[Arg::Text(Some(detail))])
+        self.set_sealed_detail(Lane::Restores, job, owner, detail)
             .await
     }
 
@@ -526,27 +520,88 @@ impl Catalog {
 
     /// The crash-recovery state an unfinished restore wrote, opened.
     pub async fn restore_detail(&self, id: &str) -> Result<Option<String>> {
+        self.sealed_detail(Lane::Restores, id).await
+    }
+
+    /// True while an unfinished restore reads this backup.
+    pub async fn backup_in_use(&self, backup: &BackupId) -> Result<bool> {
+        self.backup_read_by(Lane::Restores, backup).await
+    }
+
+    /// Stores a job record's crash-recovery state, sealed (when the
+    /// catalog has keys) and bound to the record's id, if `owner` still
+    /// holds the job.
+    pub(super) async fn set_sealed_detail(
+        &self,
+        lane: Lane,
+        job: &ClaimedJob,
+        owner: &str,
+        detail: &str,
+    ) -> Result<bool> {
+        let sealed = match self.keys() {
+            Some(keys) => keys.seal(detail, &lane.aad(&job.record_id))?,
+            None => detail.to_owned(),
+        };
+        let sql = format!(
+            "UPDATE {} SET detail = $4 WHERE id = $1 AND {OWNED}",
+            lane.table()
+        );
+        self.update_owned(job, owner, &sql, &[Arg::Text(Some(&sealed))])
+            .await
+    }
+
+    /// A job record's crash-recovery state, opened.
+    pub(super) async fn sealed_detail(&self, lane: Lane, id: &str) -> Result<Option<String>> {
+        let sql = format!("SELECT detail FROM {} WHERE id = $1", lane.table());
         let d: Option<Option<String>> = on_db!(&self.db, pool =>
-            sqlx::query_scalar("SELECT detail FROM restores WHERE id = $1").bind(id).fetch_optional(pool).await)?;
+            sqlx::query_scalar(&sql).bind(id).fetch_optional(pool).await)?;
         match (d.flatten(), self.keys()) {
             (Some(stored), Some(keys))
                 if crate::secrets::SecretKeys::sealed_key_id(&stored).is_some() =>
             {
-                Ok(Some(keys.open_value(&stored, &restore_aad(id))?))
+                Ok(Some(keys.open_value(&stored, &lane.aad(id))?))
             }
             (d, _) => Ok(d),
         }
     }
 
-    /// True while an unfinished restore reads this backup.
-    pub async fn backup_in_use(&self, backup: &BackupId) -> Result<bool> {
-        let n: i64 = on_db!(&self.db, pool => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM restores r JOIN jobs j ON j.record_id = r.id \
-             WHERE r.backup_id = $1 AND j.state <> 'done'")
+    /// True while an unfinished job of the lane reads this backup.
+    pub(super) async fn backup_read_by(&self, lane: Lane, backup: &BackupId) -> Result<bool> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} r JOIN jobs j ON j.record_id = r.id \
+             WHERE r.backup_id = $1 AND j.state <> 'done'",
+            lane.table()
+        );
+        let n: i64 = on_db!(&self.db, pool => sqlx::query_scalar(&sql)
             .bind(backup.as_str())
             .fetch_one(pool)
             .await)?;
         Ok(n > 0)
+    }
+}
+
+/// The job records that read a backup and keep a sealed crash-recovery
+/// detail: restores and test restores.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Lane {
+    Restores,
+    Verifications,
+}
+
+impl Lane {
+    fn table(self) -> &'static str {
+        match self {
+            Lane::Restores => "restores",
+            Lane::Verifications => "verifications",
+        }
+    }
+
+    /// What a sealed detail is bound to (never an instance's id).
+    fn aad(self, id: &str) -> String {
+        match self {
+            Lane::Restores => restore_aad(id),
+            Lane::Verifications => format!("verification:{id}"),
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! said restorable after its test failed, nor untrusted by a test that
 //! did not finish.
 
-use super::jobs::ClaimedJob;
+use super::jobs::{ClaimedJob, Lane};
 use super::{is_unique_violation, on_db, Arg, Catalog, Result};
 use crate::model::{
     BackupId, InstanceId, JobError, JobKind, Millis, Mismatch, ProjectId, VerificationId,
@@ -159,11 +159,6 @@ macro_rules! row_like {
 }
 row_like!(sqlx::sqlite::SqliteRow);
 row_like!(sqlx::postgres::PgRow);
-
-/// What a sealed verification detail is bound to.
-fn detail_aad(id: &str) -> String {
-    format!("verification:{id}")
-}
 
 impl Catalog {
     /// Records a test restore and queues its job in the test lane of
@@ -360,41 +355,18 @@ impl Catalog {
         owner: &str,
         detail: &str,
     ) -> Result<bool> {
-        let sealed = match self.keys() {
-            Some(keys) => keys.seal(detail, &detail_aad(&job.record_id))?,
-            None => detail.to_owned(),
-        };
-        let sql = format!(
-            "UPDATE verifications SET detail = $4 WHERE id = $1 AND {}",
-            super::jobs::OWNED
-        );
-        self.update_owned(job, owner, &sql, &[Arg::Text(Some(&sealed))])
+        self.set_sealed_detail(Lane::Verifications, job, owner, detail)
             .await
     }
 
     /// The crash-recovery state an unfinished test restore wrote, opened.
     pub async fn verification_detail(&self, id: &str) -> Result<Option<String>> {
-        let d: Option<Option<String>> = on_db!(&self.db, pool =>
-            sqlx::query_scalar("SELECT detail FROM verifications WHERE id = $1").bind(id).fetch_optional(pool).await)?;
-        match (d.flatten(), self.keys()) {
-            (Some(stored), Some(keys))
-                if crate::secrets::SecretKeys::sealed_key_id(&stored).is_some() =>
-            {
-                Ok(Some(keys.open_value(&stored, &detail_aad(id))?))
-            }
-            (d, _) => Ok(d),
-        }
+        self.sealed_detail(Lane::Verifications, id).await
     }
 
     /// True while an unfinished test restore reads this backup.
     pub async fn backup_under_test(&self, backup: &BackupId) -> Result<bool> {
-        let n: i64 = on_db!(&self.db, pool => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM verifications v JOIN jobs j ON j.record_id = v.id \
-             WHERE v.backup_id = $1 AND j.state <> 'done'")
-            .bind(backup.as_str())
-            .fetch_one(pool)
-            .await)?;
-        Ok(n > 0)
+        self.backup_read_by(Lane::Verifications, backup).await
     }
 
     /// Whether an instance is marked as a sandbox.
