@@ -218,8 +218,9 @@ pub struct ServeArgs {
     /// GET /metrics wants `Authorization: Bearer TOKEN` [default: open]
     #[arg(long, env = "DCS_BACKUP_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
-    /// A server binary test restores may start as a scratch sandbox,
-    /// NAME=PATH (repeatable; the environment takes a comma-separated list)
+    /// A server binary test restores, and PITR bases of masters with no
+    /// replica, may start as a scratch sandbox, NAME=PATH (repeatable; the
+    /// environment takes a comma-separated list)
     #[arg(
         long = "sandbox-server",
         env = "DCS_BACKUP_SANDBOX_SERVERS",

@@ -528,7 +528,9 @@ impl Catalog {
             .collect())
     }
 
-    /// Every segment of an instance, per shard and history in stream order.
+    /// Every segment of an instance, per shard in receipt order. Reads the
+    /// whole log: the service itself reads runs (`pitr_runs`) and bounded
+    /// ranges; this is for checking those against the rows.
     pub async fn pitr_segments(&self, instance: &InstanceId) -> Result<Vec<SegmentRow>> {
         let rows: Vec<SegmentTuple> = on_db!(&self.db, pool => sqlx::query_as(&format!(
             "SELECT {SEGMENT_COLUMNS} FROM pitr_segments WHERE instance_id = $1 ORDER BY shard, first_at, start_offset"))

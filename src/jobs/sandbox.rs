@@ -229,8 +229,28 @@ impl Scratch {
         databases: u64,
         redis: &ConnectOptions,
     ) -> Result<Scratch, String> {
+        Self::start_seeded(server, root, max_memory, databases, redis, None).await
+    }
+
+    /// [`Scratch::start`], the server first loading the RDB file `seed`
+    /// (moved into its directory as `dump.rdb`, so it loads it natively at
+    /// start-up; the wait for an answer lasts as long as the load does).
+    pub async fn start_seeded(
+        server: &SandboxServer,
+        root: &Path,
+        max_memory: u64,
+        databases: u64,
+        redis: &ConnectOptions,
+        seed: Option<&Path>,
+    ) -> Result<Scratch, String> {
         let dir = root.join(uuid::Uuid::new_v4().simple().to_string());
         owner_only_dir(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+        if let Some(seed) = seed {
+            std::fs::rename(seed, dir.join("dump.rdb")).map_err(|e| {
+                let _ = std::fs::remove_dir_all(&dir);
+                format!("cannot place the seed RDB in {}: {e}", dir.display())
+            })?;
+        }
         let password = Secret::new(crate::catalog::random_token(48, PASSWORD_ALPHABET));
         let port = free_port().map_err(|e| format!("no free loopback port: {e}"))?;
         let mut conf = format!(
@@ -302,14 +322,16 @@ impl Scratch {
                     crate::redis::peer_text(&tail)
                 ));
             }
+            let mut loading = false;
             if let Ok(mut c) = Conn::open(&self.connection(), "127.0.0.1", self.port, redis).await {
-                if let Ok(Reply::Simple(s)) = c.cmd(&["PING"]).await {
-                    if s == "PONG" {
-                        return Ok(());
-                    }
+                match c.cmd(&["PING"]).await {
+                    Ok(Reply::Simple(s)) if s == "PONG" => return Ok(()),
+                    Ok(Reply::Error(e)) if e.starts_with("LOADING") => loading = true,
+                    _ => {}
                 }
             }
-            if tokio::time::Instant::now() >= deadline {
+            // A seeded server answers LOADING while it loads: it is alive.
+            if !loading && tokio::time::Instant::now() >= deadline {
                 return Err(format!(
                     "the sandbox server {} did not answer within {} s",
                     self.server,

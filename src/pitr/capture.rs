@@ -304,6 +304,28 @@ async fn periodic_bases(
                 continue;
             }
             let cluster = topology.cache_mode() == crate::model::CacheMode::Cluster;
+            // A shard with no healthy replica would fork its master: where
+            // sandbox servers are configured, the base is derived from the
+            // previous one and the log instead, and the source is not asked.
+            if src.node == src.shard_master && !jobs.settings.sandbox_servers.is_empty() {
+                match super::derive::derive_base(
+                    &jobs,
+                    &inst,
+                    &key,
+                    &src.slots,
+                    &src.shard_master,
+                    cluster,
+                )
+                .await
+                {
+                    Ok(_) => continue,
+                    Err(e) => tracing::warn!(
+                        shard = %key,
+                        error = %e.detail,
+                        "pitr: could not derive a base in a scratch server; taking it from the master"
+                    ),
+                }
+            }
             match take_base(&jobs, &inst, &key, src, cluster).await {
                 Ok(()) => tracing::info!(shard = %key, "pitr: periodic base stored"),
                 Err(e) => {
@@ -336,7 +358,7 @@ async fn take_base(
 /// offset arrives before it: retention relies on that); `ready_at`
 /// defaults to the time the base is complete.
 #[allow(clippy::too_many_arguments)]
-async fn store_base(
+pub(super) async fn store_base(
     jobs: &Arc<Jobs>,
     inst: &Instance,
     shard: &str,

@@ -10,6 +10,7 @@
 
 pub mod bases;
 pub mod capture;
+mod derive;
 pub mod periods;
 pub mod replay;
 pub mod retention;

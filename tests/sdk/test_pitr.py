@@ -45,7 +45,7 @@ from huaweicloudsdkgaussdbfornosql.v3 import (
     ShowRedisPitrPolicyRequest,
 )
 
-from conftest import DATABASE, REDIS_CLI, Service, free_port, sdk_error, server_version, wait_until
+from conftest import DATABASE, REDIS_CLI, REDIS_SERVER, Service, free_port, sdk_error, server_version, wait_until
 from test_backups import digest, pipe, resp, s3_service  # noqa: F401 (a fixture)
 
 
@@ -503,7 +503,9 @@ def test_backups_serve_as_bases_and_a_deleted_one_stops(service, client, source)
     assert restored_from(middle[0], middle[1]) == rdb_id
     assert restored_from(before[0], before[1]) not in (rdb_id, aof_id), "a backup is no base before it was taken"
     client.delete_backup_file(DeleteBackupFileRequest(instance_id=instance_id, backup_id=aof_id))
-    assert restored_from(last[0], last[1]) == rdb_id, "a deleted backup is a base no more"
+    # A millisecond later: the same signed request twice in one second
+    # would be a replay, refused.
+    assert restored_from(last[0] + 0.001, last[1]) == rdb_id, "a deleted backup is a base no more"
 
 
 @ONCE
@@ -635,6 +637,59 @@ def test_a_recent_backup_spares_the_source_a_periodic_base(tmp_path, redis_facto
         assert own() == first, f"a periodic base was taken although a backup was recent\n{svc.log()}"
         wait_until("a periodic base once backups stop", lambda: own() > first, timeout=20, interval=0.5,
                    on_fail=svc.log)
+    finally:
+        svc.stop()
+
+
+def test_a_standalone_masters_periodic_bases_are_derived_without_a_fork(tmp_path, redis_factory):
+    """With a sandbox server configured, a master with no replica is not
+    asked for periodic bases: the previous base is loaded in a scratch
+    server, the log replayed into it, and its snapshot stored as a base
+    at the log's end. The master forks once (the capture link's own full
+    sync) and never again; a restore starting from a derived base is
+    exact."""
+    svc = Service(str(tmp_path))
+    svc.env = dict(SCALE, DCS_BACKUP_SANDBOX_SERVERS=f"redis={REDIS_SERVER}")
+    svc.start()
+    try:
+        g = gauss(svc)
+        redis = redis_factory.start(redis_factory.new(["--repl-diskless-sync-delay", "0"]))
+        batch(redis, "zero")
+        instance_id = svc.adopt(redis)
+        enable(g, instance_id, interval=5, keep_days=1)
+        wait_until("a restorable period", lambda: periods(g, instance_id), timeout=30, interval=0.5,
+                   on_fail=svc.log)
+        forks = lambda: int(redis.info("stats")["total_forks"])
+        bases = lambda: svc.sql(
+            f"SELECT id, manifest FROM pitr_bases WHERE instance_id = '{instance_id}' ORDER BY taken_at")
+        first_forks, first_bases = forks(), len(bases())
+        for tag in ("one", "two", "three", "four"):
+            batch(redis, tag)
+            time.sleep(2.0)
+        wait_until("a derived base", lambda: len(bases()) > first_bases, timeout=30, interval=0.5,
+                   on_fail=svc.log)
+        assert forks() == first_forks, f"a periodic base made the master fork\n{svc.log()}"
+        _, manifest = bases()[-1]
+        source = json.loads(manifest)["files"][0]["source_node"]
+        assert source != f"127.0.0.1:{redis.port}", source
+        assert "base derived in a scratch server" in svc.log()
+        batch(redis, "five")
+        time.sleep(1.0)
+        t, want = time.time(), digest(redis)
+        wait_until("covered", lambda: covered(g, instance_id, t), timeout=20, interval=0.5, on_fail=svc.log)
+        expected = svc.sql(
+            f"SELECT id FROM pitr_bases WHERE instance_id = '{instance_id}' AND ready_at <= {int(t * 1000)} "
+            "ORDER BY ready_at DESC LIMIT 1")[0][0]
+        assert expected != bases()[0][0], "the newest base before T is a derived one"
+        job_id = restore_to(g, instance_id, t)
+        job = wait_job(g, job_id)
+        assert job.status == "Completed", (job, svc.log())
+        assert digest(redis) == want, f"a restore from a derived base differs\n{svc.log()}"
+        used = svc.sql(f"SELECT backup_id FROM restores WHERE id = '{job_id}'")[0][0]
+        assert used == expected, (used, expected)
+        # The scratch servers are gone.
+        sandboxes = os.path.join(svc.data_dir, "sandboxes")
+        assert not os.path.isdir(sandboxes) or not os.listdir(sandboxes), os.listdir(sandboxes)
     finally:
         svc.stop()
 
