@@ -677,7 +677,7 @@ impl Link {
         o.data.extend_from_slice(bytes);
         o.last_at = now;
         let before = pos.boundary;
-        let mut on_command = |c: Command| {
+        let mut on_command = |c: &Command| {
             if c.is("SELECT") {
                 if let Some(db) = select_db(&c.arg1) {
                     pos.db = db;

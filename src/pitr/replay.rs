@@ -205,7 +205,7 @@ pub async fn verify(jobs: &Jobs, picks: &[ShardPick], t: Millis) -> Result<Verif
             let mut sc = Scanner::new(s.start_offset as u64);
             sc.feed(&data[..stop as usize], |c| {
                 out.commands += 1;
-                if skipped(&c) {
+                if skipped(c) {
                     return;
                 }
                 let name = if c.is("SETEX") || c.is("PSETEX") {
@@ -232,6 +232,20 @@ pub async fn verify(jobs: &Jobs, picks: &[ShardPick], t: Millis) -> Result<Verif
         }
     }
     Ok(out)
+}
+
+/// What the replay needs of one command of the log (the scanner lends
+/// its commands; this keeps no bytes of them).
+#[derive(Clone, Copy)]
+struct Cmd {
+    start: u64,
+    end: u64,
+    /// The database a `SELECT` names.
+    select: Option<i64>,
+    /// Left out of the replay (`skipped`).
+    skip: bool,
+    /// Carries a relative expiry (Redis 6.2's propagation) to rewrite.
+    relative: bool,
 }
 
 /// Commands batched into one pipeline op.
@@ -268,18 +282,30 @@ pub(crate) async fn replay(
         let mut db = s.start_db;
         cmds.clear();
         let mut sc = Scanner::new(base);
-        sc.feed(&data[..stop as usize], |c| cmds.push(c))
-            .map_err(|e| JobFailure::new(JobError::SizeQuery, e.0))?;
+        sc.feed(&data[..stop as usize], |c| {
+            cmds.push(Cmd {
+                start: c.start,
+                end: c.end,
+                select: if c.is("SELECT") {
+                    select_db(&c.arg1)
+                } else {
+                    None
+                },
+                skip: skipped(c),
+                relative: c.args >= 3
+                    && RELATIVE.iter().any(|n| c.is(n))
+                    && !(c.is("SET") && c.args < 5),
+            })
+        })
+        .map_err(|e| JobFailure::new(JobError::SizeQuery, e.0))?;
         // Runs of commands sent as the master sent them go out as slices
         // of the segment itself (no copy); a run ends at a command left
         // out or rewritten, or at BATCH bytes.
         let mut run: Option<(usize, usize, u32)> = None;
         for c in cmds.drain(..) {
             if c.start < from {
-                if c.is("SELECT") {
-                    if let Some(d) = select_db(&c.arg1) {
-                        db = d;
-                    }
+                if let Some(d) = c.select {
+                    db = d;
                 }
                 continue;
             }
@@ -291,18 +317,13 @@ pub(crate) async fn replay(
                 }
             }
             let (a, b) = ((c.start - base) as usize, (c.end - base) as usize);
-            let rewritten = if skipped(&c) {
-                None
-            } else if c.args >= 3
-                && RELATIVE.iter().any(|n| c.is(n))
-                && !(c.is("SET") && c.args < 5)
-            {
+            let rewritten = if c.relative && !c.skip {
                 let at = received_at(&points, b as u64).unwrap_or(s.last_at);
                 absolute(&data[a..b], at)
             } else {
                 None
             };
-            if skipped(&c) || rewritten.is_some() {
+            if c.skip || rewritten.is_some() {
                 if let Some((ra, rb, n)) = run.take() {
                     pipe.send(Op {
                         bytes: data.slice(ra..rb),

@@ -96,11 +96,12 @@ impl Scanner {
         self.state == State::Array && self.line.is_empty()
     }
 
-    /// Scans `data`, calling `each` for every command it completes.
+    /// Scans `data`, calling `each` for every command it completes (lent:
+    /// the scanner reuses its buffers for the next).
     pub fn feed(
         &mut self,
         mut data: &[u8],
-        mut each: impl FnMut(Command),
+        mut each: impl FnMut(&Command),
     ) -> Result<(), ProtocolError> {
         while !data.is_empty() {
             match self.state {
@@ -162,13 +163,18 @@ impl Scanner {
                         self.left_args -= 1;
                         if self.left_args == 0 {
                             self.name.make_ascii_uppercase();
-                            each(Command {
+                            // Lent to `each`, then taken back: no
+                            // allocation per command.
+                            let c = Command {
                                 start: self.start,
                                 end: self.pos,
                                 name: std::mem::take(&mut self.name),
                                 arg1: std::mem::take(&mut self.arg1),
                                 args: self.args,
-                            });
+                            };
+                            each(&c);
+                            self.name = c.name;
+                            self.arg1 = c.arg1;
                             self.state = State::Array;
                             self.start = self.pos;
                         } else {
@@ -242,7 +248,7 @@ mod tests {
         let mut s = Scanner::new(100);
         let mut out = Vec::new();
         for piece in data.chunks(step) {
-            s.feed(piece, |c| out.push(c)).unwrap();
+            s.feed(piece, |c| out.push(c.clone())).unwrap();
         }
         assert!(s.at_boundary());
         out
