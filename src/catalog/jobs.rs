@@ -528,6 +528,22 @@ impl Catalog {
         self.backup_read_by(Lane::Restores, backup).await
     }
 
+    /// A running restore's or test restore's progress, hundredths of a
+    /// percent; false if `owner` no longer holds the job.
+    pub async fn lane_progress(
+        &self,
+        lane: Lane,
+        job: &ClaimedJob,
+        owner: &str,
+        progress: i64,
+        now: Millis,
+    ) -> Result<bool> {
+        match lane {
+            Lane::Restores => self.restore_progress(job, owner, progress, now).await,
+            Lane::Verifications => self.verification_progress(job, owner, progress, now).await,
+        }
+    }
+
     /// Stores a job record's crash-recovery state, sealed (when the
     /// catalog has keys) and bound to the record's id, if `owner` still
     /// holds the job.
@@ -583,7 +599,7 @@ impl Catalog {
 /// The job records that read a backup and keep a sealed crash-recovery
 /// detail: restores and test restores.
 #[derive(Clone, Copy, Debug)]
-pub(super) enum Lane {
+pub enum Lane {
     Restores,
     Verifications,
 }

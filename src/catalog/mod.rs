@@ -33,7 +33,7 @@ use crate::model::{
 };
 use crate::secrets::{SecretError, SecretKeys};
 
-pub use jobs::{BackupOutcome, ClaimedJob, RestoreOutcome};
+pub use jobs::{BackupOutcome, ClaimedJob, Lane, RestoreOutcome};
 pub use pitr::{BaseRow, LinkRow, PitrPolicy, SegmentRow};
 pub use records::{NewBackup, NewRestore};
 pub use schedule::WindowRow;

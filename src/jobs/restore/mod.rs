@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{JobFailure, Jobs, Lease, RecordJob};
-use crate::catalog::{ClaimedJob, RestoreOutcome, Result as CatalogResult};
+use crate::catalog::{ClaimedJob, Lane, RestoreOutcome, Result as CatalogResult};
 use crate::model::{
     now_millis, BackupRecord, BackupStatus, CacheMode, Instance, JobError, NodeAddr, RestoreFilter,
     RestoreId, RestoreRecord, RestoreStatus, Topology,
@@ -356,26 +356,37 @@ async fn start_reporting(
     }
     let progress = Arc::new(Progress::default());
     progress.total.store(total, Ordering::Relaxed);
-    let reporter = {
-        let jobs = Arc::clone(jobs);
-        let job = job.clone();
-        let progress = Arc::clone(&progress);
-        let meter = lease.meter(); // read by the runner's watchdog
-        AbortOnDrop(crate::jobs::spawn_traced(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let done = progress.done.load(Ordering::Relaxed);
-                meter.set(done);
-                let total = progress.total.load(Ordering::Relaxed).max(1);
-                let pct = (done.saturating_mul(10_000) / total).min(9_999) as i64;
-                let _ = jobs
-                    .catalog
-                    .restore_progress(&job, &jobs.node_id, pct, now_millis())
-                    .await;
-            }
-        }))
-    };
+    let reporter = report_progress(jobs, job, lease, &progress, Lane::Restores);
     Ok((progress, reporter))
+}
+
+/// Until the guard is dropped, writes `progress` to the job's record
+/// every second (restore or test restore) and moves the meter the
+/// runner's watchdog reads.
+pub(crate) fn report_progress(
+    jobs: &Arc<Jobs>,
+    job: &ClaimedJob,
+    lease: &Lease,
+    progress: &Arc<Progress>,
+    lane: Lane,
+) -> AbortOnDrop {
+    let jobs = Arc::clone(jobs);
+    let job = job.clone();
+    let progress = Arc::clone(progress);
+    let meter = lease.meter();
+    AbortOnDrop(crate::jobs::spawn_traced(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let done = progress.done.load(Ordering::Relaxed);
+            meter.set(done);
+            let total = progress.total.load(Ordering::Relaxed).max(1);
+            let pct = (done.saturating_mul(10_000) / total).min(9_999) as i64;
+            let _ = jobs
+                .catalog
+                .lane_progress(lane, &job, &jobs.node_id, pct, now_millis())
+                .await;
+        }
+    }))
 }
 
 /// Aborts a background task when dropped, however the restore ends (a

@@ -31,12 +31,12 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::restore::{self, plan, verify, Progress, Restore};
 use super::sandbox::{self, Scratch};
 use super::{JobFailure, Jobs, Lease, RecordJob};
-use crate::catalog::{ClaimedJob, Result as CatalogResult, VerificationOutcome};
+use crate::catalog::{ClaimedJob, Lane, Result as CatalogResult, VerificationOutcome};
 use crate::model::{
     now_millis, BackupStatus, Instance, JobError, VerificationId, VerificationRecord,
     VerificationStatus,
@@ -214,7 +214,7 @@ async fn perform(
     progress
         .total
         .store(manifest.total_size() * 3, Ordering::Relaxed);
-    let _reporter = reporter(jobs, job, lease, &progress);
+    let _reporter = restore::report_progress(jobs, job, lease, &progress, Lane::Verifications);
 
     let facts = match verify::verify_backup(jobs, &at, &manifest, &progress, None).await {
         Ok(f) => f,
@@ -272,31 +272,6 @@ async fn perform(
         }
     };
     Ok(outcome)
-}
-
-fn reporter(
-    jobs: &Arc<Jobs>,
-    job: &ClaimedJob,
-    lease: &Lease,
-    progress: &Arc<Progress>,
-) -> restore::AbortOnDrop {
-    let jobs = Arc::clone(jobs);
-    let job = job.clone();
-    let progress = Arc::clone(progress);
-    let meter = lease.meter();
-    restore::AbortOnDrop(super::spawn_traced(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let done = progress.done.load(Ordering::Relaxed);
-            meter.set(done);
-            let total = progress.total.load(Ordering::Relaxed).max(1);
-            let pct = (done.saturating_mul(10_000) / total).min(9_999) as i64;
-            let _ = jobs
-                .catalog
-                .verification_progress(&job, &jobs.node_id, pct, now_millis())
-                .await;
-        }
-    }))
 }
 
 /// Plan, load and check, in a sandbox that is up.
