@@ -165,21 +165,9 @@ pub async fn run(cmd: BackupCommand) -> CliResult {
                     Some(&body),
                 )
                 .await?;
-            let backup_id = answer.json["backup_id"]
-                .as_str()
-                .map(one_line)
-                .ok_or_else(|| CliError::fail("the service did not answer a backup id"))?;
-            if !wait {
-                if client.json {
-                    output::json(&answer.json);
-                } else {
-                    println!("{backup_id}");
-                }
+            let Some(backup_id) = answer.started(&client, "backup_id", "backup id", wait)? else {
                 return Ok(());
-            }
-            if !client.json {
-                println!("{backup_id}");
-            }
+            };
             let record = progress::wait(&client, Kind::Backup, &id, &backup_id, None).await?;
             if client.json {
                 output::json(&record);
@@ -334,21 +322,9 @@ async fn verify(
             Some(&json!({"sandbox": sandbox, "sample": sample})),
         )
         .await?;
-    let vid = answer.json["verification_id"]
-        .as_str()
-        .map(one_line)
-        .ok_or_else(|| CliError::fail("the service did not answer a verification id"))?;
-    if !wait {
-        if client.json {
-            output::json(&answer.json);
-        } else {
-            println!("{vid}");
-        }
+    let Some(vid) = answer.started(client, "verification_id", "verification id", wait)? else {
         return Ok(());
-    }
-    if !client.json {
-        println!("{vid}");
-    }
+    };
     loop {
         let list = verifications(client, &id, backup_id).await?;
         let rec = list["verifications"]

@@ -38,6 +38,38 @@ pub struct Answer {
     pub json: Value,
 }
 
+impl Answer {
+    /// The id a job-starting call answered in `field` (`what` names it in
+    /// the error), announced as every command that starts a job does:
+    /// without `--wait` the answer (`--json`) or the id is printed and
+    /// `None` returned; with it the id is printed (not with `--json`) and
+    /// returned, to be followed.
+    pub fn started(
+        &self,
+        client: &Client,
+        field: &str,
+        what: &str,
+        wait: bool,
+    ) -> CliResult<Option<String>> {
+        let id = self.json[field]
+            .as_str()
+            .map(one_line)
+            .ok_or_else(|| CliError::fail(format!("the service did not answer a {what}")))?;
+        if !wait {
+            if client.json {
+                super::output::json(&self.json);
+            } else {
+                println!("{id}");
+            }
+            return Ok(None);
+        }
+        if !client.json {
+            println!("{id}");
+        }
+        Ok(Some(id))
+    }
+}
+
 impl Client {
     pub fn new(opts: &ClientOpts) -> CliResult<Self> {
         let base = Url::parse(opts.server.trim_end_matches('/')).map_err(|e| {

@@ -199,21 +199,9 @@ pub async fn run(cmd: PitrCommand) -> CliResult {
             }
             let path = v3(&client, &field(&inst, "instance_id"), "");
             let answer = client.call(Method::PUT, &path, None, Some(&body)).await?;
-            let job = answer.json["job_id"]
-                .as_str()
-                .map(one_line)
-                .ok_or_else(|| CliError::fail("the service did not answer a job id"))?;
-            if !wait {
-                if client.json {
-                    output::json(&answer.json);
-                } else {
-                    println!("{job}");
-                }
+            let Some(job) = answer.started(&client, "job_id", "job id", wait)? else {
                 return Ok(());
-            }
-            if !client.json {
-                println!("{job}");
-            }
+            };
             // The job is also a restore record of the target: follow it.
             let done = progress::wait(&client, Kind::Restore, &target_id, &job, None).await?;
             if client.json {

@@ -140,21 +140,10 @@ pub async fn run(cmd: RestoreCommand) -> CliResult {
                     ))),
                 };
             }
-            let restore_id = answer.json["restore_id"]
-                .as_str()
-                .map(one_line)
-                .ok_or_else(|| CliError::fail("the service did not answer a restore id"))?;
-            if !wait {
-                if client.json {
-                    output::json(&answer.json);
-                } else {
-                    println!("{restore_id}");
-                }
+            let Some(restore_id) = answer.started(&client, "restore_id", "restore id", wait)?
+            else {
                 return Ok(());
-            }
-            if !client.json {
-                println!("{restore_id}");
-            }
+            };
             let size = record.as_ref().and_then(|r| r["size"].as_u64());
             let done =
                 progress::wait(&client, Kind::Restore, &target_id, &restore_id, size).await?;
