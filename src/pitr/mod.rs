@@ -11,6 +11,7 @@
 pub mod bases;
 pub mod capture;
 mod derive;
+mod link;
 pub mod periods;
 pub mod replay;
 pub mod retention;
