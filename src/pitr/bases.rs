@@ -68,24 +68,35 @@ pub fn from_backup(instance: &InstanceId, id: &str, manifest: &Manifest) -> Vec<
 }
 
 /// Every base of `instance`: the capture's, then its backups', each list
-/// in the order it was taken.
+/// in the order it was taken, each ready no earlier than the last byte of
+/// the segment its offset lies in.
 pub async fn all(catalog: &Catalog, instance: &InstanceId) -> Result<Vec<BaseRow>, CatalogError> {
     let mut out = catalog.pitr_bases(instance).await?;
+    for mut b in backups(catalog, instance).await? {
+        // As for the capture's bases (`Catalog::pitr_bases`).
+        if let Some(at) = catalog
+            .pitr_segment_around(instance, &b.shard, &b.repl_id, b.repl_offset)
+            .await?
+        {
+            b.ready_at = b.ready_at.max(at);
+        }
+        out.push(b);
+    }
+    Ok(out)
+}
+
+/// The bases the instance's backups give, as their manifests say (ready
+/// when stored; [`all`] also moves that to their segment's last byte).
+/// Enough where only positions and `taken_at` matter.
+pub async fn backups(
+    catalog: &Catalog,
+    instance: &InstanceId,
+) -> Result<Vec<BaseRow>, CatalogError> {
+    let mut out = Vec::new();
     for (id, json) in catalog.pitr_backup_manifests(instance).await? {
         // A manifest this version cannot read is simply not a base.
-        let Ok(m) = serde_json::from_str::<Manifest>(&json) else {
-            continue;
-        };
-        for mut b in from_backup(instance, &id, &m) {
-            // As for the capture's bases (`Catalog::pitr_bases`): ready no
-            // earlier than the last byte of the segment its offset is in.
-            if let Some(at) = catalog
-                .pitr_segment_around(instance, &b.shard, &b.repl_id, b.repl_offset)
-                .await?
-            {
-                b.ready_at = b.ready_at.max(at);
-            }
-            out.push(b);
+        if let Ok(m) = serde_json::from_str::<Manifest>(&json) {
+            out.extend(from_backup(instance, &id, &m));
         }
     }
     Ok(out)

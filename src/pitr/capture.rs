@@ -243,12 +243,16 @@ async fn periodic_bases(
         }
         // A backup of the history the link now follows counts as a base:
         // while one is recent, the source is spared a fork.
-        let (Ok(bases), Ok(links)) = (
-            super::bases::all(&jobs.catalog, &inst.id).await,
+        // Only positions and `taken_at` matter here: no per-backup lookup
+        // of the segment it lies in on every poll.
+        let (Ok(mut bases), Ok(backups), Ok(links)) = (
+            jobs.catalog.pitr_bases(&inst.id).await,
+            super::bases::backups(&jobs.catalog, &inst.id).await,
             jobs.catalog.pitr_links(&inst.id).await,
         ) else {
             continue;
         };
+        bases.extend(backups);
         let now = now_millis();
         let sources = choose_sources(&inst.connection, &topology, &jobs.redis).await;
         for src in sources {
