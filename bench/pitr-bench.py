@@ -8,7 +8,9 @@
       rest to the other CPUs, so the figure is the master's own cost;
   (b) replay rate of a restore to T through N logged commands, against
       `redis-cli --pipe` of the same commands into the same server;
-  (c) peak RSS of the service while capturing 5 instances under load.
+  (c) peak RSS of the service while capturing 5 instances under load;
+  (d) the restorable periods of a long history (1 M segments added to a
+      real capture's catalog, HISTORY_SEGMENTS to change it).
 
 Tools: redis-server, redis-benchmark, redis-cli (public), and the
 `dcs-backup` binary itself (`serve`, and its `pitr` client commands).
@@ -17,7 +19,7 @@ offset only once the segment holding it is stored, and acknowledges at
 once after each stored segment, so a probe's `SET` reply → `WAIT` reply
 time is the time from the write's acknowledgement to its durability.
 
-    BIN=target/release/dcs-backup python3 bench/pitr-bench.py [a|b|c ...]
+    BIN=target/release/dcs-backup python3 bench/pitr-bench.py [a|b|c|d ...]
 """
 
 import json
@@ -77,10 +79,10 @@ def redis(args=(), cpus=None):
 
 
 class Service:
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(dir=WORK)
+    def __init__(self, data_dir=None):
+        self.dir = data_dir or tempfile.mkdtemp(dir=WORK)
         self.port = free_port()
-        self.log = open(os.path.join(self.dir, "serve.log"), "wb")
+        self.log = open(os.path.join(self.dir, "serve.log"), "ab")
         self.proc = subprocess.Popen(
             pinned([BIN, "serve", "--data-dir", self.dir, "--listen", f"127.0.0.1:{self.port}"], OTHERS),
             stdout=self.log, stderr=subprocess.STDOUT,
@@ -354,10 +356,62 @@ def part_c():
           f"peak RSS {svc.hwm_kb() / 1024:.1f} MiB (VmHWM; sampled VmRSS max {peak / 1024:.1f} MiB)")
 
 
+def part_d():
+    """A long history: HISTORY_SEGMENTS segments (a week under a constant
+    write load is 2.4 M) added to a real capture's catalog, then
+    `GET …/pitr/restorable-time-periods` timed through the CLI."""
+    import sqlite3
+    n = int(os.environ.get("HISTORY_SEGMENTS", "1000000"))
+    svc = Service()
+    port = redis()
+    iid = svc.adopt("bench-history", port)
+    svc.cli("pitr", "policy", "set", "bench-history", "--interval", "120", "--keep-days", "7")
+    svc.wait_period("bench-history")
+    db = sqlite3.connect(os.path.join(svc.dir, "catalog.db"))
+    sh("redis-cli", "-p", str(port), "set", "k", "v")
+    for _ in range(100):  # the write's segment stored
+        if db.execute("SELECT COUNT(*) FROM pitr_segments").fetchone()[0]:
+            break
+        time.sleep(0.1)
+    db.close()
+    svc.cli("pitr", "policy", "off", "bench-history")
+    time.sleep(2)
+    svc.proc.terminate()
+    svc.proc.wait()
+    db = sqlite3.connect(os.path.join(svc.dir, "catalog.db"))
+    shard, rid, off, at = db.execute(
+        "SELECT shard, repl_id, end_offset, last_at FROM pitr_segments WHERE instance_id = ? "
+        "ORDER BY last_at DESC, end_offset DESC LIMIT 1", (iid,)).fetchone()
+    rows = []
+    for i in range(n):
+        a, t = off + i * 100, at + 1 + i * 250
+        rows.append((iid, shard, rid, a, a + 100, t, t + 200, 0, 0, 100, 124, "0" * 64,
+                     f"bench/{rid}-{a:020}.seg", 0, t + 200))
+    db.executemany("INSERT INTO pitr_segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    # A catalog that keeps runs has them as the service would have kept
+    # them: folded once, as its migration folds an existing log.
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'pitr_runs'").fetchone():
+        fold = open(os.path.join(os.path.dirname(__file__), "..", "migrations", "sqlite",
+                                 "0011_pitr_runs.sql")).read()
+        db.execute("DELETE FROM pitr_runs")
+        db.executescript(fold[fold.index("INSERT INTO pitr_runs"):])
+    db.commit()
+    db.close()
+    svc2 = Service(svc.dir)
+    times = []
+    for _ in range(5):
+        start = time.monotonic()
+        out = json.loads(svc2.cli("pitr", "periods", "bench-history", "--json"))
+        times.append(time.monotonic() - start)
+    print(f"(d) {n:,} segments more in the log: restorable-time-periods "
+          f"median {statistics.median(times) * 1000:,.0f} ms (runs {', '.join(f'{x * 1000:,.0f}' for x in times)}), "
+          f"{out['total_count']} period(s); service peak RSS {svc2.hwm_kb() / 1024:.1f} MiB")
+
+
 try:
-    parts = sys.argv[1:] or ["a", "b", "c"]
+    parts = sys.argv[1:] or ["a", "b", "c", "d"]
     for p in parts:
-        {"a": part_a, "b": part_b, "c": part_c}[p]()
+        {"a": part_a, "b": part_b, "c": part_c, "d": part_d}[p]()
 finally:
     for p in procs:
         p.kill()

@@ -1,8 +1,9 @@
 //! PITR metadata on the real catalog (SQLite, or PostgreSQL with
-//! `DCS_TEST_DATABASE=postgres`): the runs the database folds segments
-//! into give exactly the periods the segments give, a base taken inside
-//! a segment is ready once that segment's last byte arrived, and the
-//! bounded reads retention and replay use return what they say.
+//! `DCS_TEST_DATABASE=postgres`): the runs the catalog keeps give exactly
+//! the periods the segments give and equal a fresh fold of the segments
+//! however segments come and go, a base taken inside a segment is ready
+//! once that segment's last byte arrived, and the bounded reads retention
+//! and replay use return what they say.
 
 mod common;
 
@@ -169,4 +170,138 @@ async fn runs_give_the_periods_segments_give() {
     assert!(before.iter().all(|s| s.shard == "a"));
     assert_eq!(before[0].start_offset, 0);
     assert!(before.windows(2).all(|w| w[0].last_at <= w[1].last_at));
+}
+
+/// The runs kept as segments come and go equal the runs folded afresh
+/// from the segments: through retention's oldest-first removal across
+/// run boundaries, a removal from inside a run, a segment arriving out of
+/// receipt order, and an idle link's coverage.
+#[tokio::test]
+async fn kept_runs_equal_runs_folded_afresh() {
+    let app = TestApp::spawn().await;
+    let c = app.catalog();
+    let inst = InstanceId::from_stored("0f0e0d0c-0b0a-4000-8000-000000000002".into());
+    async fn kept_equals_folded(c: &dcs_backup::catalog::Catalog, inst: &InstanceId, what: &str) {
+        let kept = c.pitr_runs(inst).await.unwrap();
+        for shard in ["a", "b"] {
+            c.rebuild_pitr_runs(inst, shard).await.unwrap();
+        }
+        let folded = c.pitr_runs(inst).await.unwrap();
+        assert_eq!(kept, folded, "{what}");
+    }
+    // Shard a: a history change at 50, a resume at 100, a gap at 150.
+    let (mut off, mut t, mut id) = (0i64, 5_000_000i64, "r1".to_owned());
+    let mut a = Vec::new();
+    for i in 0..200 {
+        if i == 50 {
+            id = "r2".into();
+        }
+        if i == 150 {
+            off += 300;
+        }
+        let mut s = seg(&inst, "a", &id, off, off + 100, t, t + 200);
+        s.resumed = i == 100;
+        a.push(s);
+        off += 100;
+        t += 250;
+    }
+    for (i, s) in a.iter().enumerate() {
+        c.insert_pitr_segment(s, s.last_at).await.unwrap();
+        // Shard b interleaved, one unbroken stretch.
+        let tb = 5_000_100 + i as i64 * 250;
+        let b = seg(
+            &inst,
+            "b",
+            "rb",
+            i as i64 * 10,
+            i as i64 * 10 + 10,
+            tb,
+            tb + 100,
+        );
+        c.insert_pitr_segment(&b, b.last_at).await.unwrap();
+    }
+    let runs = c.pitr_runs(&inst).await.unwrap();
+    assert_eq!(runs.iter().filter(|r| r.shard == "a").count(), 4);
+    assert_eq!(runs.iter().filter(|r| r.shard == "b").count(), 1);
+    kept_equals_folded(c, &inst, "after inserts").await;
+
+    // An idle link moves the coverage of its last segment and run.
+    let last = a.last().unwrap();
+    c.touch_pitr_link(
+        &inst,
+        "a",
+        &last.repl_id,
+        last.end_offset,
+        last.last_at + 9_000,
+    )
+    .await
+    .unwrap();
+    let runs = c.pitr_runs(&inst).await.unwrap();
+    let tail = runs.iter().rfind(|r| r.shard == "a").unwrap();
+    assert_eq!(tail.covered_until, last.last_at + 9_000);
+    kept_equals_folded(c, &inst, "after an idle link's touch").await;
+    assert_eq!(
+        c.pitr_storage(&inst).await.unwrap(),
+        c.pitr_segments(&inst)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.size)
+            .sum::<i64>()
+    );
+
+    // Retention, oldest first, through the history change and the resume.
+    for s in &a[..120] {
+        assert!(c.delete_pitr_segment(s).await.unwrap());
+        if [0, 49, 50, 99, 100, 119].contains(&(a.iter().position(|x| x == s).unwrap())) {
+            kept_equals_folded(c, &inst, "during retention").await;
+        }
+    }
+    let runs = c.pitr_runs(&inst).await.unwrap();
+    let a_runs: Vec<(i64, i64, bool)> = runs
+        .iter()
+        .filter(|r| r.shard == "a")
+        .map(|r| (r.start_offset, r.end_offset, r.resumed))
+        .collect();
+    assert_eq!(
+        a_runs,
+        vec![(12_000, 15_000, false), (15_300, 20_300, false)]
+    );
+    assert!(!c.delete_pitr_segment(&a[0]).await.unwrap(), "removed once");
+
+    // A segment removed from inside a run splits it.
+    assert!(c.delete_pitr_segment(&a[170]).await.unwrap());
+    kept_equals_folded(c, &inst, "after a removal inside a run").await;
+    assert_eq!(
+        c.pitr_runs(&inst)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.shard == "a")
+            .count(),
+        3
+    );
+
+    // A segment stored out of receipt order (a handover between two
+    // replicas whose clocks disagree) is folded in where it belongs.
+    let late = seg(
+        &inst,
+        "a",
+        "r2",
+        a[170].start_offset,
+        a[170].end_offset,
+        a[170].first_at,
+        a[170].last_at,
+    );
+    c.insert_pitr_segment(&late, late.last_at).await.unwrap();
+    kept_equals_folded(c, &inst, "after an out-of-order insert").await;
+    assert_eq!(
+        c.pitr_runs(&inst)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.shard == "a")
+            .count(),
+        2
+    );
 }

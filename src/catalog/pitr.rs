@@ -1,5 +1,5 @@
 //! Point-in-time recovery's metadata: policies, capture leases, bases,
-//! log segments, live links and restores to an instant (migration 0010).
+//! log segments, live links and restores to an instant (migrations 0010, 0011).
 //!
 //! A segment or base is visible only once its row exists, and its row is
 //! inserted only after its object is completely stored: a reader of these
@@ -299,24 +299,15 @@ impl Catalog {
     /// first's `first_at` and `resumed`, the last's `last_at` and
     /// `covered_until` (`blake3`, `object_key` empty, `size` and
     /// `data_len` summed). What periods are made of: a week of segments
-    /// cut every 250 ms is millions of rows but a handful of runs, and the
-    /// folding happens in the database.
+    /// cut every 250 ms is millions of rows but a handful of runs, kept in
+    /// `pitr_runs` as segments come and go (migration 0011), so reading
+    /// them costs the runs, not the segments.
     pub async fn pitr_runs(&self, instance: &InstanceId) -> Result<Vec<SegmentRow>> {
         type Run = (String, String, i64, i64, i64, i64, i64, i64, i64, i64);
         let rows: Vec<Run> = on_db!(&self.db, pool => sqlx::query_as(
-            "SELECT shard, repl_id, MIN(start_offset), MAX(end_offset), MIN(first_at), MAX(last_at), \
-             MAX(resumed), MAX(covered_until), CAST(SUM(data_len) AS BIGINT), CAST(SUM(size) AS BIGINT) FROM ( \
-               SELECT shard, repl_id, start_offset, end_offset, first_at, last_at, resumed, covered_until, \
-                 data_len, size, SUM(brk) OVER (PARTITION BY shard ORDER BY first_at, start_offset \
-                   ROWS UNBOUNDED PRECEDING) AS run FROM ( \
-                 SELECT shard, repl_id, start_offset, end_offset, first_at, last_at, resumed, \
-                   covered_until, data_len, size, \
-                   CASE WHEN resumed <> 0 \
-                     OR LAG(end_offset) OVER w IS NULL OR LAG(end_offset) OVER w <> start_offset \
-                     OR LAG(repl_id) OVER w <> repl_id THEN 1 ELSE 0 END AS brk \
-                 FROM pitr_segments WHERE instance_id = $1 \
-                 WINDOW w AS (PARTITION BY shard ORDER BY first_at, start_offset)) a) r \
-             GROUP BY shard, repl_id, run ORDER BY shard, MIN(first_at), MIN(start_offset)")
+            "SELECT shard, repl_id, start_offset, end_offset, first_at, last_at, resumed, \
+             covered_until, data_len, size FROM pitr_runs WHERE instance_id = $1 \
+             ORDER BY shard, first_at, start_offset")
             .bind(instance.as_str())
             .fetch_all(pool).await)?;
         Ok(rows
@@ -339,6 +330,22 @@ impl Catalog {
                 covered_until: t.7,
             })
             .collect())
+    }
+
+    /// The runs of `shard` folded again from its segments: the way back
+    /// when a segment arrives out of receipt order or one is removed from
+    /// inside a run (neither happens in the capture's own course), and
+    /// what the tests check the kept runs against.
+    pub async fn rebuild_pitr_runs(&self, instance: &InstanceId, shard: &str) -> Result<()> {
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(RUNS_DELETE).bind(instance.as_str()).bind(shard)
+                .execute(&mut *tx).await?;
+            sqlx::query(RUNS_FOLD).bind(instance.as_str()).bind(shard)
+                .execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
     }
 
     /// Segments of `shard` whose last byte arrived at or after `since`
@@ -430,54 +437,100 @@ impl Catalog {
         Ok(rows)
     }
 
-    /// Inserts a complete segment's row, and moves the link's position to
-    /// its end, in one transaction.
+    /// Inserts a complete segment's row, extends the shard's newest run
+    /// with it (or starts one), and moves the link's position to its end,
+    /// in one transaction. The insert comes first: it takes SQLite's
+    /// write lock before anything is read.
     pub async fn insert_pitr_segment(&self, s: &SegmentRow, covered_at: Millis) -> Result<()> {
         let insert = format!(
             "INSERT INTO pitr_segments ({SEGMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         );
-        macro_rules! run {
-            ($tx:expr) => {{
-                sqlx::query(&insert)
-                    .bind(s.instance_id.as_str())
-                    .bind(&s.shard)
-                    .bind(&s.repl_id)
-                    .bind(s.start_offset)
-                    .bind(s.end_offset)
-                    .bind(s.first_at)
-                    .bind(s.last_at)
-                    .bind(s.start_db)
-                    .bind(s.end_db)
-                    .bind(s.data_len)
-                    .bind(s.size)
-                    .bind(&s.blake3)
-                    .bind(&s.object_key)
-                    .bind(i64::from(s.resumed))
-                    .bind(s.covered_until.max(s.last_at))
-                    .execute(&mut *$tx)
-                    .await?;
-                sqlx::query(LINK_UPSERT)
-                    .bind(s.instance_id.as_str())
-                    .bind(&s.shard)
-                    .bind(&s.repl_id)
-                    .bind(s.end_offset)
-                    .bind(covered_at)
-                    .execute(&mut *$tx)
-                    .await?;
-            }};
-        }
-        match &self.db {
-            super::Db::Sqlite(pool, _) => {
-                let mut tx = pool.begin().await?;
-                run!(tx);
-                tx.commit().await?;
+        let covered = s.covered_until.max(s.last_at);
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(&insert)
+                .bind(s.instance_id.as_str())
+                .bind(&s.shard)
+                .bind(&s.repl_id)
+                .bind(s.start_offset)
+                .bind(s.end_offset)
+                .bind(s.first_at)
+                .bind(s.last_at)
+                .bind(s.start_db)
+                .bind(s.end_db)
+                .bind(s.data_len)
+                .bind(s.size)
+                .bind(&s.blake3)
+                .bind(&s.object_key)
+                .bind(i64::from(s.resumed))
+                .bind(covered)
+                .execute(&mut *tx)
+                .await?;
+            let newest: Option<(String, i64, i64, i64)> = sqlx::query_as(
+                "SELECT repl_id, end_offset, tail_first_at, tail_start FROM pitr_runs \
+                 WHERE instance_id = $1 AND shard = $2 \
+                 ORDER BY tail_first_at DESC, tail_start DESC LIMIT 1")
+                .bind(s.instance_id.as_str())
+                .bind(&s.shard)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match run_step(newest.as_ref(), s) {
+                RunStep::Extend => {
+                    sqlx::query(
+                        "UPDATE pitr_runs SET end_offset = $4, last_at = CASE WHEN last_at > $5 \
+                         THEN last_at ELSE $5 END, covered_until = CASE WHEN covered_until > $6 \
+                         THEN covered_until ELSE $6 END, tail_first_at = $7, tail_start = $8, \
+                         data_len = data_len + $9, size = size + $10, segments = segments + 1 \
+                         WHERE instance_id = $1 AND shard = $2 AND repl_id = $3 AND end_offset = $8")
+                        .bind(s.instance_id.as_str())
+                        .bind(&s.shard)
+                        .bind(&s.repl_id)
+                        .bind(s.end_offset)
+                        .bind(s.last_at)
+                        .bind(covered)
+                        .bind(s.first_at)
+                        .bind(s.start_offset)
+                        .bind(s.data_len)
+                        .bind(s.size)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                RunStep::Start => {
+                    sqlx::query(
+                        "INSERT INTO pitr_runs (instance_id, shard, repl_id, start_offset, end_offset, \
+                         first_at, last_at, tail_first_at, tail_start, resumed, covered_until, data_len, \
+                         size, segments) VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $4, $8, $9, $10, $11, 1)")
+                        .bind(s.instance_id.as_str())
+                        .bind(&s.shard)
+                        .bind(&s.repl_id)
+                        .bind(s.start_offset)
+                        .bind(s.end_offset)
+                        .bind(s.first_at)
+                        .bind(s.last_at)
+                        .bind(i64::from(s.resumed))
+                        .bind(covered)
+                        .bind(s.data_len)
+                        .bind(s.size)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                RunStep::Refold => {
+                    sqlx::query(RUNS_DELETE).bind(s.instance_id.as_str()).bind(&s.shard)
+                        .execute(&mut *tx).await?;
+                    sqlx::query(RUNS_FOLD).bind(s.instance_id.as_str()).bind(&s.shard)
+                        .execute(&mut *tx).await?;
+                }
             }
-            super::Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                run!(tx);
-                tx.commit().await?;
-            }
-        }
+            sqlx::query(LINK_UPSERT)
+                .bind(s.instance_id.as_str())
+                .bind(&s.shard)
+                .bind(&s.repl_id)
+                .bind(s.end_offset)
+                .bind(covered_at)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
         Ok(())
     }
 
@@ -500,15 +553,24 @@ impl Catalog {
             .execute(pool).await.map(|r| r.rows_affected()))?;
         // The history keeps it too, so a later segment or a restart does
         // not forget that this stretch of time was covered.
-        on_db!(&self.db, pool => sqlx::query(
+        // The segment ending there is the one starting last before it:
+        // one index seek, however long the history.
+        for sql in [
             "UPDATE pitr_segments SET covered_until = $5 WHERE instance_id = $1 AND shard = $2 \
-             AND repl_id = $3 AND end_offset = $4 AND covered_until < $5")
-            .bind(instance.as_str())
-            .bind(shard)
-            .bind(repl_id)
-            .bind(end_offset)
-            .bind(covered_at)
-            .execute(pool).await.map(|r| r.rows_affected()))?;
+             AND repl_id = $3 AND end_offset = $4 AND covered_until < $5 AND start_offset = \
+             (SELECT start_offset FROM pitr_segments WHERE instance_id = $1 AND shard = $2 \
+              AND repl_id = $3 AND start_offset < $4 ORDER BY start_offset DESC LIMIT 1)",
+            "UPDATE pitr_runs SET covered_until = $5 WHERE instance_id = $1 AND shard = $2 \
+             AND repl_id = $3 AND end_offset = $4 AND covered_until < $5",
+        ] {
+            on_db!(&self.db, pool => sqlx::query(sql)
+                .bind(instance.as_str())
+                .bind(shard)
+                .bind(repl_id)
+                .bind(end_offset)
+                .bind(covered_at)
+                .execute(pool).await.map(|r| r.rows_affected()))?;
+        }
         Ok(())
     }
 
@@ -557,7 +619,7 @@ impl Catalog {
     /// Bytes the instance's PITR data occupies in the store.
     pub async fn pitr_storage(&self, instance: &InstanceId) -> Result<i64> {
         let (a,): (Option<i64>,) = on_db!(&self.db, pool => sqlx::query_as(
-            "SELECT CAST(SUM(size) AS BIGINT) FROM pitr_segments WHERE instance_id = $1")
+            "SELECT CAST(SUM(size) AS BIGINT) FROM pitr_runs WHERE instance_id = $1")
             .bind(instance.as_str())
             .fetch_one(pool).await)?;
         let (b,): (Option<i64>,) = on_db!(&self.db, pool => sqlx::query_as(
@@ -576,16 +638,78 @@ impl Catalog {
     }
 
     /// Removes a segment's row (retention: the row goes first, so no
-    /// reader meets a row whose object is gone for long).
+    /// reader meets a row whose object is gone for long) and takes it out
+    /// of its run, in one transaction: retention removes the oldest first,
+    /// so the run starts at the next segment; anything else folds the
+    /// shard's runs again.
     pub async fn delete_pitr_segment(&self, s: &SegmentRow) -> Result<bool> {
-        let n = on_db!(&self.db, pool => sqlx::query(
-            "DELETE FROM pitr_segments WHERE instance_id = $1 AND shard = $2 AND repl_id = $3 AND start_offset = $4")
-            .bind(s.instance_id.as_str())
-            .bind(&s.shard)
-            .bind(&s.repl_id)
-            .bind(s.start_offset)
-            .execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
+        let removed = on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
+                "DELETE FROM pitr_segments WHERE instance_id = $1 AND shard = $2 AND repl_id = $3 AND start_offset = $4")
+                .bind(s.instance_id.as_str())
+                .bind(&s.shard)
+                .bind(&s.repl_id)
+                .bind(s.start_offset)
+                .execute(&mut *tx).await?.rows_affected();
+            if n == 1 {
+                let run: Option<(i64, i64, i64)> = sqlx::query_as(
+                    "SELECT start_offset, end_offset, segments FROM pitr_runs WHERE instance_id = $1 \
+                     AND shard = $2 AND repl_id = $3 AND start_offset <= $4 \
+                     ORDER BY start_offset DESC LIMIT 1")
+                    .bind(s.instance_id.as_str())
+                    .bind(&s.shard)
+                    .bind(&s.repl_id)
+                    .bind(s.start_offset)
+                    .fetch_optional(&mut *tx).await?;
+                let next: Option<(i64, i64)> = sqlx::query_as(
+                    "SELECT first_at, resumed FROM pitr_segments WHERE instance_id = $1 AND shard = $2 \
+                     AND repl_id = $3 AND start_offset = $4")
+                    .bind(s.instance_id.as_str())
+                    .bind(&s.shard)
+                    .bind(&s.repl_id)
+                    .bind(s.end_offset)
+                    .fetch_optional(&mut *tx).await?;
+                match run {
+                    Some((start, _, 1)) if start == s.start_offset => {
+                        sqlx::query(
+                            "DELETE FROM pitr_runs WHERE instance_id = $1 AND shard = $2 \
+                             AND repl_id = $3 AND start_offset = $4")
+                            .bind(s.instance_id.as_str())
+                            .bind(&s.shard)
+                            .bind(&s.repl_id)
+                            .bind(start)
+                            .execute(&mut *tx).await?;
+                    }
+                    Some((start, end, _)) if start == s.start_offset && end > s.end_offset
+                        && next.is_some_and(|(_, resumed)| resumed == 0) => {
+                        let first_at = next.map(|(at, _)| at).unwrap_or_default();
+                        sqlx::query(
+                            "UPDATE pitr_runs SET start_offset = $5, first_at = $6, resumed = 0, \
+                             data_len = data_len - $7, size = size - $8, segments = segments - 1 \
+                             WHERE instance_id = $1 AND shard = $2 AND repl_id = $3 AND start_offset = $4")
+                            .bind(s.instance_id.as_str())
+                            .bind(&s.shard)
+                            .bind(&s.repl_id)
+                            .bind(start)
+                            .bind(s.end_offset)
+                            .bind(first_at)
+                            .bind(s.data_len)
+                            .bind(s.size)
+                            .execute(&mut *tx).await?;
+                    }
+                    _ => {
+                        sqlx::query(RUNS_DELETE).bind(s.instance_id.as_str()).bind(&s.shard)
+                            .execute(&mut *tx).await?;
+                        sqlx::query(RUNS_FOLD).bind(s.instance_id.as_str()).bind(&s.shard)
+                            .execute(&mut *tx).await?;
+                    }
+                }
+            }
+            tx.commit().await?;
+            n
+        });
+        Ok(removed == 1)
     }
 
     pub async fn insert_pitr_restore(
@@ -617,6 +741,55 @@ const LINK_UPSERT: &str =
     "INSERT INTO pitr_links (instance_id, shard, repl_id, end_offset, covered_at) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (instance_id, shard) DO UPDATE SET repl_id = $3, \
      end_offset = $4, covered_at = $5";
+
+const RUNS_DELETE: &str = "DELETE FROM pitr_runs WHERE instance_id = $1 AND shard = $2";
+
+/// One shard's runs folded from its segments with window functions (the
+/// same fold migration 0011 applies to every shard).
+const RUNS_FOLD: &str = "INSERT INTO pitr_runs (instance_id, shard, repl_id, start_offset, \
+     end_offset, first_at, last_at, tail_first_at, tail_start, resumed, covered_until, data_len, \
+     size, segments) \
+     SELECT instance_id, shard, repl_id, MIN(start_offset), MAX(end_offset), MIN(first_at), \
+       MAX(last_at), MAX(first_at), MAX(start_offset), MAX(resumed), MAX(covered_until), \
+       CAST(SUM(data_len) AS BIGINT), CAST(SUM(size) AS BIGINT), COUNT(*) FROM ( \
+       SELECT *, SUM(brk) OVER (ORDER BY first_at, start_offset ROWS UNBOUNDED PRECEDING) AS run \
+       FROM ( \
+         SELECT instance_id, shard, repl_id, start_offset, end_offset, first_at, last_at, resumed, \
+           covered_until, data_len, size, \
+           CASE WHEN resumed <> 0 \
+             OR LAG(end_offset) OVER w IS NULL OR LAG(end_offset) OVER w <> start_offset \
+             OR LAG(repl_id) OVER w <> repl_id THEN 1 ELSE 0 END AS brk \
+         FROM pitr_segments WHERE instance_id = $1 AND shard = $2 \
+         WINDOW w AS (ORDER BY first_at, start_offset)) a) r \
+     GROUP BY instance_id, shard, repl_id, run";
+
+/// What a new segment does to its shard's runs.
+#[derive(Debug, PartialEq, Eq)]
+enum RunStep {
+    /// It continues the newest run: same history, starting where it ends,
+    /// not after a resume.
+    Extend,
+    /// It starts a run of its own after the newest.
+    Start,
+    /// It does not come after the newest run's last segment in receipt
+    /// order: the shard's runs are folded again.
+    Refold,
+}
+
+/// `newest`: the shard's newest run as `(repl_id, end_offset,
+/// tail_first_at, tail_start)`.
+fn run_step(newest: Option<&(String, i64, i64, i64)>, s: &SegmentRow) -> RunStep {
+    let Some((repl_id, end, tail_at, tail_start)) = newest else {
+        return RunStep::Start;
+    };
+    if (s.first_at, s.start_offset) <= (*tail_at, *tail_start) {
+        RunStep::Refold
+    } else if !s.resumed && *repl_id == s.repl_id && *end == s.start_offset {
+        RunStep::Extend
+    } else {
+        RunStep::Start
+    }
+}
 
 fn policy((i, p, enabled, interval_min, keep_days): (String, String, i64, i64, i64)) -> PitrPolicy {
     PitrPolicy {
