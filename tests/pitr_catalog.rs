@@ -305,3 +305,100 @@ async fn kept_runs_equal_runs_folded_afresh() {
         2
     );
 }
+
+/// Every backup a restore to a point in time reads (a cluster's shards
+/// may start from different ones, and the record names one base) is in
+/// use, so deleting or expiring it is refused, until the restore's job is
+/// done.
+#[tokio::test]
+async fn every_backup_a_pitr_restore_reads_is_in_use_until_it_ends() {
+    use dcs_backup::catalog::{Catalog, NewRestore};
+    use dcs_backup::model::{
+        BackupId, Connection, Instance, ProjectId, RestoreId, RestoreStatus, Topology,
+    };
+    // A catalog with no service: no runner claims the job behind the test's back.
+    let db = common::TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = db
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}/catalog.db", dir.path().display()));
+    let c = Catalog::connect(&url).await.unwrap();
+    let project = ProjectId::generate();
+    c.create_credential(&project).await.unwrap();
+    let source = InstanceId::from_stored("0f0e0d0c-0b0a-4000-8000-000000000003".into());
+    c.insert_instance(&Instance {
+        id: source.clone(),
+        project_id: project.clone(),
+        name: "s".into(),
+        description: String::new(),
+        connection: Connection {
+            host: "127.0.0.1".into(),
+            port: 1,
+            username: None,
+            password: None,
+            tls: false,
+        },
+        topology: Topology {
+            mode: "single".into(),
+            engine: "redis".into(),
+            version: "7.0.15".into(),
+            shards: vec![],
+        },
+        policy: None,
+        created_at: 1_000,
+        updated_at: 1_000,
+    })
+    .await
+    .unwrap();
+    let in_use = |b: &'static str| {
+        let c = &c;
+        async move {
+            c.backup_in_use(&BackupId::from_stored(b.into()))
+                .await
+                .unwrap()
+        }
+    };
+    let id = RestoreId::generate();
+    c.insert_pitr_restore(id.as_str(), &source, 1_000, &["backup-1", "backup-2"])
+        .await
+        .unwrap();
+    c.enqueue_restore(&NewRestore {
+        id: id.clone(),
+        instance_id: source.clone(),
+        project_id: project.clone(),
+        backup_id: BackupId::from_stored("capture-base".into()),
+        backup_name: "pitr_20261206000000".into(),
+        backup_remark: String::new(),
+        source_instance_id: source.clone(),
+        source_instance_name: "s".into(),
+        remark: String::new(),
+        status: RestoreStatus::Waiting,
+        created_at: 1_000,
+        error: None,
+        filter: None,
+    })
+    .await
+    .unwrap();
+    for b in ["backup-1", "backup-2", "capture-base"] {
+        assert!(in_use(b).await, "{b} is read by the queued restore");
+    }
+    assert!(!in_use("backup-9").await);
+    // The job's own pick, made later, adds the base it chose.
+    c.add_pitr_restore_bases(id.as_str(), &["backup-3", "backup-1"])
+        .await
+        .unwrap();
+    assert!(in_use("backup-3").await);
+    let now = dcs_backup::model::now_millis();
+    let job = c
+        .claim_job("test", now, now + 60_000, 4)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.record_id, id.as_str());
+    assert!(in_use("backup-2").await, "a running restore reads it too");
+    assert!(c.finish_job(&job.id, "test", now).await.unwrap());
+    for b in ["backup-1", "backup-2", "backup-3", "capture-base"] {
+        assert!(!in_use(b).await, "{b} is free once the restore is done");
+    }
+}

@@ -20,7 +20,7 @@ use super::{Call, Shared};
 use crate::catalog::{NewRestore, PitrPolicy};
 use crate::model::{compact_utc, now_millis, BackupId, InstanceId, RestoreId, RestoreStatus};
 use crate::pitr::periods::periods;
-use crate::pitr::replay::{pick, PickError};
+use crate::pitr::replay::{backups_read, pick, PickError};
 
 pub fn routes() -> Router<Shared> {
     Router::new()
@@ -239,7 +239,7 @@ pub async fn restore_pitr(call: Call, body: Bytes) -> ApiResult<Response> {
     // The PITR row first: the job may be claimed as soon as it is queued.
     call.state
         .catalog
-        .insert_pitr_restore(id.as_str(), &source.id, at)
+        .insert_pitr_restore(id.as_str(), &source.id, at, &backups_read(&picks))
         .await?;
     let rec = call
         .state

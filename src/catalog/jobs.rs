@@ -523,9 +523,20 @@ impl Catalog {
         self.sealed_detail(Lane::Restores, id).await
     }
 
-    /// True while an unfinished restore reads this backup.
+    /// True while an unfinished restore reads this backup: an ordinary
+    /// restore of it, or a restore to a point in time starting a shard
+    /// from it.
     pub async fn backup_in_use(&self, backup: &BackupId) -> Result<bool> {
-        self.backup_read_by(Lane::Restores, backup).await
+        if self.backup_read_by(Lane::Restores, backup).await? {
+            return Ok(true);
+        }
+        let n: i64 = on_db!(&self.db, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pitr_restore_bases b JOIN jobs j ON j.record_id = b.restore_id \
+             WHERE b.backup_id = $1 AND j.state <> 'done'")
+            .bind(backup.as_str())
+            .fetch_one(pool)
+            .await)?;
+        Ok(n > 0)
     }
 
     /// A running restore's or test restore's progress, hundredths of a

@@ -1,5 +1,5 @@
 //! Point-in-time recovery's metadata: policies, capture leases, bases,
-//! log segments, live links and restores to an instant (migrations 0010, 0011).
+//! log segments, live links and restores to an instant (migrations 0010–0012).
 //!
 //! A segment or base is visible only once its row exists, and its row is
 //! inserted only after its object is completely stored: a reader of these
@@ -712,18 +712,40 @@ impl Catalog {
         Ok(removed == 1)
     }
 
+    /// The PITR row of a restore about to be queued, and the backups its
+    /// pick reads as bases, in one transaction.
     pub async fn insert_pitr_restore(
         &self,
         restore: &str,
         source: &InstanceId,
         at: Millis,
+        backups: &[&str],
     ) -> Result<()> {
-        on_db!(&self.db, pool => sqlx::query(
-            "INSERT INTO pitr_restores (restore_id, source_instance_id, restore_at) VALUES ($1, $2, $3)")
-            .bind(restore)
-            .bind(source.as_str())
-            .bind(at)
-            .execute(pool).await.map(|r| r.rows_affected()))?;
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO pitr_restores (restore_id, source_instance_id, restore_at) VALUES ($1, $2, $3)")
+                .bind(restore)
+                .bind(source.as_str())
+                .bind(at)
+                .execute(&mut *tx).await?;
+            for b in backups {
+                sqlx::query(RESTORE_BASE_INSERT).bind(restore).bind(*b).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Adds backups a restore to a point in time reads (the job's own
+    /// pick, which a newer base may have changed since the API's).
+    pub async fn add_pitr_restore_bases(&self, restore: &str, backups: &[&str]) -> Result<()> {
+        for b in backups {
+            on_db!(&self.db, pool => sqlx::query(RESTORE_BASE_INSERT)
+                .bind(restore)
+                .bind(*b)
+                .execute(pool).await.map(|r| r.rows_affected()))?;
+        }
         Ok(())
     }
 
@@ -741,6 +763,9 @@ const LINK_UPSERT: &str =
     "INSERT INTO pitr_links (instance_id, shard, repl_id, end_offset, covered_at) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (instance_id, shard) DO UPDATE SET repl_id = $3, \
      end_offset = $4, covered_at = $5";
+
+const RESTORE_BASE_INSERT: &str = "INSERT INTO pitr_restore_bases (restore_id, backup_id) \
+     VALUES ($1, $2) ON CONFLICT (restore_id, backup_id) DO NOTHING";
 
 const RUNS_DELETE: &str = "DELETE FROM pitr_runs WHERE instance_id = $1 AND shard = $2";
 

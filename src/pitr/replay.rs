@@ -106,6 +106,19 @@ pub async fn pick(
     Ok(out)
 }
 
+/// The backups a pick starts shards from (a capture base is not one):
+/// what deleting or expiring a backup must wait for.
+pub fn backups_read(picks: &[ShardPick]) -> Vec<&str> {
+    let mut ids: Vec<&str> = picks
+        .iter()
+        .filter(|p| p.base.from_backup)
+        .map(|p| p.base.id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// Per shard, the base of the chain covering `t` with the newest base (a
 /// capture base on a tie), over segments or runs.
 pub fn choose(

@@ -570,6 +570,11 @@ async fn perform_pitr(
         ),
         replay::PickError::Catalog(e) => JobFailure::from(e),
     })?;
+    // A newer base may have come since the API's pick: every backup this
+    // one reads is guarded against deletion before its files are read.
+    jobs.catalog
+        .add_pitr_restore_bases(rec.id.as_str(), &replay::backups_read(&picks))
+        .await?;
     // One manifest over every shard's base, each file named from the
     // instance's directory: a capture base lives under `pitr/bases/<id>/`,
     // a backup serving as one under `<backup_id>/`.
