@@ -402,3 +402,38 @@ async fn every_backup_a_pitr_restore_reads_is_in_use_until_it_ends() {
         assert!(!in_use(b).await, "{b} is free once the restore is done");
     }
 }
+
+/// The capture extending a shard's newest run and retention removing
+/// that run's first segment at the same moment (a link idle for longer
+/// than the window, then a write) leave the runs a fresh fold gives.
+#[tokio::test]
+async fn capture_and_retention_at_once_keep_the_runs_true() {
+    let app = TestApp::spawn().await;
+    let c = app.catalog();
+    let inst = InstanceId::from_stored("0f0e0d0c-0b0a-4000-8000-000000000004".into());
+    let s = |i: i64| {
+        seg(
+            &inst,
+            "a",
+            "r",
+            i * 100,
+            i * 100 + 100,
+            1_000 + i * 250,
+            1_100 + i * 250,
+        )
+    };
+    c.insert_pitr_segment(&s(0), 1_100).await.unwrap();
+    for i in 1..150 {
+        let (new, old) = (s(i), s(i - 1));
+        let (a, b) = tokio::join!(
+            c.insert_pitr_segment(&new, new.last_at),
+            c.delete_pitr_segment(&old)
+        );
+        a.unwrap();
+        assert!(b.unwrap());
+    }
+    let kept = c.pitr_runs(&inst).await.unwrap();
+    c.rebuild_pitr_runs(&inst, "a").await.unwrap();
+    assert_eq!(kept, c.pitr_runs(&inst).await.unwrap());
+    assert_eq!((kept[0].start_offset, kept[0].end_offset), (14_900, 15_000));
+}

@@ -82,6 +82,24 @@ pub struct LinkRow {
     pub covered_at: Millis,
 }
 
+/// Takes, on PostgreSQL, the lock that serialises the upkeep of one
+/// shard's runs until the transaction ends: the capture extending a run
+/// and retention removing its first segment read the run before they
+/// write it, and under READ COMMITTED two such transactions could each
+/// miss the other's change. SQLite writes one transaction at a time, and
+/// every upkeep begins with a write.
+macro_rules! lock_runs {
+    ($self:expr, $tx:ident, $instance:expr, $shard:expr) => {
+        if $self.engine() == "postgres" {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))")
+                .bind($instance)
+                .bind($shard)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+
 const SEGMENT_COLUMNS: &str = "instance_id, shard, repl_id, start_offset, end_offset, first_at, \
     last_at, start_db, end_db, data_len, size, blake3, object_key, resumed, covered_until";
 const BASE_COLUMNS: &str = "id, instance_id, shard, prefix, file_name, repl_id, repl_offset, \
@@ -339,6 +357,7 @@ impl Catalog {
     pub async fn rebuild_pitr_runs(&self, instance: &InstanceId, shard: &str) -> Result<()> {
         on_db!(&self.db, pool => {
             let mut tx = pool.begin().await?;
+            lock_runs!(self, tx, instance.as_str(), shard);
             sqlx::query(RUNS_DELETE).bind(instance.as_str()).bind(shard)
                 .execute(&mut *tx).await?;
             sqlx::query(RUNS_FOLD).bind(instance.as_str()).bind(shard)
@@ -448,6 +467,7 @@ impl Catalog {
         let covered = s.covered_until.max(s.last_at);
         on_db!(&self.db, pool => {
             let mut tx = pool.begin().await?;
+            lock_runs!(self, tx, s.instance_id.as_str(), &s.shard);
             sqlx::query(&insert)
                 .bind(s.instance_id.as_str())
                 .bind(&s.shard)
@@ -645,6 +665,7 @@ impl Catalog {
     pub async fn delete_pitr_segment(&self, s: &SegmentRow) -> Result<bool> {
         let removed = on_db!(&self.db, pool => {
             let mut tx = pool.begin().await?;
+            lock_runs!(self, tx, s.instance_id.as_str(), &s.shard);
             let n = sqlx::query(
                 "DELETE FROM pitr_segments WHERE instance_id = $1 AND shard = $2 AND repl_id = $3 AND start_offset = $4")
                 .bind(s.instance_id.as_str())
