@@ -32,6 +32,14 @@ fn seg(inst: &InstanceId, shard: &str, id: &str, a: i64, b: i64, t0: i64, t1: i6
     }
 }
 
+/// The node the tests capture as: every instance's lease is taken for it
+/// before its segments are stored.
+const HOLDER: &str = "test-node";
+
+async fn hold(c: &dcs_backup::catalog::Catalog, inst: &InstanceId) {
+    assert!(c.claim_pitr_lease(inst, HOLDER, 0, i64::MAX).await.unwrap());
+}
+
 fn base(inst: &InstanceId, shard: &str, id: &str, off: i64, taken: i64, ready: i64) -> BaseRow {
     BaseRow {
         id: format!("{shard}-{off}-{taken}"),
@@ -54,6 +62,7 @@ async fn runs_give_the_periods_segments_give() {
     let app = TestApp::spawn().await;
     let c = app.catalog();
     let inst = InstanceId::from_stored("0f0e0d0c-0b0a-4000-8000-000000000001".into());
+    hold(c, &inst).await;
     let mut segs = Vec::new();
     // Shard a: 500 segments of 100 bytes, 250 ms apart, with a
     // `+CONTINUE <newid>` at 200, a resume at 300 and, at 400, a gap
@@ -85,7 +94,7 @@ async fn runs_give_the_periods_segments_give() {
         segs.push(seg(&inst, "b", "rb", i * 100, i * 100 + 100, t, t + 200));
     }
     for s in &segs {
-        c.insert_pitr_segment(s, s.last_at).await.unwrap();
+        assert!(c.insert_pitr_segment(s, s.last_at, HOLDER).await.unwrap());
     }
     // Bases: a's first, one inside segment 100 stored before that
     // segment's last byte arrived, one after the gap; b's first.
@@ -181,6 +190,7 @@ async fn kept_runs_equal_runs_folded_afresh() {
     let app = TestApp::spawn().await;
     let c = app.catalog();
     let inst = InstanceId::from_stored("0f0e0d0c-0b0a-4000-8000-000000000002".into());
+    hold(c, &inst).await;
     async fn kept_equals_folded(c: &dcs_backup::catalog::Catalog, inst: &InstanceId, what: &str) {
         let kept = c.pitr_runs(inst).await.unwrap();
         for shard in ["a", "b"] {
@@ -206,7 +216,7 @@ async fn kept_runs_equal_runs_folded_afresh() {
         t += 250;
     }
     for (i, s) in a.iter().enumerate() {
-        c.insert_pitr_segment(s, s.last_at).await.unwrap();
+        assert!(c.insert_pitr_segment(s, s.last_at, HOLDER).await.unwrap());
         // Shard b interleaved, one unbroken stretch.
         let tb = 5_000_100 + i as i64 * 250;
         let b = seg(
@@ -218,7 +228,7 @@ async fn kept_runs_equal_runs_folded_afresh() {
             tb,
             tb + 100,
         );
-        c.insert_pitr_segment(&b, b.last_at).await.unwrap();
+        assert!(c.insert_pitr_segment(&b, b.last_at, HOLDER).await.unwrap());
     }
     let runs = c.pitr_runs(&inst).await.unwrap();
     assert_eq!(runs.iter().filter(|r| r.shard == "a").count(), 4);
@@ -293,7 +303,10 @@ async fn kept_runs_equal_runs_folded_afresh() {
         a[170].first_at,
         a[170].last_at,
     );
-    c.insert_pitr_segment(&late, late.last_at).await.unwrap();
+    assert!(c
+        .insert_pitr_segment(&late, late.last_at, HOLDER)
+        .await
+        .unwrap());
     kept_equals_folded(c, &inst, "after an out-of-order insert").await;
     assert_eq!(
         c.pitr_runs(&inst)
@@ -411,6 +424,7 @@ async fn capture_and_retention_at_once_keep_the_runs_true() {
     let app = TestApp::spawn().await;
     let c = app.catalog();
     let inst = InstanceId::from_stored("0f0e0d0c-0b0a-4000-8000-000000000004".into());
+    hold(c, &inst).await;
     let s = |i: i64| {
         seg(
             &inst,
@@ -422,18 +436,52 @@ async fn capture_and_retention_at_once_keep_the_runs_true() {
             1_100 + i * 250,
         )
     };
-    c.insert_pitr_segment(&s(0), 1_100).await.unwrap();
+    assert!(c.insert_pitr_segment(&s(0), 1_100, HOLDER).await.unwrap());
     for i in 1..150 {
         let (new, old) = (s(i), s(i - 1));
         let (a, b) = tokio::join!(
-            c.insert_pitr_segment(&new, new.last_at),
+            c.insert_pitr_segment(&new, new.last_at, HOLDER),
             c.delete_pitr_segment(&old)
         );
-        a.unwrap();
+        assert!(a.unwrap());
         assert!(b.unwrap());
     }
     let kept = c.pitr_runs(&inst).await.unwrap();
     c.rebuild_pitr_runs(&inst, "a").await.unwrap();
     assert_eq!(kept, c.pitr_runs(&inst).await.unwrap());
     assert_eq!((kept[0].start_offset, kept[0].end_offset), (14_900, 15_000));
+}
+
+/// A capture that stalled past its lease while another node took the
+/// instance over stores no row beside the new holder's: the insert says
+/// so and writes nothing (its object is left to the orphan sweep).
+#[tokio::test]
+async fn a_replaced_holder_stores_no_segment() {
+    let app = TestApp::spawn().await;
+    let c = app.catalog();
+    let inst = InstanceId::from_stored("0f0e0d0c-0b0a-4000-8000-000000000005".into());
+    assert!(c.claim_pitr_lease(&inst, HOLDER, 0, 1_000).await.unwrap());
+    let first = seg(&inst, "a", "r", 0, 100, 500, 600);
+    assert!(c.insert_pitr_segment(&first, 600, HOLDER).await.unwrap());
+    // The lease lapsed at 1,000; another node takes it at 2,000.
+    assert!(c
+        .claim_pitr_lease(&inst, "other-node", 2_000, 10_000)
+        .await
+        .unwrap());
+    let late = seg(&inst, "a", "r", 100, 200, 700, 800);
+    assert!(!c.insert_pitr_segment(&late, 800, HOLDER).await.unwrap());
+    assert_eq!(c.pitr_segments(&inst).await.unwrap(), vec![first.clone()]);
+    let runs = c.pitr_runs(&inst).await.unwrap();
+    assert_eq!((runs.len(), runs[0].end_offset), (1, 100));
+    let link = c.pitr_links(&inst).await.unwrap();
+    assert_eq!(
+        link[0].end_offset, 100,
+        "the link's position is the holder's"
+    );
+    // The new holder stores on.
+    assert!(c
+        .insert_pitr_segment(&late, 800, "other-node")
+        .await
+        .unwrap());
+    assert_eq!(c.pitr_runs(&inst).await.unwrap()[0].end_offset, 200);
 }

@@ -458,17 +458,27 @@ impl Catalog {
 
     /// Inserts a complete segment's row, extends the shard's newest run
     /// with it (or starts one), and moves the link's position to its end,
-    /// in one transaction. The insert comes first: it takes SQLite's
-    /// write lock before anything is read.
-    pub async fn insert_pitr_segment(&self, s: &SegmentRow, covered_at: Millis) -> Result<()> {
+    /// in one transaction, if `holder` owns the instance's capture lease;
+    /// false (nothing written) once another node has taken it, so a
+    /// capture that stalled past its lease cannot write beside the one
+    /// that replaced it. The insert comes first: it takes SQLite's write
+    /// lock before anything is read.
+    pub async fn insert_pitr_segment(
+        &self,
+        s: &SegmentRow,
+        covered_at: Millis,
+        holder: &str,
+    ) -> Result<bool> {
         let insert = format!(
-            "INSERT INTO pitr_segments ({SEGMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            "INSERT INTO pitr_segments ({SEGMENT_COLUMNS}) SELECT $1, $2, $3, $4, $5, $6, $7, $8, \
+             $9, $10, $11, $12, $13, $14, $15 WHERE EXISTS (SELECT 1 FROM pitr_leases \
+             WHERE instance_id = $1 AND owner = $16)"
         );
         let covered = s.covered_until.max(s.last_at);
-        on_db!(&self.db, pool => {
+        let held = on_db!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             lock_runs!(self, tx, s.instance_id.as_str(), &s.shard);
-            sqlx::query(&insert)
+            let n = sqlx::query(&insert)
                 .bind(s.instance_id.as_str())
                 .bind(&s.shard)
                 .bind(&s.repl_id)
@@ -484,8 +494,14 @@ impl Catalog {
                 .bind(&s.object_key)
                 .bind(i64::from(s.resumed))
                 .bind(covered)
+                .bind(holder)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+            if n == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
             let newest: Option<(String, i64, i64, i64)> = sqlx::query_as(
                 "SELECT repl_id, end_offset, tail_first_at, tail_start FROM pitr_runs \
                  WHERE instance_id = $1 AND shard = $2 \
@@ -550,8 +566,9 @@ impl Catalog {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
+            true
         });
-        Ok(())
+        Ok(held)
     }
 
     /// Says the link is at `end_offset` of `repl_id` and that everything

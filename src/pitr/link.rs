@@ -388,7 +388,19 @@ impl Link {
             blake3,
             ..row
         };
-        self.jobs.catalog.insert_pitr_segment(&row, now).await?;
+        if !self
+            .jobs
+            .catalog
+            .insert_pitr_segment(&row, now, &self.jobs.node_id)
+            .await?
+        {
+            // Another node holds the capture now: this link's object is
+            // an orphan the sweep removes, and the link stops.
+            return Err(JobFailure::new(
+                crate::model::JobError::Timeout,
+                "the capture lease went to another node; this link stops",
+            ));
+        }
         tracing::debug!(
             start = row.start_offset,
             end = row.end_offset,
