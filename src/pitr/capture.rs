@@ -64,9 +64,14 @@ pub async fn run(jobs: Arc<Jobs>, mut shutdown: watch::Receiver<bool>) {
     let mut running: HashMap<String, (tokio::task::JoinHandle<()>, Arc<AtomicBool>)> =
         HashMap::new();
     let mut tick = tokio::time::interval(TICK);
-    // Orphans are looked for every five minutes (of the test scale).
+    // Retention and the orphan sweep run beside this loop, one task per
+    // instance at a time: removing thousands of objects or listing a long
+    // log takes far longer than a lease, and this loop must renew every
+    // lease each tick. Orphans are looked for every five minutes (of the
+    // test scale).
     let sweep_every = Duration::from_millis(5 * super::scale::minute() as u64);
-    let mut last_sweep = None;
+    let mut upkeep: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut swept: HashMap<String, tokio::time::Instant> = HashMap::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -128,30 +133,54 @@ pub async fn run(jobs: Arc<Jobs>, mut shutdown: watch::Receiver<bool>) {
                 .release_pitr_lease(&p.instance_id, &jobs.node_id)
                 .await;
         }
-        let sweep = last_sweep.is_none_or(|t: tokio::time::Instant| t.elapsed() >= sweep_every);
-        if sweep {
-            last_sweep = Some(tokio::time::Instant::now());
-        }
         for p in policies
             .iter()
             .filter(|p| wanted.contains(p.instance_id.as_str()))
         {
-            if let Err(e) = super::retention::apply(&jobs, p, now).await {
-                tracing::warn!(instance = %p.instance_id, error = %e.detail, "pitr retention failed");
+            let id = p.instance_id.to_string();
+            if upkeep.get(&id).is_some_and(|h| !h.is_finished()) {
+                continue;
             }
+            let sweep = swept.get(&id).is_none_or(|t| t.elapsed() >= sweep_every);
             if sweep {
-                if let Ok(Some(inst)) = jobs.catalog.instance_any(&p.instance_id).await {
-                    if let Err(e) = super::retention::sweep_orphans(&jobs, &inst).await {
-                        tracing::warn!(instance = %p.instance_id, error = %e.detail, "pitr orphan sweep failed");
-                    }
-                }
+                swept.insert(id.clone(), tokio::time::Instant::now());
             }
+            let (jobs, p) = (Arc::clone(&jobs), p.clone());
+            upkeep.insert(id, tokio::spawn(housekeep(jobs, p, sweep)));
         }
+        // An instance no longer held: its upkeep stops (an object whose
+        // row it had removed is an orphan the next holder sweeps).
+        upkeep.retain(|id, task| {
+            let keep = wanted.contains(id);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+    }
+    for (_, task) in upkeep {
+        task.abort();
     }
     for (_, (task, stop)) in running {
         stop.store(true, Ordering::SeqCst);
         // Give links a moment to store their open segments.
         let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+    }
+}
+
+/// One pass of an instance's retention and, when `sweep`, its orphan
+/// sweep.
+async fn housekeep(jobs: Arc<Jobs>, policy: PitrPolicy, sweep: bool) {
+    if let Err(e) = super::retention::apply(&jobs, &policy, now_millis()).await {
+        tracing::warn!(instance = %policy.instance_id, error = %e.detail, "pitr retention failed");
+    }
+    if !sweep {
+        return;
+    }
+    if let Ok(Some(inst)) = jobs.catalog.instance_any(&policy.instance_id).await {
+        if let Err(e) = super::retention::sweep_orphans(&jobs, &inst).await {
+            tracing::warn!(instance = %policy.instance_id, error = %e.detail, "pitr orphan sweep failed");
+        }
     }
 }
 
