@@ -239,22 +239,6 @@ impl Catalog {
         Ok(())
     }
 
-    /// Whether `owner` holds the capture lease of `instance` now.
-    pub async fn holds_pitr_lease(
-        &self,
-        instance: &InstanceId,
-        owner: &str,
-        now: Millis,
-    ) -> Result<bool> {
-        let n: Option<(i64,)> = on_db!(&self.db, pool => sqlx::query_as(
-            "SELECT lease_until FROM pitr_leases WHERE instance_id = $1 AND owner = $2 AND lease_until >= $3")
-            .bind(instance.as_str())
-            .bind(owner)
-            .bind(now)
-            .fetch_optional(pool).await)?;
-        Ok(n.is_some())
-    }
-
     pub async fn insert_pitr_base(&self, b: &BaseRow) -> Result<()> {
         on_db!(&self.db, pool => sqlx::query(&format!(
             "INSERT INTO pitr_bases ({BASE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
