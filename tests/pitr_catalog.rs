@@ -40,6 +40,21 @@ async fn hold(c: &dcs_backup::catalog::Catalog, inst: &InstanceId) {
     assert!(c.claim_pitr_lease(inst, HOLDER, 0, i64::MAX).await.unwrap());
 }
 
+/// `(start, end, resumed)` of the instance's runs of `shard`, as kept.
+async fn shard_runs(
+    c: &dcs_backup::catalog::Catalog,
+    inst: &InstanceId,
+    shard: &str,
+) -> Vec<(i64, i64, bool)> {
+    c.pitr_runs(inst)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.shard == shard)
+        .map(|r| (r.start_offset, r.end_offset, r.resumed))
+        .collect()
+}
+
 fn base(inst: &InstanceId, shard: &str, id: &str, off: i64, taken: i64, ready: i64) -> BaseRow {
     BaseRow {
         id: format!("{shard}-{off}-{taken}"),
@@ -125,11 +140,7 @@ async fn runs_give_the_periods_segments_give() {
 
     let runs = c.pitr_runs(&inst).await.unwrap();
     // a: [0,200) r1, [200,300) r2, [300,400) resumed, [400,500) after the gap; b: one.
-    let a_runs: Vec<(i64, i64, bool)> = runs
-        .iter()
-        .filter(|r| r.shard == "a")
-        .map(|r| (r.start_offset, r.end_offset, r.resumed))
-        .collect();
+    let a_runs = shard_runs(c, &inst, "a").await;
     assert_eq!(
         a_runs,
         vec![
@@ -230,9 +241,8 @@ async fn kept_runs_equal_runs_folded_afresh() {
         );
         assert!(c.insert_pitr_segment(&b, b.last_at, HOLDER).await.unwrap());
     }
-    let runs = c.pitr_runs(&inst).await.unwrap();
-    assert_eq!(runs.iter().filter(|r| r.shard == "a").count(), 4);
-    assert_eq!(runs.iter().filter(|r| r.shard == "b").count(), 1);
+    assert_eq!(shard_runs(c, &inst, "a").await.len(), 4);
+    assert_eq!(shard_runs(c, &inst, "b").await.len(), 1);
     kept_equals_folded(c, &inst, "after inserts").await;
 
     // An idle link moves the coverage of its last segment and run.
@@ -267,14 +277,8 @@ async fn kept_runs_equal_runs_folded_afresh() {
             kept_equals_folded(c, &inst, "during retention").await;
         }
     }
-    let runs = c.pitr_runs(&inst).await.unwrap();
-    let a_runs: Vec<(i64, i64, bool)> = runs
-        .iter()
-        .filter(|r| r.shard == "a")
-        .map(|r| (r.start_offset, r.end_offset, r.resumed))
-        .collect();
     assert_eq!(
-        a_runs,
+        shard_runs(c, &inst, "a").await,
         vec![(12_000, 15_000, false), (15_300, 20_300, false)]
     );
     assert!(!c.delete_pitr_segment(&a[0]).await.unwrap(), "removed once");
@@ -282,15 +286,7 @@ async fn kept_runs_equal_runs_folded_afresh() {
     // A segment removed from inside a run splits it.
     assert!(c.delete_pitr_segment(&a[170]).await.unwrap());
     kept_equals_folded(c, &inst, "after a removal inside a run").await;
-    assert_eq!(
-        c.pitr_runs(&inst)
-            .await
-            .unwrap()
-            .iter()
-            .filter(|r| r.shard == "a")
-            .count(),
-        3
-    );
+    assert_eq!(shard_runs(c, &inst, "a").await.len(), 3);
 
     // A segment stored out of receipt order (a handover between two
     // replicas whose clocks disagree) is folded in where it belongs.
@@ -308,15 +304,7 @@ async fn kept_runs_equal_runs_folded_afresh() {
         .await
         .unwrap());
     kept_equals_folded(c, &inst, "after an out-of-order insert").await;
-    assert_eq!(
-        c.pitr_runs(&inst)
-            .await
-            .unwrap()
-            .iter()
-            .filter(|r| r.shard == "a")
-            .count(),
-        2
-    );
+    assert_eq!(shard_runs(c, &inst, "a").await.len(), 2);
 }
 
 /// Every backup a restore to a point in time reads (a cluster's shards
