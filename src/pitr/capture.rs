@@ -67,9 +67,11 @@ pub async fn run(jobs: Arc<Jobs>, mut shutdown: watch::Receiver<bool>) {
     // Retention and the orphan sweep run beside this loop, one task per
     // instance at a time: removing thousands of objects or listing a long
     // log takes far longer than a lease, and this loop must renew every
-    // lease each tick. Orphans are looked for every five minutes (of the
-    // test scale).
-    let sweep_every = Duration::from_millis(5 * super::scale::minute() as u64);
+    // lease each tick. Orphans are looked for when this node takes an
+    // instance (a holder that died may have left some) and then every hour
+    // (of the test scale): listing a week's log is ~2,400 LIST calls on
+    // S3, and an orphan costs only its storage until the next pass.
+    let sweep_every = Duration::from_millis(60 * super::scale::minute() as u64);
     let mut upkeep: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut swept: HashMap<String, tokio::time::Instant> = HashMap::new();
     loop {
@@ -154,6 +156,7 @@ pub async fn run(jobs: Arc<Jobs>, mut shutdown: watch::Receiver<bool>) {
             let keep = wanted.contains(id);
             if !keep {
                 task.abort();
+                swept.remove(id);
             }
             keep
         });
