@@ -22,7 +22,6 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::capture::store_base;
-use super::periods::chains;
 use super::replay::{self, ShardPick};
 use crate::catalog::BaseRow;
 use crate::jobs::backup::Source;
@@ -74,15 +73,13 @@ pub(super) async fn derive_base(
         .into_iter()
         .next()
         .ok_or_else(|| refuse("no base of the shard"))?;
-    let segments = jobs
-        .catalog
-        .pitr_segments_between(&inst.id, shard, base.taken_at, t)
-        .await?;
-    let chain = chains(shard, std::slice::from_ref(&base), &segments, &links)
-        .into_iter()
-        .next()
-        .ok_or_else(|| refuse("no chain from the base"))?;
-    let Some(last) = chain.segments.last() else {
+    let segments = replay::chain_to(jobs, &inst.id, &base, &links, t)
+        .await
+        .map_err(|e| match e {
+            replay::PickError::Outside => refuse("no whole chain from the base"),
+            replay::PickError::Catalog(e) => JobFailure::from(e),
+        })?;
+    let Some(last) = segments.last() else {
         return Err(refuse("no log after the newest base"));
     };
     if last.end_offset != newest.end_offset || last.repl_id != newest.repl_id {
@@ -94,7 +91,7 @@ pub(super) async fn derive_base(
     let pick = ShardPick {
         shard: shard.to_owned(),
         base: base.clone(),
-        segments: chain.segments.iter().map(|s| (*s).clone()).collect(),
+        segments,
     };
     // Every segment checked before anything runs.
     replay::verify(jobs, std::slice::from_ref(&pick), Millis::MAX).await?;

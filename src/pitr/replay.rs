@@ -76,27 +76,7 @@ pub async fn pick(
     // The chosen chains' own segments, from their bases up to T.
     let mut out = Vec::with_capacity(chosen.len());
     for base in chosen {
-        let segments = jobs
-            .catalog
-            .pitr_segments_between(source, &base.shard, base.taken_at, t)
-            .await?;
-        let chain = chains(&base.shard, std::slice::from_ref(&base), &segments, &links)
-            .into_iter()
-            .next()
-            .ok_or(PickError::Outside)?;
-        // Every segment read from the chain's first on must be the chain's:
-        // one missing in between (removed since the runs were read) would
-        // end the replay short of T.
-        if let Some(first) = chain.segments.first() {
-            let from = segments
-                .iter()
-                .position(|s| s.start_offset == first.start_offset && s.repl_id == first.repl_id)
-                .unwrap_or(0);
-            if segments.len() - from != chain.segments.len() {
-                return Err(PickError::Outside);
-            }
-        }
-        let segments = chain.segments.iter().map(|s| (*s).clone()).collect();
+        let segments = chain_to(jobs, source, &base, &links, t).await?;
         out.push(ShardPick {
             shard: base.shard.clone(),
             base,
@@ -104,6 +84,39 @@ pub async fn pick(
         });
     }
     Ok(out)
+}
+
+/// The segments of `base`'s chain from the one holding its offset to the
+/// last whose first byte was received at or before `t`, read through the
+/// time index (never the whole log).
+pub async fn chain_to(
+    jobs: &Jobs,
+    source: &InstanceId,
+    base: &BaseRow,
+    links: &[crate::catalog::LinkRow],
+    t: Millis,
+) -> Result<Vec<SegmentRow>, PickError> {
+    let segments = jobs
+        .catalog
+        .pitr_segments_between(source, &base.shard, base.taken_at, t)
+        .await?;
+    let chain = chains(&base.shard, std::slice::from_ref(base), &segments, links)
+        .into_iter()
+        .next()
+        .ok_or(PickError::Outside)?;
+    // Every segment read from the chain's first on must be the chain's:
+    // one missing in between (removed since the runs were read) would end
+    // the replay short of T.
+    if let Some(first) = chain.segments.first() {
+        let from = segments
+            .iter()
+            .position(|s| s.start_offset == first.start_offset && s.repl_id == first.repl_id)
+            .unwrap_or(0);
+        if segments.len() - from != chain.segments.len() {
+            return Err(PickError::Outside);
+        }
+    }
+    Ok(chain.segments.iter().map(|s| (*s).clone()).collect())
 }
 
 /// The backups a pick starts shards from (a capture base is not one):
