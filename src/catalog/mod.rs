@@ -14,6 +14,7 @@
 mod access;
 mod jobs;
 mod pitr;
+mod pitr_log;
 mod reads;
 mod records;
 mod schedule;
